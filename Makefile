@@ -1,0 +1,66 @@
+# Kantor: set-up, run, test. `make run` needs only the runtime; `make test` adds training.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages the runtime uses (JACK and PortAudio for live MIDI and speech).
+SYSTEM_RUNTIME := jackd2 libportaudio2 libsndfile1
+# ...and what tests, evaluation and the speech corpus use on top.
+SYSTEM_DEV := $(SYSTEM_RUNTIME) sox fluidsynth fluid-soundfont-gm
+OUT ?= out
+
+.PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
+        train-harmonizer eval-harmonizer bench-harmonizer clean
+
+run: install-runtime  ## harmonise the bundled melody into MIDI and MusicXML
+	$(BIN)/kantor harmonize -o $(OUT)/old-hundredth.mid -o $(OUT)/old-hundredth.musicxml
+
+test: install-dev  ## lint, then the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+install-runtime: venv system-runtime
+	$(BIN)/pip install -q -e .
+
+install-dev: venv system-dev
+	$(BIN)/pip install -q -e '.[train,dev]'
+
+# Debian packages are installed only as root (CI, containers); otherwise say what to run.
+define apt_install
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	else \
+	  for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo "note: Debian package $$p is missing (sudo apt-get install $$p)"; done; \
+	fi
+endef
+
+system-runtime:
+	$(call apt_install,$(SYSTEM_RUNTIME))
+
+system-dev:
+	$(call apt_install,$(SYSTEM_DEV))
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+train-harmonizer: install-dev  ## the default chorale model (~30 min on 2 CPU cores)
+	$(BIN)/kantor train harmonizer --out .cache/models/chorale
+
+eval-harmonizer: install-dev
+	$(BIN)/kantor eval harmonizer -o benchmarks/results/harmonizer-eval.json
+
+bench-harmonizer: install-dev
+	$(BIN)/python benchmarks/harmonizer_speed.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

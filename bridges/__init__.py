@@ -1,0 +1,1 @@
+"""The outside world: score files, MIDI ports, audio devices, the CLI."""

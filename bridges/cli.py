@@ -1,0 +1,199 @@
+"""The ``kantor`` command.
+
+    kantor harmonize [MELODY] [-o OUT ...]   melody (MIDI/MusicXML) -> 4-voice MIDI/MusicXML
+    kantor eval harmonizer [-o results.json] score the shipped model on held-out chorales
+    kantor train harmonizer [--preset tiny]  train, export to ONNX, write model cards
+
+Training imports torch lazily (``pip install kantor[train]``); everything else runs on the
+runtime alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from kantor.engine.models import ASSETS, ModelError
+
+log = logging.getLogger("kantor")
+
+BUNDLED_MELODY = ASSETS / "melodies" / "old-hundredth.musicxml"
+
+
+class CliError(Exception):
+    """A problem to report in one line with a non-zero exit status."""
+
+
+def _settings_from(args: argparse.Namespace):
+    from kantor.engine.chorale.gibbs import GibbsSettings
+
+    settings = GibbsSettings(seed=args.seed)
+    if args.iterations is not None:
+        settings.iterations = args.iterations
+    if args.temperature is not None:
+        settings.temperature_end = args.temperature
+    if args.chains is not None:
+        settings.chains = args.chains
+    if args.rule_weight is not None:
+        settings.rule_weight = args.rule_weight
+    if settings.iterations < 1 or settings.chains < 1:
+        raise CliError("--iterations and --chains must be at least 1")
+    if settings.temperature_end <= 0:
+        raise CliError("--temperature must be above 0")
+    return settings
+
+
+def cmd_harmonize(args: argparse.Namespace) -> int:
+    from kantor.bridges.scorefiles import ScoreFileError, read_melody, write_harmonisation
+    from kantor.engine.chorale.gibbs import ChoraleSampler
+    from kantor.engine.chorale.melody import (
+        MelodyError,
+        fit_soprano_range,
+        harmonize_melody,
+        parse_fixed_note,
+    )
+
+    melody_path = Path(args.melody) if args.melody else BUNDLED_MELODY
+    if not args.melody:
+        print(f"no melody given: harmonising the bundled one ({melody_path.name})")
+    outputs = [Path(o) for o in args.output] or [
+        Path(f"{melody_path.stem}-harmonized.mid"), Path(f"{melody_path.stem}-harmonized.musicxml")]
+    for out in outputs:
+        if out.suffix.lower() not in (".mid", ".midi", ".musicxml", ".xml"):
+            raise CliError(f"{out}: the output must end in .mid or .musicxml")
+    try:
+        melody = read_melody(melody_path)
+        fixed = [parse_fixed_note(text) for text in args.fix]
+        if args.key is not None:
+            melody.key_sharps = args.key
+        if args.no_fermatas:
+            melody.fermatas = None
+        melody = fit_soprano_range(melody)
+        for warning in melody.warnings:
+            log.warning("%s", warning)
+        settings = _settings_from(args)
+        sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
+        result = harmonize_melody(sampler, melody, fixed, settings)
+        for out in outputs:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_harmonisation(result.raw, melody, out)
+    except (ScoreFileError, MelodyError, ModelError) as error:
+        raise CliError(str(error)) from None
+    bars = melody.n_steps / melody.steps_per_bar
+    print(f"harmonised {bars:.1f} bars in {result.seconds:.2f} s "
+          f"({settings.iterations} iterations, {settings.chains} chains, seed {settings.seed}); "
+          f"rule breaks: {result.violations}")
+    for out in outputs:
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_eval_harmonizer(args: argparse.Namespace) -> int:
+    from kantor.engine.chorale.gibbs import ChoraleSampler
+    from kantor.export.chorale.corpus import load_corpus
+    from kantor.export.chorale.evaluate import evaluate
+
+    sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
+    report = evaluate(sampler, load_corpus(), _settings_from(args), split=args.split,
+                      limit=args.limit)
+    text = json.dumps(report, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        print(f"wrote {args.output}")
+    summary = {name: {k: round(v * 100, 2) for k, v in y["rates"].items()}
+               for name, y in report["yardstick"].items()}
+    print(json.dumps({"model": report["model"], "rates_percent": summary}, indent=2))
+    return 0
+
+
+def cmd_train_harmonizer(args: argparse.Namespace) -> int:
+    try:
+        from kantor.export.chorale.pipeline import train_and_export
+    except ImportError as error:
+        raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
+                       f"{error}") from None
+    paths = train_and_export(args.preset, Path(args.run_dir), Path(args.out),
+                             eval_limit=args.eval_limit)
+    for path in paths:
+        print(f"wrote {path} (+ card {path.with_suffix('.json').name})")
+    return 0
+
+
+def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--iterations", type=int, help="Gibbs sweeps (default 40)")
+    group.add_argument("--temperature", type=float,
+                       help="final sampling temperature; lower is safer, higher more "
+                            "adventurous (default 0.2)")
+    group.add_argument("--chains", type=int, help="chains sampled side by side; the most "
+                                                  "likely wins (default 4)")
+    group.add_argument("--rule-weight", type=float,
+                       help="nats charged per voice-leading rule broken (default 4; 0 = off)")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--assets", help="folder with chorale-*.onnx models and their cards")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kantor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    harmonize = commands.add_parser("harmonize", help="harmonise a melody in four voices")
+    harmonize.add_argument("melody", nargs="?",
+                           help="melody file (.mid or .musicxml); default: a bundled hymn tune")
+    harmonize.add_argument("-o", "--output", action="append", default=[],
+                           help="output file, .mid or .musicxml (repeatable)")
+    harmonize.add_argument("--fix", action="append", default=[], metavar="VOICE@BEAT=PITCH",
+                           help="pin a note, e.g. bass@1=G2 or alto@3.5=D4:2 (beats from 1, "
+                                "optional length in beats); repeatable")
+    harmonize.add_argument("--key", type=int, help="key signature in sharps (negative for "
+                                                   "flats), overriding the file's")
+    harmonize.add_argument("--no-fermatas", action="store_true",
+                           help="ignore fermatas (from the file or guessed at long notes)")
+    _add_sampling_options(harmonize)
+    harmonize.set_defaults(handler=cmd_harmonize)
+
+    evaluate = commands.add_parser("eval", help="evaluate a model on held-out data")
+    evaluate.add_argument("what", choices=["harmonizer"])
+    evaluate.add_argument("-o", "--output", help="write the JSON report here")
+    evaluate.add_argument("--split", default="test", choices=["test", "valid"])
+    evaluate.add_argument("--limit", type=int, help="only the first N chorales")
+    _add_sampling_options(evaluate)
+    evaluate.set_defaults(handler=cmd_eval_harmonizer)
+
+    train = commands.add_parser("train", help="train a model and export it to ONNX")
+    train.add_argument("what", choices=["harmonizer"])
+    train.add_argument("--preset", default="default", choices=["default", "tiny"])
+    train.add_argument("--run-dir", default=".cache/runs/chorale",
+                       help="checkpoints (a run resumes from here)")
+    train.add_argument("--out", default=".cache/models/chorale",
+                       help="where the ONNX models and cards go")
+    train.add_argument("--eval-limit", type=int,
+                       help="score only the first N test chorales for the card")
+    train.set_defaults(handler=cmd_train_harmonizer)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s: %(message)s")
+    started = time.perf_counter()
+    try:
+        return args.handler(args)
+    except CliError as error:
+        print(f"kantor: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kantor: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        log.debug("done in %.2f s", time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Kantor runtime: ONNX Runtime sessions, samplers and kernels. Never imports torch."""

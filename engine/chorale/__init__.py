@@ -1,0 +1,1 @@
+"""Chorale harmonisation: encoding, pseudo-Gibbs sampling."""

@@ -1,0 +1,275 @@
+"""Offline harmonisation by pseudo-Gibbs sampling (DeepBach), with steering.
+
+The four voice networks each give a voice's token at a step given everything else. The
+sampler starts from a rough draft and repeatedly redraws a random share of the free
+steps of one voice at a time, in one batched ONNX Runtime call per voice. Temperature
+and the share redrawn anneal from exploring to settling. Two kinds of steering:
+
+* **fixed notes**: any step of any voice can be pinned (the soprano is, by default);
+  fermatas and the key are metadata the networks read.
+* **rules**: every candidate token is charged ``rule_weight`` nats per voice-leading
+  rule it would break with the notes around it (:mod:`kantor.engine.chorale.rules`),
+  and notes outside a voice's range are not drawn at all.
+
+Several chains run side by side in the same calls; the one the networks find most
+likely (fewest rule breaks first) is returned. Everything is seeded: the same inputs,
+settings and seed give the same harmonisation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kantor.engine.chorale.encoding import (
+    END,
+    FIRST_PITCH_TOKEN,
+    HOLD,
+    HOLD_PITCH,
+    MASK,
+    REST,
+    REST_PITCH,
+    START,
+    TEXTBOOK_RANGES,
+    VOICES,
+    VoiceVocabulary,
+    pad_for_windows,
+    sounding_pitches,
+    tokens_to_raw,
+)
+from kantor.engine.chorale.rules import (
+    candidate_incomplete_chords,
+    candidate_violations,
+    voice_leading_report,
+)
+from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
+
+log = logging.getLogger(__name__)
+
+MODEL_STEM = "chorale-{voice}"
+
+
+@dataclass
+class GibbsSettings:
+    """How the sampler searches. Defaults are tuned on the validation chorales."""
+
+    iterations: int = 40  # sweeps; each redraws a share of every free voice's steps
+    temperature_start: float = 1.0
+    temperature_end: float = 0.2
+    share_start: float = 0.5  # share of a voice's free steps redrawn per sweep
+    share_end: float = 0.1
+    rule_weight: float = 4.0  # nats charged per broken voice-leading rule; 0 turns off
+    chord_weight: float = 1.0  # nats charged for leaving a chord on a beat incomplete
+    chains: int = 4  # independent chains; the most likely is returned
+    seed: int = 0
+    ranges: tuple[tuple[int, int], ...] = TEXTBOOK_RANGES  # MIDI, per voice
+
+    def temperature(self, progress: float) -> float:
+        """Geometric annealing from start to end as ``progress`` goes 0 -> 1."""
+        return self.temperature_start * (self.temperature_end / self.temperature_start) ** progress
+
+    def share(self, progress: float) -> float:
+        return self.share_start + (self.share_end - self.share_start) * progress
+
+
+@dataclass
+class Harmonisation:
+    """A result: raw pitches ``int16 [4, T]`` and how it was found."""
+
+    raw: np.ndarray
+    log_likelihood: float  # pseudo-log-likelihood of the free tokens, nats
+    violations: int
+    seconds: float
+    chain_scores: list[tuple[int, float]] = field(default_factory=list)
+
+
+class ChoraleSampler:
+    """The four voice networks and what it takes to sample from them."""
+
+    def __init__(self, models: list[OnnxModel]) -> None:
+        if len(models) != len(VOICES):
+            raise ModelError(f"need {len(VOICES)} voice models, got {len(models)}")
+        self.models = models
+        card = models[0].card
+        self.context = int(card["context"])
+        self.vocabularies = [VoiceVocabulary(**{k: m.card["vocabulary"][k]
+                                                for k in ("voice", "low", "high")})
+                             for m in models]
+        self._token_pitches = [v.token_pitches() for v in self.vocabularies]
+
+    @classmethod
+    def load(cls, assets: Path = ASSETS, threads: int = 1) -> ChoraleSampler:
+        """Load and verify the shipped (or given) voice models."""
+        return cls([load_model(Path(assets) / f"{MODEL_STEM.format(voice=v)}.onnx", threads)
+                    for v in VOICES])
+
+    # ----------------------------------------------------------------- network calls
+    def logits(self, voice: int, tokens: np.ndarray, meta: np.ndarray) -> np.ndarray:
+        """Raw logits ``float32 [B, vocab]`` for ``tokens [B, 4, W]`` and ``meta [B, W, 4]``."""
+        return self.models[voice].run({"tokens": tokens, "meta": meta})[0]
+
+    def _windows(self, padded: np.ndarray, padded_meta: np.ndarray, chains: np.ndarray,
+                 positions: np.ndarray, voice: int) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.arange(2 * self.context + 1)
+        idx = positions[:, None] + offsets[None, :]
+        windows = padded[chains[:, None, None], np.arange(4)[None, :, None], idx[:, None, :]]
+        windows[:, voice, self.context] = MASK
+        return windows, padded_meta[idx]
+
+    # ----------------------------------------------------------------- sampling
+    def harmonize(self, notes: np.ndarray, fixed: np.ndarray, meta: np.ndarray,
+                  settings: GibbsSettings | None = None) -> Harmonisation:
+        """Fill the free steps of ``notes`` (raw pitches ``[4, T]``; only steps where
+        ``fixed [4, T]`` is True are read) given metadata ``meta [T, 4]``."""
+        settings = settings or GibbsSettings()
+        started = time.perf_counter()
+        rng = np.random.default_rng(settings.seed)
+        n_steps = notes.shape[1]
+        if n_steps == 0:
+            raise ValueError("nothing to harmonise: the piece has no steps")
+        chains = max(1, settings.chains)
+        fixed = np.asarray(fixed, dtype=bool)
+        tokens = np.stack([self._draft(notes, fixed, rng) for _ in range(chains)])
+        c = self.context
+        padded = np.stack([pad_for_windows(t, meta, c)[0] for t in tokens])
+        padded_meta = pad_for_windows(tokens[0], meta, c)[1]
+        allowed = self._allowed_tokens(settings)
+        free_voices = [v for v in range(4) if not fixed[v].all()]
+        chain_ids = np.arange(chains)
+
+        for it in range(settings.iterations):
+            progress = it / max(settings.iterations - 1, 1)
+            temperature = settings.temperature(progress)
+            share = settings.share(progress)
+            for voice in rng.permutation(free_voices):
+                free = np.flatnonzero(~fixed[voice])
+                picks = [free[rng.random(free.size) < share] for _ in chain_ids]
+                picks = [p if p.size else free[rng.integers(free.size)][None] for p in picks]
+                which = np.concatenate([np.full(p.size, k) for k, p in enumerate(picks)])
+                positions = np.concatenate(picks)
+                scores = self._scores(padded, padded_meta, which, positions, voice,
+                                      allowed[voice], settings)
+                choice = _sample(scores / temperature, rng)
+                padded[which, voice, positions + c] = choice
+
+        final = padded[:, :, c:c + n_steps]
+        scored = []
+        for k in chain_ids:
+            raw = tokens_to_raw(final[k], self.vocabularies)
+            report = voice_leading_report(raw, meta)
+            breaks = sum(report[r] for r in ("parallel_fifths", "parallel_octaves",
+                                             "crossing", "spacing", "out_of_range"))
+            scored.append((breaks, self._pseudo_log_likelihood(padded[k], padded_meta, fixed)))
+        best = min(chain_ids, key=lambda k: (scored[k][0], -scored[k][1]))
+        raw = tokens_to_raw(final[best], self.vocabularies)
+        raw[fixed] = notes[fixed]
+        return Harmonisation(raw=raw, log_likelihood=scored[best][1],
+                             violations=scored[best][0],
+                             seconds=time.perf_counter() - started, chain_scores=scored)
+
+    def _draft(self, notes: np.ndarray, fixed: np.ndarray, rng: np.random.Generator
+               ) -> np.ndarray:
+        """Starting tokens: fixed notes as given; free voices follow the rhythm of the
+        fixed soprano (or quarters) with random pitches in range."""
+        n_steps = notes.shape[1]
+        rhythm_source = notes[0] if fixed[0].all() else None
+        tokens = np.empty((4, n_steps), dtype=np.int64)
+        for v, vocab in enumerate(self.vocabularies):
+            low, high = max(vocab.low, TEXTBOOK_RANGES[v][0]), min(vocab.high,
+                                                                  TEXTBOOK_RANGES[v][1])
+            if rhythm_source is not None:
+                onset = rhythm_source != HOLD_PITCH
+                rest = rhythm_source == REST_PITCH
+            else:
+                onset = np.arange(n_steps) % 4 == 0
+                rest = np.zeros(n_steps, dtype=bool)
+            pitches = rng.integers(low, high + 1, n_steps)
+            row = np.where(onset, FIRST_PITCH_TOKEN + pitches - vocab.low, HOLD)
+            row[rest & onset] = REST
+            row[0] = row[0] if row[0] != HOLD else FIRST_PITCH_TOKEN + pitches[0] - vocab.low
+            keep = fixed[v]
+            if keep.any():
+                given = notes[v][keep].astype(np.int64)
+                row[keep] = np.where(given == HOLD_PITCH, HOLD, np.where(
+                    given == REST_PITCH, REST, FIRST_PITCH_TOKEN + given - vocab.low))
+            tokens[v] = row
+        return tokens
+
+    def _allowed_tokens(self, settings: GibbsSettings) -> list[np.ndarray]:
+        """Per voice, the tokens the sampler may draw: rest, hold and pitches in range."""
+        allowed = []
+        for v, pitches in enumerate(self._token_pitches):
+            low, high = settings.ranges[v]
+            ok = (pitches >= low) & (pitches <= high)
+            ok[[REST, HOLD]] = True
+            ok[[START, END, MASK]] = False
+            allowed.append(ok)
+        return allowed
+
+    def _scores(self, padded: np.ndarray, padded_meta: np.ndarray, which: np.ndarray,
+                positions: np.ndarray, voice: int, allowed: np.ndarray,
+                settings: GibbsSettings) -> np.ndarray:
+        """Log-probabilities minus rule charges for every token, ``[B, vocab]``."""
+        windows, meta = self._windows(padded, padded_meta, which, positions, voice)
+        scores = _log_softmax(self.logits(voice, windows, meta))
+        scores[:, ~allowed] = -np.inf
+        scores[positions == 0, HOLD] = -np.inf  # a piece cannot start with a hold
+        if settings.rule_weight > 0 or settings.chord_weight > 0:
+            on_beat = padded_meta[positions + self.context, 0] == 0
+            scores -= self._charges(padded, which, positions, voice, on_beat, settings)
+        return scores
+
+    def _charges(self, padded: np.ndarray, which: np.ndarray, positions: np.ndarray,
+                 voice: int, on_beat: np.ndarray, settings: GibbsSettings) -> np.ndarray:
+        """Rule charges in nats for every candidate token, ``float32 [B, vocab]``."""
+        c = self.context
+        n_steps = padded.shape[2] - 2 * c
+        out = np.zeros((positions.size, self.vocabularies[voice].size), dtype=np.float32)
+        is_hold = np.zeros(out.shape[1], dtype=bool)
+        is_hold[HOLD] = True
+        for k in np.unique(which):
+            rows = which == k
+            raw = tokens_to_raw(padded[k, :, c:c + n_steps], self.vocabularies)
+            sounding = sounding_pitches(raw)
+            pos = positions[rows]
+            candidate = np.broadcast_to(self._token_pitches[voice], (pos.size, out.shape[1])
+                                        ).copy()
+            previous = np.where(pos > 0, sounding[voice, np.maximum(pos - 1, 0)], -1)
+            candidate[:, HOLD] = previous
+            charge = settings.rule_weight * candidate_violations(
+                raw, sounding, voice, pos, candidate, is_hold)
+            if settings.chord_weight > 0:
+                charge += settings.chord_weight * candidate_incomplete_chords(
+                    sounding, voice, pos, candidate, on_beat[rows])
+            out[rows] = charge
+        return out
+
+    def _pseudo_log_likelihood(self, padded: np.ndarray, padded_meta: np.ndarray,
+                               fixed: np.ndarray) -> float:
+        """Sum over free steps of log p(token | everything else), nats."""
+        c = self.context
+        total = 0.0
+        for v in range(4):
+            positions = np.flatnonzero(~fixed[v])
+            if positions.size == 0:
+                continue
+            which = np.zeros(positions.size, dtype=np.int64)
+            windows, meta = self._windows(padded[None], padded_meta, which, positions, v)
+            logp = _log_softmax(self.logits(v, windows, meta))
+            total += float(logp[np.arange(positions.size), padded[v, positions + c]].sum())
+        return total
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _sample(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row from softmax(scores) (Gumbel-max, -inf scores never drawn)."""
+    gumbel = -np.log(-np.log(rng.random(scores.shape) + 1e-12) + 1e-12)
+    return np.argmax(scores + gumbel, axis=-1)

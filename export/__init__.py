@@ -1,0 +1,1 @@
+"""Offline side: datasets, PyTorch models, training, ONNX export, evaluation."""

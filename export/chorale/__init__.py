@@ -1,0 +1,1 @@
+"""Chorale corpus, DeepBach voice networks, training and export."""

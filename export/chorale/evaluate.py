@@ -1,0 +1,98 @@
+"""Score the harmoniser on the held-out test chorales, through the shipped runtime.
+
+* model: negative log-likelihood per token (nats) and accuracy, per voice, of Bach's
+  own notes under the ONNX voice networks (every step, original key);
+* yardstick: the voice-leading report (:mod:`kantor.engine.chorale.rules`) of the
+  harmonisations Kantor makes from each test soprano, side by side with Bach's own
+  settings of the same chorales and with the rule-based baseline.
+
+``kantor eval harmonizer -o results.json`` runs it.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import asdict
+
+import numpy as np
+from tqdm import tqdm
+
+from kantor.engine.chorale.encoding import VOICES, pad_for_windows, raw_to_tokens
+from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
+from kantor.engine.chorale.rules import rates, voice_leading_report
+from kantor.export.chorale.baseline import harmonize_by_rules
+from kantor.export.chorale.corpus import Chorale, ChoraleCorpus
+
+
+def model_nll(sampler: ChoraleSampler, chorales: list[Chorale], batch: int = 2048) -> dict:
+    """Per-voice mean NLL (nats/token) and accuracy of the given chorales' own tokens."""
+    nll = np.zeros(4)
+    correct = np.zeros(4)
+    count = 0
+    c = sampler.context
+    for chorale in chorales:
+        tokens = raw_to_tokens(chorale.raw, sampler.vocabularies)
+        padded, padded_meta = pad_for_windows(tokens, chorale.meta, c)
+        n_steps = tokens.shape[1]
+        count += n_steps
+        for v in range(4):
+            for i in range(0, n_steps, batch):
+                positions = np.arange(i, min(i + batch, n_steps))
+                windows, meta = sampler._windows(padded[None], padded_meta,
+                                                 np.zeros(positions.size, dtype=np.int64),
+                                                 positions, v)
+                logits = sampler.logits(v, windows, meta).astype(np.float64)
+                logits -= logits.max(1, keepdims=True)
+                logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+                target = tokens[v, positions]
+                nll[v] -= logp[np.arange(positions.size), target].sum()
+                correct[v] += (logits.argmax(1) == target).sum()
+    return {voice: {"nll_per_token": float(nll[v] / count), "accuracy": float(correct[v] / count)}
+            for v, voice in enumerate(VOICES)} | {"tokens_per_voice": count}
+
+
+def _summarise(counts: collections.Counter) -> dict:
+    return {"counts": dict(counts), "rates": rates(counts)}
+
+
+def yardstick(sampler: ChoraleSampler, chorales: list[Chorale], settings: GibbsSettings,
+              with_baseline: bool = True, progress: bool = True) -> dict:
+    """Voice-leading report of Kantor's, Bach's and the baseline's harmonisations."""
+    totals = {"kantor": collections.Counter(), "bach": collections.Counter()}
+    if with_baseline:
+        totals["rule_baseline"] = collections.Counter()
+    soprano_exact = 0
+    seconds = []
+    for chorale in tqdm(chorales, desc="harmonising test sopranos", disable=not progress):
+        fixed = np.zeros(chorale.raw.shape, dtype=bool)
+        fixed[0] = True
+        result = sampler.harmonize(chorale.raw, fixed, chorale.meta, settings)
+        seconds.append(result.seconds)
+        soprano_exact += bool(np.array_equal(result.raw[0], chorale.raw[0]))
+        totals["kantor"].update(voice_leading_report(result.raw, chorale.meta))
+        totals["bach"].update(voice_leading_report(chorale.raw, chorale.meta))
+        if with_baseline:
+            baseline = harmonize_by_rules(chorale.raw[0], chorale.meta)
+            totals["rule_baseline"].update(voice_leading_report(baseline, chorale.meta))
+    report = {name: _summarise(c) for name, c in totals.items()}
+    report["kantor"]["soprano_reproduced"] = f"{soprano_exact}/{len(chorales)}"
+    report["kantor"]["seconds_per_chorale"] = {"mean": float(np.mean(seconds)),
+                                               "max": float(np.max(seconds))}
+    return report
+
+
+def evaluate(sampler: ChoraleSampler, corpus: ChoraleCorpus, settings: GibbsSettings,
+             split: str = "test", limit: int | None = None, with_baseline: bool = True) -> dict:
+    """The whole evaluation as one JSON-ready dict."""
+    chorales = corpus.split(split)[:limit]
+    started = time.perf_counter()
+    settings_json = asdict(settings)
+    return {
+        "split": split,
+        "chorales": [c.name for c in chorales],
+        "settings": settings_json,
+        "model": model_nll(sampler, chorales),
+        "yardstick": yardstick(sampler, chorales, settings, with_baseline),
+        "seconds": time.perf_counter() - started,
+    }

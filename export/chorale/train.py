@@ -1,0 +1,230 @@
+"""Train the four DeepBach voice networks: ``kantor train harmonizer [--preset tiny]``.
+
+Every epoch visits each step of each training chorale once, in a random transposition
+that keeps all voices in range. Checkpoints go to the run folder after each epoch (the
+best by validation loss is kept apart) and a run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from kantor.engine.chorale.encoding import pad_for_windows, raw_to_tokens
+from kantor.export.chorale.corpus import (
+    Chorale,
+    ChoraleCorpus,
+    load_corpus,
+    transposed,
+    transpositions,
+)
+from kantor.export.chorale.model import ChoraleModel, VoiceNetConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (saved beside its checkpoints)."""
+
+    net: VoiceNetConfig = field(default_factory=VoiceNetConfig)
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.0
+    context_noise: float = 0.05  # share of context tokens replaced at random
+    seed: int = 0
+    corpus_limit: int | None = None  # parse only the first N corpus files (tests)
+    threads: int = 2
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(),
+    # Seconds on a CPU: proves the pipeline, not the music.
+    "tiny": TrainConfig(net=VoiceNetConfig(context=4, token_embed=4, step_dim=8, hidden=16,
+                                           dropout=0.0),
+                        epochs=1, batch_size=64, corpus_limit=12),
+}
+
+
+class WindowData:
+    """Every version (chorale x transposition) padded and laid end to end, so a batch of
+    windows is one fancy-indexing gather."""
+
+    def __init__(self, chorales: list[Chorale], corpus: ChoraleCorpus, context: int,
+                 transpose: bool) -> None:
+        self.context = context
+        token_rows, meta_rows, self.versions_of = [], [], []
+        self.version_start, self.version_length = [], []
+        offset = 0
+        for chorale in chorales:
+            shifts = transpositions(chorale, corpus.vocabularies) if transpose else [0]
+            versions = []
+            for k in shifts:
+                version = transposed(chorale, k)
+                tokens = raw_to_tokens(version.raw, corpus.vocabularies)
+                padded, meta = pad_for_windows(tokens, version.meta, context)
+                token_rows.append(padded)
+                meta_rows.append(meta)
+                versions.append(len(self.version_start))
+                self.version_start.append(offset)
+                self.version_length.append(tokens.shape[1])
+                offset += padded.shape[1]
+            self.versions_of.append(versions)
+        self.tokens = np.concatenate(token_rows, axis=1)
+        self.meta = np.concatenate(meta_rows, axis=0)
+        self.version_start = np.asarray(self.version_start)
+        self.version_length = np.asarray(self.version_length)
+
+    def epoch_positions(self, rng: np.random.Generator) -> np.ndarray:
+        """Window starts for one epoch: every step of every chorale, each chorale in one
+        random transposition, shuffled."""
+        starts = []
+        for versions in self.versions_of:
+            v = versions[rng.integers(len(versions))] if len(versions) > 1 else versions[0]
+            starts.append(self.version_start[v] + np.arange(self.version_length[v]))
+        starts = np.concatenate(starts)
+        return starts[rng.permutation(starts.size)]
+
+    def all_positions(self) -> np.ndarray:
+        """Every step of the first version of each chorale (evaluation)."""
+        return np.concatenate([self.version_start[v[0]] + np.arange(self.version_length[v[0]])
+                               for v in self.versions_of])
+
+    def batch(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(tokens [B, 4, W], meta [B, W, 4], targets [B, 4]) for windows at ``starts``."""
+        idx = starts[:, None] + np.arange(2 * self.context + 1)[None, :]
+        tokens = self.tokens[:, idx].transpose(1, 0, 2)
+        meta = self.meta[idx]
+        targets = tokens[:, :, self.context]
+        return torch.from_numpy(tokens.copy()), torch.from_numpy(meta), torch.from_numpy(
+            targets.copy())
+
+
+def corrupt_context(tokens: torch.Tensor, vocab_sizes: list[int], share: float,
+                    context: int, generator: torch.Generator) -> torch.Tensor:
+    """Replace a random ``share`` of the window's musical tokens by random ones, so the
+    networks learn to cope with the imperfect neighbours Gibbs sampling starts from."""
+    if share <= 0:
+        return tokens
+    from kantor.engine.chorale.encoding import REST
+
+    noisy = tokens.clone()
+    for v, size in enumerate(vocab_sizes):
+        row = noisy[:, v]
+        hit = (torch.rand(row.shape, generator=generator) < share) & (row >= REST)
+        hit[:, context] = False  # the target stays true
+        random_tokens = torch.randint(REST, size, row.shape, generator=generator)
+        row[hit] = random_tokens[hit]
+    return noisy
+
+
+@torch.no_grad()
+def evaluate_nll(model: ChoraleModel, data: WindowData, batch_size: int = 1024
+                 ) -> tuple[list[float], list[float]]:
+    """Mean negative log-likelihood (nats/token) and accuracy per voice over every step."""
+    model.eval()
+    loss = nn.CrossEntropyLoss(reduction="sum")
+    starts = data.all_positions()
+    nll = np.zeros(4)
+    correct = np.zeros(4)
+    for i in range(0, starts.size, batch_size):
+        tokens, meta, targets = data.batch(starts[i:i + batch_size])
+        for v, logits in enumerate(model(tokens, meta)):
+            nll[v] += float(loss(logits, targets[:, v]))
+            correct[v] += float((logits.argmax(1) == targets[:, v]).sum())
+    return (nll / starts.size).tolist(), (correct / starts.size).tolist()
+
+
+def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = None
+          ) -> tuple[ChoraleModel, dict]:
+    """Train (or resume) a run in ``run_dir``; returns the best model and its history."""
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    corpus = corpus or load_corpus(limit=config.corpus_limit)
+    vocab_sizes = [v.size for v in corpus.vocabularies]
+    train_data = WindowData(corpus.split("train"), corpus, config.net.context, transpose=True)
+    valid_set = corpus.split("valid") or corpus.split("train")[:2]
+    valid_data = WindowData(valid_set, corpus, config.net.context, transpose=False)
+    model = ChoraleModel(vocab_sizes, config.net)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(train_data.all_positions().size / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=config.learning_rate, total_steps=max(total_steps, 1),
+        pct_start=0.1)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2))
+    last = run_dir / "last.pt"
+    history: dict = {"epochs": [], "best_epoch": None, "best_valid_nll": math.inf}
+    first_epoch = 0
+    if last.exists():
+        state = torch.load(last, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        history = state["history"]
+        rng.bit_generator.state = state["rng"]
+        generator.set_state(state["torch_rng"])
+        first_epoch = state["epoch"] + 1
+        log.info("resuming %s at epoch %d", run_dir, first_epoch)
+
+    for epoch in range(first_epoch, config.epochs):
+        model.train()
+        started = time.perf_counter()
+        starts = train_data.epoch_positions(rng)
+        running = 0.0
+        bar = tqdm(range(0, starts.size, config.batch_size), desc=f"epoch {epoch + 1}/"
+                   f"{config.epochs}", unit="batch", leave=False)
+        for n, i in enumerate(bar):
+            tokens, meta, targets = train_data.batch(starts[i:i + config.batch_size])
+            tokens = corrupt_context(tokens, vocab_sizes, config.context_noise,
+                                     config.net.context, generator)
+            logits = model(tokens, meta)
+            loss = sum(loss_fn(lg, targets[:, v]) for v, lg in enumerate(logits))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if schedule.last_epoch + 1 < schedule.total_steps:
+                schedule.step()
+            loss_value = loss.item()
+            running = 0.98 * running + 0.02 * loss_value if n else loss_value
+            bar.set_postfix(loss=f"{running / 4:.3f}")
+        valid_nll, valid_acc = evaluate_nll(model, valid_data)
+        mean_nll = float(np.mean(valid_nll))
+        entry = {"epoch": epoch + 1, "train_loss": running / 4, "valid_nll": valid_nll,
+                 "valid_accuracy": valid_acc, "seconds": time.perf_counter() - started}
+        history["epochs"].append(entry)
+        if mean_nll < history["best_valid_nll"]:
+            history["best_valid_nll"] = mean_nll
+            history["best_epoch"] = epoch + 1
+            torch.save({"model": model.state_dict(), "config": config.to_json(),
+                        "vocab_sizes": vocab_sizes}, run_dir / "best.pt")
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                    "schedule": schedule.state_dict(), "history": history, "epoch": epoch,
+                    "rng": rng.bit_generator.state, "torch_rng": generator.get_state()}, last)
+        tqdm.write(f"epoch {epoch + 1}: train {running / 4:.3f}  valid nll "
+                   f"{mean_nll:.3f} acc {np.mean(valid_acc):.3f}  ({entry['seconds']:.0f} s)")
+    best = torch.load(run_dir / "best.pt", weights_only=False)
+    model.load_state_dict(best["model"])
+    model.eval()
+    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+    return model, history

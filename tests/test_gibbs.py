@@ -1,0 +1,103 @@
+"""The offline sampler with the shipped models: determinism, steering, ranges."""
+
+import numpy as np
+import pytest
+
+from kantor.engine.chorale.encoding import HOLD_PITCH, TEXTBOOK_RANGES, build_metadata
+from kantor.engine.chorale.gibbs import GibbsSettings
+from kantor.engine.chorale.melody import (
+    FixedNote,
+    Melody,
+    MelodyError,
+    harmonize_melody,
+    parse_fixed_note,
+    sampler_inputs,
+)
+from kantor.engine.chorale.rules import voice_leading_report
+
+H = HOLD_PITCH
+# "Old Hundredth", first line, as quarters with a held last note.
+LINE = [67, 67, 66, 64, 62, 67, 69, 71]
+
+
+def hymn_line() -> Melody:
+    soprano = []
+    for i, p in enumerate(LINE):
+        soprano += [p] + [H] * (7 if i in (0, len(LINE) - 1) else 3)
+    fermatas = np.zeros(len(soprano), dtype=bool)
+    fermatas[-8:] = True
+    return Melody(soprano=np.array(soprano, dtype=np.int16), key_sharps=1, fermatas=fermatas)
+
+
+FAST = GibbsSettings(iterations=12, chains=2)
+
+
+def test_same_seed_same_harmonisation(sampler):
+    a = harmonize_melody(sampler, hymn_line(), settings=GibbsSettings(seed=3, iterations=12))
+    b = harmonize_melody(sampler, hymn_line(), settings=GibbsSettings(seed=3, iterations=12))
+    c = harmonize_melody(sampler, hymn_line(), settings=GibbsSettings(seed=4, iterations=12))
+    assert np.array_equal(a.raw, b.raw)
+    assert not np.array_equal(a.raw, c.raw)
+
+
+def test_soprano_kept_and_voices_in_range(sampler):
+    melody = hymn_line()
+    result = harmonize_melody(sampler, melody, settings=FAST)
+    assert np.array_equal(result.raw[0], melody.soprano)
+    for v in range(1, 4):
+        pitches = result.raw[v][result.raw[v] >= 0]
+        assert pitches.size > 0
+        low, high = TEXTBOOK_RANGES[v]
+        assert pitches.min() >= low and pitches.max() <= high
+
+
+def test_pinned_notes_are_kept(sampler):
+    pins = [parse_fixed_note("bass@1=G2:2"), parse_fixed_note("alto@5=D4")]
+    result = harmonize_melody(sampler, hymn_line(), pins, settings=FAST)
+    assert result.raw[3, 0] == 43 and (result.raw[3, 1:8] == H).all()
+    assert result.raw[1, 16] == 62
+
+
+def test_narrow_ranges_are_respected(sampler):
+    settings = GibbsSettings(iterations=12, chains=1,
+                             ranges=((60, 81), (62, 67), (52, 60), (40, 50)))
+    result = harmonize_melody(sampler, hymn_line(), settings=settings)
+    for v, (low, high) in enumerate(settings.ranges[1:], start=1):
+        pitches = result.raw[v][result.raw[v] >= 0]
+        assert pitches.min() >= low and pitches.max() <= high
+
+
+def test_fermatas_and_key_reach_the_networks():
+    _, _, meta = sampler_inputs(hymn_line())
+    assert meta[-1, 2] == 1 and meta[0, 2] == 0
+    assert (meta[:, 3] == 1).all()
+
+
+def test_rules_steer_away_from_parallels(sampler):
+    melody = hymn_line()
+    counts = {}
+    for weight in (0.0, 6.0):
+        total = 0
+        for seed in range(3):
+            settings = GibbsSettings(iterations=20, chains=1, rule_weight=weight, seed=seed)
+            raw = harmonize_melody(sampler, melody, settings=settings).raw
+            report = voice_leading_report(raw, melody.metadata())
+            total += report["parallel_fifths"] + report["parallel_octaves"] + report["crossing"]
+        counts[weight] = total
+    assert counts[6.0] <= counts[0.0]
+    assert counts[6.0] == 0
+
+
+def test_bad_pins_and_empty_melodies_are_refused(sampler):
+    with pytest.raises(MelodyError, match="not a voice"):
+        parse_fixed_note("viola@1=C4")
+    with pytest.raises(MelodyError, match="after the melody ends"):
+        harmonize_melody(sampler, hymn_line(), [FixedNote(1, 10_000, 4, 60)])
+    with pytest.raises(MelodyError, match="no notes"):
+        harmonize_melody(sampler, Melody(soprano=np.full(8, -1, dtype=np.int16)))
+
+
+def test_metadata_grid_matches_melody():
+    melody = hymn_line()
+    assert np.array_equal(melody.metadata(), build_metadata(melody.n_steps, 0, 16,
+                                                            melody.fermatas, 1))

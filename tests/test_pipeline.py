@@ -1,0 +1,57 @@
+"""The training pipeline end to end on the tiny preset: train, export, parity, cards."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
+from kantor.engine.chorale.melody import Melody, harmonize_melody
+from kantor.export.chorale.to_onnx import PARITY_TOLERANCE
+
+pytestmark = pytest.mark.slow
+VOICE_NAMES = ("soprano", "alto", "tenor", "bass")
+
+
+def test_cards_record_parity_and_held_out_metrics(tiny_export):
+    for voice in VOICE_NAMES:
+        card = json.loads((tiny_export / "models" / f"chorale-{voice}.json").read_text())
+        metrics = card["metrics"]
+        assert metrics["onnx_parity_max_abs_logit_error"] <= PARITY_TOLERANCE
+        assert metrics["nll_per_token_nats"] > 0 and 0 <= metrics["accuracy"] <= 1
+        assert card["training"]["command"].endswith("--preset tiny")
+        assert card["inputs"]["tokens"]["shape"][1] == 4
+
+
+def test_exported_models_drive_the_sampler(tiny_export):
+    sampler = ChoraleSampler.load(tiny_export / "models")
+    soprano = np.array([67, -2, -2, -2, 69, -2, -2, -2, 71, -2, -2, -2], dtype=np.int16)
+    result = harmonize_melody(sampler, Melody(soprano=soprano, key_sharps=1),
+                              settings=GibbsSettings(iterations=3, chains=1))
+    assert np.array_equal(result.raw[0], soprano)
+
+
+def test_training_resumes_from_its_checkpoint(tiny_export, tiny_corpus):
+    from kantor.export.chorale.train import PRESETS, train
+
+    history = json.loads((tiny_export / "run" / "history.json").read_text())
+    _, resumed = train(PRESETS["tiny"], tiny_export / "run", tiny_corpus)
+    assert resumed["epochs"] == history["epochs"]  # nothing retrained
+
+
+def test_parity_check_compares_torch_and_onnx(tiny_export, tiny_corpus):
+    import torch
+
+    from kantor.export.chorale.model import ChoraleModel, VoiceNetConfig
+    from kantor.export.chorale.to_onnx import parity_error
+
+    best = torch.load(tiny_export / "run" / "best.pt", weights_only=False)
+    model = ChoraleModel(best["vocab_sizes"], VoiceNetConfig(**best["config"]["net"]))
+    model.load_state_dict(best["model"])
+    model.eval()
+    path = tiny_export / "models" / "chorale-tenor.onnx"
+    assert parity_error(model.voices[2], best["vocab_sizes"], path) <= PARITY_TOLERANCE
+    # A network that differs by a little must not pass: the check can fail.
+    with torch.no_grad():
+        model.voices[2].out.bias += 1e-2
+    assert parity_error(model.voices[2], best["vocab_sizes"], path) > PARITY_TOLERANCE

@@ -1,0 +1,73 @@
+"""Each voice-leading rule on hand-made examples."""
+
+import numpy as np
+
+from kantor.engine.chorale.encoding import HOLD_PITCH, build_metadata, sounding_pitches
+from kantor.engine.chorale.rules import candidate_violations, is_complete_chord, rates
+from kantor.engine.chorale.rules import voice_leading_report as report
+
+H = HOLD_PITCH
+
+
+def chords(*columns):
+    """Raw [4, T] from S,A,T,B tuples, one per quarter (each held for 4 steps)."""
+    raw = np.full((4, 4 * len(columns)), H, dtype=np.int16)
+    for i, column in enumerate(columns):
+        raw[:, 4 * i] = column
+    return raw
+
+
+def test_parallel_fifths_and_octaves_are_counted():
+    # C major -> D minor with soprano/bass in parallel octaves and alto/bass in fifths.
+    raw = chords((72, 67, 64, 48), (74, 69, 65, 50))
+    counts = report(raw)
+    assert counts["parallel_octaves"] == 1  # S-B: C->D at two octaves
+    assert counts["parallel_fifths"] == 1  # A-B: G/C -> A/D
+    assert counts["chord_changes"] == 1
+
+
+def test_consecutive_octaves_by_contrary_motion_count_static_voices_do_not():
+    # S C5 -> G4 down, B C3 -> G3 up: octaves by contrary motion, still consecutive.
+    assert report(chords((72, 64, 55, 48), (67, 62, 59, 55)))["parallel_octaves"] == 1
+    # soprano holds G while bass moves C -> G (octave arrives, only one voice moved)
+    assert report(chords((67, 64, 60, 48), (67, 62, 59, 43)))["parallel_fifths"] == 0
+
+
+def test_bach_like_progression_is_clean():
+    raw = chords((72, 67, 64, 48), (71, 67, 62, 55), (72, 67, 64, 48))
+    counts = report(raw)
+    assert counts["parallel_fifths"] == counts["parallel_octaves"] == 0
+    assert counts["crossing"] == counts["spacing"] == counts["overlap"] == 0
+
+
+def test_crossing_spacing_and_range():
+    counts = report(chords((60, 64, 55, 48)))  # alto above soprano
+    assert counts["crossing"] == 1
+    assert report(chords((79, 64, 55, 48)))["spacing"] == 1  # S-A a tenth + more
+    assert report(chords((84, 67, 60, 48)))["out_of_range"] == 1  # C6 soprano
+
+
+def test_hidden_octave_between_outer_voices():
+    # S leaps G4 -> C5 while B rises A2 -> C3: both move up into an octave.
+    raw = chords((67, 64, 60, 45), (72, 67, 64, 48))
+    assert report(raw)["hidden_perfect_sb"] == 1
+
+
+def test_complete_chords():
+    assert is_complete_chord(np.array([72, 67, 64, 48]))  # C major
+    assert is_complete_chord(np.array([71, 65, 62, 43]))  # G7
+    assert not is_complete_chord(np.array([72, 60, 55, 48]))  # no third
+    meta = build_metadata(8, 0, 16, None, 0)
+    counts = report(chords((72, 67, 64, 48), (72, 60, 55, 48)), meta)
+    assert counts["beat_chords"] == 2 and counts["complete_chords"] == 1
+    assert rates(counts)["complete_chords"] == 0.5
+
+
+def test_candidate_violations_flag_the_parallel_choice():
+    raw = chords((72, 67, 64, 48), (74, 69, 65, H))
+    raw[3, 4] = 50  # bass D3 under a D minor chord
+    sounding = sounding_pitches(raw)
+    candidates = np.array([[50, 53]])  # bass: D3 (octaves with S, fifths with A) vs F3
+    hold = np.zeros(2, dtype=bool)
+    found = candidate_violations(raw, sounding, 3, np.array([4]), candidates, hold)
+    assert found[0, 0] >= 2 and found[0, 1] == 0
