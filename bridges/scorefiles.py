@@ -226,8 +226,8 @@ def read_musicxml_melody(path: Path) -> Melody:
                   bar_offset_steps=(first_step + padding) % steps_per_bar,
                   key_sharps=key_sharps, fermatas=fermatas, tempo_bpm=bpm,
                   start_step=first_step, time_signature=(numerator, denominator),
-                  title=(score.metadata.title if score.metadata and score.metadata.title
-                         else path.stem), warnings=warnings)
+                  title=(score.metadata.bestTitle if score.metadata and
+                         score.metadata.bestTitle else path.stem), warnings=warnings)
 
 
 # --------------------------------------------------------------------------- writing
@@ -307,7 +307,8 @@ def write_musicxml(raw: np.ndarray, melody: Melody, path: Path) -> None:
             if start > cursor:
                 part.insert((lead_in + cursor) / STEPS_PER_QUARTER,
                             note.Rest(quarterLength=(start - cursor) / STEPS_PER_QUARTER))
-            n = note.Note(pitch, quarterLength=length / STEPS_PER_QUARTER)
+            n = note.Note(_spelled(pitch, melody.key_sharps),
+                          quarterLength=length / STEPS_PER_QUARTER)
             if v == 0 and melody.fermatas is not None and melody.fermatas[start] and (
                     start + length >= raw.shape[1] or not melody.fermatas[start + length]):
                 n.expressions.append(expressions.Fermata())
@@ -317,7 +318,20 @@ def write_musicxml(raw: np.ndarray, melody: Melody, path: Path) -> None:
             part.insert(0, note.Rest(quarterLength=lead_in / STEPS_PER_QUARTER))
         score.insert(0, part)
     score = score.makeNotation()
+    score.metadata = metadata.Metadata(title=melody.title or "Kantor harmonisation",
+                                       composer="harmonised by Kantor")
     score.write("musicxml", fp=str(path))
+
+
+def _spelled(midi: int, key_sharps: int):
+    """A pitch spelled for the key: black keys as sharps in sharp keys, flats otherwise
+    (a note built from a bare MIDI number would print a natural sign on every note)."""
+    from music21 import pitch
+
+    spelled = pitch.Pitch(midi=midi)
+    if spelled.accidental is not None and key_sharps >= 0 and spelled.accidental.alter < 0:
+        spelled = spelled.getEnharmonic()
+    return spelled
 
 
 def write_harmonisation(raw: np.ndarray, melody: Melody, path: Path) -> None:

@@ -41,11 +41,7 @@ from kantor.engine.chorale.encoding import (
     sounding_pitches,
     tokens_to_raw,
 )
-from kantor.engine.chorale.rules import (
-    candidate_incomplete_chords,
-    candidate_violations,
-    voice_leading_report,
-)
+from kantor.engine.chorale.rules import candidate_violations, voice_leading_report
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
 
 log = logging.getLogger(__name__)
@@ -63,7 +59,6 @@ class GibbsSettings:
     share_start: float = 0.5  # share of a voice's free steps redrawn per sweep
     share_end: float = 0.1
     rule_weight: float = 4.0  # nats charged per broken voice-leading rule; 0 turns off
-    chord_weight: float = 1.0  # nats charged for leaving a chord on a beat incomplete
     chains: int = 4  # independent chains; the most likely is returned
     seed: int = 0
     ranges: tuple[tuple[int, int], ...] = TEXTBOOK_RANGES  # MIDI, per voice
@@ -218,14 +213,13 @@ class ChoraleSampler:
         scores = _log_softmax(self.logits(voice, windows, meta))
         scores[:, ~allowed] = -np.inf
         scores[positions == 0, HOLD] = -np.inf  # a piece cannot start with a hold
-        if settings.rule_weight > 0 or settings.chord_weight > 0:
-            on_beat = padded_meta[positions + self.context, 0] == 0
-            scores -= self._charges(padded, which, positions, voice, on_beat, settings)
+        if settings.rule_weight > 0:
+            scores -= settings.rule_weight * self._violations(padded, which, positions, voice)
         return scores
 
-    def _charges(self, padded: np.ndarray, which: np.ndarray, positions: np.ndarray,
-                 voice: int, on_beat: np.ndarray, settings: GibbsSettings) -> np.ndarray:
-        """Rule charges in nats for every candidate token, ``float32 [B, vocab]``."""
+    def _violations(self, padded: np.ndarray, which: np.ndarray, positions: np.ndarray,
+                    voice: int) -> np.ndarray:
+        """Rules each candidate token would break, ``float32 [B, vocab]``."""
         c = self.context
         n_steps = padded.shape[2] - 2 * c
         out = np.zeros((positions.size, self.vocabularies[voice].size), dtype=np.float32)
@@ -240,12 +234,7 @@ class ChoraleSampler:
                                         ).copy()
             previous = np.where(pos > 0, sounding[voice, np.maximum(pos - 1, 0)], -1)
             candidate[:, HOLD] = previous
-            charge = settings.rule_weight * candidate_violations(
-                raw, sounding, voice, pos, candidate, is_hold)
-            if settings.chord_weight > 0:
-                charge += settings.chord_weight * candidate_incomplete_chords(
-                    sounding, voice, pos, candidate, on_beat[rows])
-            out[rows] = charge
+            out[rows] = candidate_violations(raw, sounding, voice, pos, candidate, is_hold)
         return out
 
     def _pseudo_log_likelihood(self, padded: np.ndarray, padded_meta: np.ndarray,

@@ -95,23 +95,6 @@ def _complete_chord_table() -> np.ndarray:
 COMPLETE_CHORD = _complete_chord_table()
 
 
-def candidate_incomplete_chords(sounding: np.ndarray, voice: int, positions: np.ndarray,
-                                candidate_pitch: np.ndarray, on_beat: np.ndarray
-                                ) -> np.ndarray:
-    """True where a candidate leaves the sonority on a beat incomplete: ``bool [B, V]``.
-
-    Only steps on a beat (``on_beat [B]``) where the other three voices sound count."""
-    others = [u for u in range(sounding.shape[0]) if u != voice]
-    pitches = sounding[others][:, positions]  # [3, B]
-    counted = on_beat & (pitches >= 0).all(axis=0)
-    mask = np.zeros(positions.size, dtype=np.int64)
-    for row in pitches:
-        mask |= 1 << np.where(row >= 0, row % 12, 0)
-    with_candidate = mask[:, None] | (1 << (np.maximum(candidate_pitch, 0) % 12))
-    complete = COMPLETE_CHORD[with_candidate] & (candidate_pitch >= 0)
-    return counted[:, None] & ~complete
-
-
 def sonority_steps(sounding: np.ndarray) -> np.ndarray:
     """Steps where the sounding pitches change (step 0 counts)."""
     changed = np.any(sounding[:, 1:] != sounding[:, :-1], axis=0)

@@ -25,10 +25,10 @@ class VoiceNetConfig:
     """Shape of every voice network (all four share it)."""
 
     context: int = 16  # steps each side of the predicted step (16 = one 4/4 bar)
-    token_embed: int = 24
-    step_dim: int = 48
+    token_embed: int = 32
+    step_dim: int = 64
     hidden: int = 384
-    dropout: float = 0.3
+    dropout: float = 0.2
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -37,7 +37,7 @@ class TrainConfig:
     """Everything that decides a training run (saved beside its checkpoints)."""
 
     net: VoiceNetConfig = field(default_factory=VoiceNetConfig)
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 1e-2
@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     corpus_limit: int | None = None  # parse only the first N corpus files (tests)
     threads: int = 2
+    device: str = "cpu"  # "cuda" trains on a GPU when one is lent; results match in kind
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -133,8 +134,8 @@ def corrupt_context(tokens: torch.Tensor, vocab_sizes: list[int], share: float,
 
 
 @torch.no_grad()
-def evaluate_nll(model: ChoraleModel, data: WindowData, batch_size: int = 1024
-                 ) -> tuple[list[float], list[float]]:
+def evaluate_nll(model: ChoraleModel, data: WindowData, batch_size: int = 1024,
+                 device: str = "cpu") -> tuple[list[float], list[float]]:
     """Mean negative log-likelihood (nats/token) and accuracy per voice over every step."""
     model.eval()
     loss = nn.CrossEntropyLoss(reduction="sum")
@@ -142,7 +143,7 @@ def evaluate_nll(model: ChoraleModel, data: WindowData, batch_size: int = 1024
     nll = np.zeros(4)
     correct = np.zeros(4)
     for i in range(0, starts.size, batch_size):
-        tokens, meta, targets = data.batch(starts[i:i + batch_size])
+        tokens, meta, targets = (t.to(device) for t in data.batch(starts[i:i + batch_size]))
         for v, logits in enumerate(model(tokens, meta)):
             nll[v] += float(loss(logits, targets[:, v]))
             correct[v] += float((logits.argmax(1) == targets[:, v]).sum())
@@ -161,7 +162,7 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
     train_data = WindowData(corpus.split("train"), corpus, config.net.context, transpose=True)
     valid_set = corpus.split("valid") or corpus.split("train")[:2]
     valid_data = WindowData(valid_set, corpus, config.net.context, transpose=False)
-    model = ChoraleModel(vocab_sizes, config.net)
+    model = ChoraleModel(vocab_sizes, config.net).to(config.device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(train_data.all_positions().size / config.batch_size)
@@ -172,12 +173,16 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2))
     last = run_dir / "last.pt"
+    saved = run_dir / "config.json"
+    if last.exists() and saved.exists() and json.loads(saved.read_text()) != config.to_json():
+        raise ValueError(f"{run_dir} holds a run with another configuration; "
+                         "resume it with that configuration or use a new run folder")
+    saved.write_text(json.dumps(config.to_json(), indent=2))
     history: dict = {"epochs": [], "best_epoch": None, "best_valid_nll": math.inf}
     first_epoch = 0
     if last.exists():
-        state = torch.load(last, weights_only=False)
+        state = torch.load(last, weights_only=False, map_location="cpu")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
@@ -198,6 +203,7 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
             tokens, meta, targets = train_data.batch(starts[i:i + config.batch_size])
             tokens = corrupt_context(tokens, vocab_sizes, config.context_noise,
                                      config.net.context, generator)
+            tokens, meta, targets = (t.to(config.device) for t in (tokens, meta, targets))
             logits = model(tokens, meta)
             loss = sum(loss_fn(lg, targets[:, v]) for v, lg in enumerate(logits))
             optimiser.zero_grad(set_to_none=True)
@@ -208,7 +214,7 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
             loss_value = loss.item()
             running = 0.98 * running + 0.02 * loss_value if n else loss_value
             bar.set_postfix(loss=f"{running / 4:.3f}")
-        valid_nll, valid_acc = evaluate_nll(model, valid_data)
+        valid_nll, valid_acc = evaluate_nll(model, valid_data, device=config.device)
         mean_nll = float(np.mean(valid_nll))
         entry = {"epoch": epoch + 1, "train_loss": running / 4, "valid_nll": valid_nll,
                  "valid_accuracy": valid_acc, "seconds": time.perf_counter() - started}
@@ -216,7 +222,8 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
         if mean_nll < history["best_valid_nll"]:
             history["best_valid_nll"] = mean_nll
             history["best_epoch"] = epoch + 1
-            torch.save({"model": model.state_dict(), "config": config.to_json(),
+            torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                        "config": config.to_json(),
                         "vocab_sizes": vocab_sizes}, run_dir / "best.pt")
         torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                     "schedule": schedule.state_dict(), "history": history, "epoch": epoch,
@@ -224,6 +231,7 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
         tqdm.write(f"epoch {epoch + 1}: train {running / 4:.3f}  valid nll "
                    f"{mean_nll:.3f} acc {np.mean(valid_acc):.3f}  ({entry['seconds']:.0f} s)")
     best = torch.load(run_dir / "best.pt", weights_only=False)
+    model = model.cpu()
     model.load_state_dict(best["model"])
     model.eval()
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
