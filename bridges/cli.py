@@ -52,6 +52,7 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     from kantor.engine.chorale.gibbs import ChoraleSampler
     from kantor.engine.chorale.melody import (
         MelodyError,
+        fermatas_at_beats,
         fit_soprano_range,
         harmonize_melody,
         parse_fixed_note,
@@ -70,8 +71,10 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
         fixed = [parse_fixed_note(text) for text in args.fix]
         if args.key is not None:
             melody.key_sharps = args.key
-        if args.no_fermatas:
+        if args.no_fermatas or args.fermata:
             melody.fermatas = None
+        if args.fermata:
+            melody.fermatas = fermatas_at_beats(melody, args.fermata)
         melody = fit_soprano_range(melody)
         for warning in melody.warnings:
             log.warning("%s", warning)
@@ -154,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "flats), overriding the file's")
     harmonize.add_argument("--no-fermatas", action="store_true",
                            help="ignore fermatas (from the file or guessed at long notes)")
+    harmonize.add_argument("--fermata", action="append", type=float, default=[],
+                           metavar="BEAT", help="put a fermata on the melody note sounding at "
+                           "BEAT (from 1 at the first note), replacing the file's; repeatable")
     _add_sampling_options(harmonize)
     harmonize.set_defaults(handler=cmd_harmonize)
 

@@ -101,3 +101,13 @@ def test_metadata_grid_matches_melody():
     melody = hymn_line()
     assert np.array_equal(melody.metadata(), build_metadata(melody.n_steps, 0, 16,
                                                             melody.fermatas, 1))
+
+
+def test_fermatas_at_beats_cover_the_sounding_note():
+    from kantor.engine.chorale.melody import fermatas_at_beats
+
+    melody = hymn_line()  # first note lasts 2 beats, then quarters
+    mask = fermatas_at_beats(melody, [2, 4])
+    assert mask[:8].all() and not mask[8:12].any() and mask[12:16].all()
+    with pytest.raises(MelodyError, match="outside the melody"):
+        fermatas_at_beats(melody, [99])

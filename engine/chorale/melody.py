@@ -108,6 +108,21 @@ def parse_fixed_note(text: str) -> FixedNote:
     return FixedNote(voices[voice_name.lower()], step, length, parse_pitch(pitch))
 
 
+def fermatas_at_beats(melody: Melody, beats: list[float]) -> np.ndarray:
+    """Fermata mask ``bool [T]`` covering the melody notes that sound at ``beats``
+    (quarter notes counted from 1 at the first note)."""
+    mask = np.zeros(melody.n_steps, dtype=bool)
+    onsets = np.flatnonzero(melody.soprano != HOLD_PITCH)
+    for beat in beats:
+        step = round((beat - 1) * STEPS_PER_QUARTER)
+        if not 0 <= step < melody.n_steps:
+            raise MelodyError(f"fermata at beat {beat:g} is outside the melody")
+        start = onsets[onsets <= step].max()
+        later = onsets[onsets > step]
+        mask[start:later.min() if later.size else melody.n_steps] = True
+    return mask
+
+
 def fit_soprano_range(melody: Melody, low: int = TEXTBOOK_RANGES[0][0],
                       high: int = TEXTBOOK_RANGES[0][1]) -> Melody:
     """Move the melody by whole octaves so as many notes as possible lie in the soprano
