@@ -31,6 +31,10 @@ START, END, MASK, REST, HOLD = 0, 1, 2, 3, 4
 FIRST_PITCH_TOKEN = 5
 SPECIAL_TOKENS: tuple[str, ...] = ("START", "END", "MASK", "REST", "HOLD")
 
+# The live harmoniser decides a step's voices in this order: the bass first (with the
+# soprano it frames the harmony), then the alto and the tenor fill it in.
+LIVE_DECISION_ORDER: tuple[int, ...] = (3, 1, 2)
+
 META_FIELDS: tuple[str, ...] = ("tick", "downbeat", "fermata", "key")
 META_SIZES: tuple[int, ...] = (STEPS_PER_QUARTER, 2, 2, 12)
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from kantor.engine.chorale.encoding import META_SIZES, VOICES
+from kantor.engine.chorale.encoding import LIVE_DECISION_ORDER, MASK, META_SIZES, VOICES
 
 META_EMBED_DIMS = (4, 2, 2, 8)
 
@@ -30,6 +30,42 @@ class VoiceNetConfig:
     hidden: int = 384
     dropout: float = 0.2
 
+    @property
+    def past(self) -> int:
+        return self.context
+
+    @property
+    def future(self) -> int:
+        return self.context
+
+    @property
+    def window(self) -> int:
+        return self.past + 1 + self.future
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LiveNetConfig:
+    """Shape of the live voice networks: they see ``past`` steps of every voice and the
+    soprano up to ``lookahead`` steps ahead, never the lower voices' future."""
+
+    past: int = 16
+    lookahead: int = 8  # the most lookahead a user can ask for; training varies it 0..max
+    token_embed: int = 32
+    step_dim: int = 64
+    hidden: int = 384
+    dropout: float = 0.2
+
+    @property
+    def future(self) -> int:
+        return self.lookahead
+
+    @property
+    def window(self) -> int:
+        return self.past + 1 + self.lookahead
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -37,15 +73,16 @@ class VoiceNetConfig:
 class VoiceNet(nn.Module):
     """Logits over one voice's tokens from a window of the piece.
 
-    Inputs: ``tokens int64 [B, 4, 2*context+1]`` (the voice's own centre token MASK),
-    ``meta int64 [B, 2*context+1, 4]``. Output: ``logits float32 [B, vocab]``.
+    Inputs: ``tokens int64 [B, 4, W]`` (what the voice may not see is MASK),
+    ``meta int64 [B, W, 4]``, with ``W = config.window``. Output: ``logits float32 [B, vocab]``.
     """
 
-    def __init__(self, voice: int, vocab_sizes: list[int], config: VoiceNetConfig) -> None:
+    def __init__(self, voice: int, vocab_sizes: list[int],
+                 config: VoiceNetConfig | LiveNetConfig) -> None:
         super().__init__()
         self.voice = voice
         self.config = config
-        window = 2 * config.context + 1
+        window = config.window
         self.token_embeds = nn.ModuleList(nn.Embedding(n, config.token_embed) for n in vocab_sizes)
         self.meta_embeds = nn.ModuleList(
             nn.Embedding(n, d) for n, d in zip(META_SIZES, META_EMBED_DIMS, strict=True))
@@ -75,12 +112,14 @@ class ChoraleModel(nn.Module):
     def __init__(self, vocab_sizes: list[int], config: VoiceNetConfig) -> None:
         super().__init__()
         self.config = config
+        self.predicted_voices = list(range(len(VOICES)))
         self.voices = nn.ModuleList(VoiceNet(v, vocab_sizes, config) for v in range(len(VOICES)))
 
-    def forward(self, tokens: torch.Tensor, meta: torch.Tensor) -> list[torch.Tensor]:
-        """Logits of every voice at the window centre; each net sees its own voice masked."""
-        from kantor.engine.chorale.encoding import MASK
-
+    def forward(self, tokens: torch.Tensor, meta: torch.Tensor,
+                generator: torch.Generator | None = None,
+                lookahead: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Logits of every voice at the window centre; each net sees its own voice masked.
+        (``generator`` and ``lookahead`` only matter to the live model.)"""
         centre = self.config.context
         logits = []
         for v, net in enumerate(self.voices):
@@ -88,3 +127,52 @@ class ChoraleModel(nn.Module):
             masked[:, v, centre] = MASK
             logits.append(net(masked, meta))
         return logits
+
+
+class LiveModel(nn.Module):
+    """Networks for the alto, tenor and bass that decide a step from the past, the soprano
+    up to a lookahead, and the voices already decided at that step (in
+    ``LIVE_DECISION_ORDER``).
+
+    In training the lookahead is drawn per example from 0 to the configured maximum, so
+    one set of networks serves every lookahead a user picks."""
+
+    def __init__(self, vocab_sizes: list[int], config: LiveNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.predicted_voices = list(LIVE_DECISION_ORDER)
+        self.nets = nn.ModuleDict({VOICES[v]: VoiceNet(v, vocab_sizes, config)
+                                   for v in LIVE_DECISION_ORDER})
+
+    def voice_net(self, voice: int) -> VoiceNet:
+        return self.nets[VOICES[voice]]
+
+    def forward(self, tokens: torch.Tensor, meta: torch.Tensor,
+                generator: torch.Generator | None = None,
+                lookahead: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Logits for each voice of ``predicted_voices``; ``lookahead [B]`` steps of soprano
+        are visible (random per example when None)."""
+        centre = self.config.past
+        batch, _, window = tokens.shape
+        if lookahead is None:
+            lookahead = torch.randint(0, self.config.lookahead + 1, (batch,), generator=generator)
+        lookahead = lookahead.to(tokens.device)
+        steps = torch.arange(window, device=tokens.device)
+        base = tokens.clone()
+        base[:, 1:, centre:] = MASK
+        hidden_soprano = steps[None, :] > centre + lookahead[:, None]
+        base[:, 0][hidden_soprano] = MASK
+        logits = []
+        for i, v in enumerate(LIVE_DECISION_ORDER):
+            masked = base.clone()
+            for u in LIVE_DECISION_ORDER[:i]:
+                masked[:, u, centre] = tokens[:, u, centre]
+            logits.append(self.voice_net(v)(masked, meta))
+        return logits
+
+
+def build_model(vocab_sizes: list[int], config: VoiceNetConfig | LiveNetConfig) -> nn.Module:
+    """The offline (DeepBach) or the live model for a network config."""
+    if isinstance(config, LiveNetConfig):
+        return LiveModel(vocab_sizes, config)
+    return ChoraleModel(vocab_sizes, config)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from kantor.engine.chorale.encoding import VOICES
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
 from kantor.engine.chorale.rules import rates
 from kantor.export.chorale.corpus import load_corpus
@@ -17,6 +18,9 @@ from kantor.export.chorale.to_onnx import export_voices, write_card
 from kantor.export.chorale.train import PRESETS, train
 
 log = logging.getLogger(__name__)
+
+OFFLINE_TASK = ("DeepBach voice network: the {voice}'s token at a step given the other voices "
+                "and the window around it")
 
 
 def train_and_export(preset: str, run_dir: Path, out_dir: Path,
@@ -29,7 +33,7 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     model, history = train(config, run_dir, corpus)
     train_seconds = time.perf_counter() - started
     vocab_sizes = [v.size for v in corpus.vocabularies]
-    paths, parity = export_voices(model, vocab_sizes, out_dir)
+    paths, parity = export_voices(list(model.voices), vocab_sizes, out_dir, "chorale")
     training = {"preset": preset, "config": config.to_json(),
                 "best_epoch": history["best_epoch"],
                 "best_valid_nll": history["best_valid_nll"],
@@ -37,8 +41,12 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                 "threads": config.threads, "torch": torch.__version__,
                 "command": f"kantor train harmonizer --preset {preset}"}
-    for v, path in enumerate(paths):  # provisional cards so the runtime can load them
-        write_card(path, v, model, corpus, {}, training)
+    def card(v: int, metrics: dict) -> None:
+        write_card(paths[v], model.voices[v], corpus, metrics, training, task=OFFLINE_TASK
+                   .format(voice=VOICES[v]), shape={"context": config.net.context})
+
+    for v in range(len(paths)):  # provisional cards so the runtime can load the files
+        card(v, {})
     sampler = ChoraleSampler.load(out_dir)
     test = corpus.split("test") or corpus.split("valid") or corpus.split("train")[:2]
     nll = model_nll(sampler, test)
@@ -46,7 +54,7 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     voice_leading = yardstick(sampler, test[:eval_limit], settings, with_baseline=False)
     summary = {name: {k: round(r, 5) for k, r in rates(y["counts"]).items()}
                for name, y in voice_leading.items()}
-    for v, path in enumerate(paths):
+    for v in range(len(paths)):
         voice = sampler.vocabularies[v].voice
         metrics = {
             "split": "test" if corpus.split("test") else "fallback",
@@ -59,5 +67,5 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
                 "rates": summary,
                 "soprano_reproduced": voice_leading["kantor"]["soprano_reproduced"]},
         }
-        write_card(path, v, model, corpus, metrics, training)
+        card(v, metrics)
     return paths

@@ -18,7 +18,7 @@ import torch
 from kantor.engine.chorale.encoding import META_FIELDS, META_SIZES, STEPS_PER_QUARTER, VOICES
 from kantor.engine.models import sha256_of
 from kantor.export.chorale.corpus import ChoraleCorpus
-from kantor.export.chorale.model import ChoraleModel, VoiceNet
+from kantor.export.chorale.model import VoiceNet
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def example_inputs(net: VoiceNet, vocab_sizes: list[int], batch: int,
                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random but valid inputs for tracing and parity checks."""
     generator = torch.Generator().manual_seed(seed)
-    window = 2 * net.config.context + 1
+    window = net.config.window
     tokens = torch.stack([torch.randint(0, n, (batch, window), generator=generator)
                           for n in vocab_sizes], dim=1)
     meta = torch.stack([torch.randint(0, n, (batch, window), generator=generator)
@@ -60,25 +60,26 @@ def parity_error(net: VoiceNet, vocab_sizes: list[int], path: Path, batch: int =
     return float(np.abs(expected - actual).max())
 
 
-def write_card(path: Path, voice: int, model: ChoraleModel, corpus: ChoraleCorpus,
-               metrics: dict, training: dict) -> dict:
-    """The JSON card beside ``path`` (written last: it carries the file's hash)."""
-    net = model.voices[voice]
-    window = 2 * net.config.context + 1
+def write_card(path: Path, net: VoiceNet, corpus: ChoraleCorpus, metrics: dict,
+               training: dict, task: str, shape: dict) -> dict:
+    """The JSON card beside ``path`` (written last: it carries the file's hash).
+    ``shape`` holds what the runtime needs to build inputs (``context`` for the offline
+    sampler; ``past``, ``lookahead_max`` and ``decision_order`` for the live one)."""
+    voice = net.voice
+    window = net.config.window
     vocab = corpus.vocabularies[voice]
     card = {
         "name": path.stem,
         "version": MODEL_VERSION,
-        "task": f"DeepBach voice network: the {VOICES[voice]}'s token at a step given the "
-                "other voices and the window around it",
+        "task": task,
         "created": dt.date.today().isoformat(),
         "voice": VOICES[voice],
         "inputs": {"tokens": {"dtype": "int64", "shape": ["batch", 4, window],
-                              "note": "S,A,T,B token rows; this voice's centre token is MASK"},
+                              "note": "S,A,T,B token rows; what the voice may not see is MASK"},
                    "meta": {"dtype": "int64", "shape": ["batch", window, len(META_FIELDS)],
                             "fields": list(META_FIELDS), "sizes": list(META_SIZES)}},
         "outputs": {"logits": {"dtype": "float32", "shape": ["batch", vocab.size]}},
-        "context": net.config.context,
+        **shape,
         "grid": {"steps_per_quarter": STEPS_PER_QUARTER, "step": "16th note"},
         "vocabulary": vocab.to_json(),
         "vocabularies": [v.to_json() for v in corpus.vocabularies],
@@ -101,18 +102,17 @@ def write_card(path: Path, voice: int, model: ChoraleModel, corpus: ChoraleCorpu
     return card
 
 
-def export_voices(model: ChoraleModel, vocab_sizes: list[int], out_dir: Path
-                  ) -> tuple[list[Path], list[float]]:
-    """Export all four voices and check each against PyTorch.
-
-    Returns the ONNX paths and each one's largest logit difference; RuntimeError if any
-    exceeds :data:`PARITY_TOLERANCE`."""
+def export_voices(nets: list[VoiceNet], vocab_sizes: list[int], out_dir: Path,
+                  stem: str) -> tuple[list[Path], list[float]]:
+    """Export each voice network to ``out_dir/<stem>-<voice>.onnx`` and check it against
+    PyTorch. Returns the paths and each one's largest logit difference; RuntimeError if
+    any exceeds :data:`PARITY_TOLERANCE`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths, errors = [], []
-    for v, voice in enumerate(VOICES):
-        path = out_dir / f"chorale-{voice}.onnx"
-        export_voice(model.voices[v], vocab_sizes, path)
-        error = parity_error(model.voices[v], vocab_sizes, path)
+    for net in nets:
+        path = out_dir / f"{stem}-{VOICES[net.voice]}.onnx"
+        export_voice(net, vocab_sizes, path)
+        error = parity_error(net, vocab_sizes, path)
         if error > PARITY_TOLERANCE:
             raise RuntimeError(f"{path.name}: ONNX differs from PyTorch by {error:.2e}")
         paths.append(path)

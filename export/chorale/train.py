@@ -27,7 +27,7 @@ from kantor.export.chorale.corpus import (
     transposed,
     transpositions,
 )
-from kantor.export.chorale.model import ChoraleModel, VoiceNetConfig
+from kantor.export.chorale.model import LiveNetConfig, VoiceNetConfig, build_model
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Everything that decides a training run (saved beside its checkpoints)."""
 
-    net: VoiceNetConfig = field(default_factory=VoiceNetConfig)
+    net: VoiceNetConfig | LiveNetConfig = field(default_factory=VoiceNetConfig)
     epochs: int = 40
     batch_size: int = 256
     learning_rate: float = 2e-3
@@ -58,6 +58,10 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(net=VoiceNetConfig(context=4, token_embed=4, step_dim=8, hidden=16,
                                            dropout=0.0),
                         epochs=1, batch_size=64, corpus_limit=12),
+    "live": TrainConfig(net=LiveNetConfig(), epochs=40),
+    "live-tiny": TrainConfig(net=LiveNetConfig(past=4, lookahead=2, token_embed=4, step_dim=8,
+                                               hidden=16, dropout=0.0),
+                             epochs=1, batch_size=64, corpus_limit=12),
 }
 
 
@@ -65,9 +69,11 @@ class WindowData:
     """Every version (chorale x transposition) padded and laid end to end, so a batch of
     windows is one fancy-indexing gather."""
 
-    def __init__(self, chorales: list[Chorale], corpus: ChoraleCorpus, context: int,
+    def __init__(self, chorales: list[Chorale], corpus: ChoraleCorpus, past: int, future: int,
                  transpose: bool) -> None:
-        self.context = context
+        self.past, self.future = past, future
+        context = max(past, future)
+        self.skip = context - past  # padded windows start this far into the padding
         token_rows, meta_rows, self.versions_of = [], [], []
         self.version_start, self.version_length = [], []
         offset = 0
@@ -96,27 +102,27 @@ class WindowData:
         starts = []
         for versions in self.versions_of:
             v = versions[rng.integers(len(versions))] if len(versions) > 1 else versions[0]
-            starts.append(self.version_start[v] + np.arange(self.version_length[v]))
+            starts.append(self.version_start[v] + self.skip + np.arange(self.version_length[v]))
         starts = np.concatenate(starts)
         return starts[rng.permutation(starts.size)]
 
     def all_positions(self) -> np.ndarray:
         """Every step of the first version of each chorale (evaluation)."""
-        return np.concatenate([self.version_start[v[0]] + np.arange(self.version_length[v[0]])
-                               for v in self.versions_of])
+        return np.concatenate([self.version_start[v[0]] + self.skip
+                               + np.arange(self.version_length[v[0]]) for v in self.versions_of])
 
     def batch(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tokens [B, 4, W], meta [B, W, 4], targets [B, 4]) for windows at ``starts``."""
-        idx = starts[:, None] + np.arange(2 * self.context + 1)[None, :]
+        idx = starts[:, None] + np.arange(self.past + 1 + self.future)[None, :]
         tokens = self.tokens[:, idx].transpose(1, 0, 2)
         meta = self.meta[idx]
-        targets = tokens[:, :, self.context]
+        targets = tokens[:, :, self.past]
         return torch.from_numpy(tokens.copy()), torch.from_numpy(meta), torch.from_numpy(
             targets.copy())
 
 
 def corrupt_context(tokens: torch.Tensor, vocab_sizes: list[int], share: float,
-                    context: int, generator: torch.Generator) -> torch.Tensor:
+                    centre: int, generator: torch.Generator) -> torch.Tensor:
     """Replace a random ``share`` of the window's musical tokens by random ones, so the
     networks learn to cope with the imperfect neighbours Gibbs sampling starts from."""
     if share <= 0:
@@ -127,31 +133,35 @@ def corrupt_context(tokens: torch.Tensor, vocab_sizes: list[int], share: float,
     for v, size in enumerate(vocab_sizes):
         row = noisy[:, v]
         hit = (torch.rand(row.shape, generator=generator) < share) & (row >= REST)
-        hit[:, context] = False  # the target stays true
+        hit[:, centre] = False  # the target stays true
         random_tokens = torch.randint(REST, size, row.shape, generator=generator)
         row[hit] = random_tokens[hit]
     return noisy
 
 
 @torch.no_grad()
-def evaluate_nll(model: ChoraleModel, data: WindowData, batch_size: int = 1024,
-                 device: str = "cpu") -> tuple[list[float], list[float]]:
-    """Mean negative log-likelihood (nats/token) and accuracy per voice over every step."""
+def evaluate_nll(model: nn.Module, data: WindowData, batch_size: int = 1024,
+                 device: str = "cpu", lookahead: int = 0) -> tuple[list[float], list[float]]:
+    """Mean negative log-likelihood (nats/token) and accuracy per predicted voice over every
+    step (the live model at the given ``lookahead``)."""
     model.eval()
     loss = nn.CrossEntropyLoss(reduction="sum")
     starts = data.all_positions()
-    nll = np.zeros(4)
-    correct = np.zeros(4)
+    n = len(model.predicted_voices)
+    nll = np.zeros(n)
+    correct = np.zeros(n)
     for i in range(0, starts.size, batch_size):
         tokens, meta, targets = (t.to(device) for t in data.batch(starts[i:i + batch_size]))
-        for v, logits in enumerate(model(tokens, meta)):
-            nll[v] += float(loss(logits, targets[:, v]))
-            correct[v] += float((logits.argmax(1) == targets[:, v]).sum())
+        ahead = torch.full((tokens.shape[0],), lookahead, dtype=torch.long)
+        for k, (v, logits) in enumerate(zip(model.predicted_voices,
+                                             model(tokens, meta, lookahead=ahead), strict=True)):
+            nll[k] += float(loss(logits, targets[:, v]))
+            correct[k] += float((logits.argmax(1) == targets[:, v]).sum())
     return (nll / starts.size).tolist(), (correct / starts.size).tolist()
 
 
 def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = None
-          ) -> tuple[ChoraleModel, dict]:
+          ) -> tuple[nn.Module, dict]:
     """Train (or resume) a run in ``run_dir``; returns the best model and its history."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
@@ -159,10 +169,11 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
     generator = torch.Generator().manual_seed(config.seed)
     corpus = corpus or load_corpus(limit=config.corpus_limit)
     vocab_sizes = [v.size for v in corpus.vocabularies]
-    train_data = WindowData(corpus.split("train"), corpus, config.net.context, transpose=True)
+    net = config.net
+    train_data = WindowData(corpus.split("train"), corpus, net.past, net.future, transpose=True)
     valid_set = corpus.split("valid") or corpus.split("train")[:2]
-    valid_data = WindowData(valid_set, corpus, config.net.context, transpose=False)
-    model = ChoraleModel(vocab_sizes, config.net).to(config.device)
+    valid_data = WindowData(valid_set, corpus, net.past, net.future, transpose=False)
+    model = build_model(vocab_sizes, net).to(config.device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(train_data.all_positions().size / config.batch_size)
@@ -201,11 +212,12 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
                    f"{config.epochs}", unit="batch", leave=False)
         for n, i in enumerate(bar):
             tokens, meta, targets = train_data.batch(starts[i:i + config.batch_size])
-            tokens = corrupt_context(tokens, vocab_sizes, config.context_noise,
-                                     config.net.context, generator)
+            tokens = corrupt_context(tokens, vocab_sizes, config.context_noise, net.past,
+                                     generator)
             tokens, meta, targets = (t.to(config.device) for t in (tokens, meta, targets))
-            logits = model(tokens, meta)
-            loss = sum(loss_fn(lg, targets[:, v]) for v, lg in enumerate(logits))
+            logits = model(tokens, meta, generator=generator)
+            loss = sum(loss_fn(lg, targets[:, v])
+                       for v, lg in zip(model.predicted_voices, logits, strict=True))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -213,10 +225,11 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
                 schedule.step()
             loss_value = loss.item()
             running = 0.98 * running + 0.02 * loss_value if n else loss_value
-            bar.set_postfix(loss=f"{running / 4:.3f}")
+            bar.set_postfix(loss=f"{running / len(logits):.3f}")
         valid_nll, valid_acc = evaluate_nll(model, valid_data, device=config.device)
         mean_nll = float(np.mean(valid_nll))
-        entry = {"epoch": epoch + 1, "train_loss": running / 4, "valid_nll": valid_nll,
+        entry = {"epoch": epoch + 1, "train_loss": running / len(model.predicted_voices),
+                 "valid_nll": valid_nll,
                  "valid_accuracy": valid_acc, "seconds": time.perf_counter() - started}
         history["epochs"].append(entry)
         if mean_nll < history["best_valid_nll"]:
@@ -228,7 +241,7 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
         torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                     "schedule": schedule.state_dict(), "history": history, "epoch": epoch,
                     "rng": rng.bit_generator.state, "torch_rng": generator.get_state()}, last)
-        tqdm.write(f"epoch {epoch + 1}: train {running / 4:.3f}  valid nll "
+        tqdm.write(f"epoch {epoch + 1}: train {entry['train_loss']:.3f}  valid nll "
                    f"{mean_nll:.3f} acc {np.mean(valid_acc):.3f}  ({entry['seconds']:.0f} s)")
     best = torch.load(run_dir / "best.pt", weights_only=False)
     model = model.cpu()
