@@ -115,12 +115,17 @@ def cmd_eval_harmonizer(args: argparse.Namespace) -> int:
 
 def cmd_train_harmonizer(args: argparse.Namespace) -> int:
     try:
-        from kantor.export.chorale.pipeline import train_and_export
+        from kantor.export.chorale.pipeline import train_and_export, train_and_export_live
     except ImportError as error:
         raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
                        f"{error}") from None
-    paths = train_and_export(args.preset, Path(args.run_dir), Path(args.out),
-                             eval_limit=args.eval_limit)
+    live = args.what == "live-harmonizer"
+    preset = {("default", True): "live", ("tiny", True): "live-tiny"}.get(
+        (args.preset, live), args.preset)
+    run = train_and_export_live if live else train_and_export
+    run_dir = Path(args.run_dir or f".cache/runs/{'chorale-live' if live else 'chorale'}")
+    out = Path(args.out or f".cache/models/{'chorale-live' if live else 'chorale'}")
+    paths = run(preset, run_dir, out, eval_limit=args.eval_limit)
     for path in paths:
         print(f"wrote {path} (+ card {path.with_suffix('.json').name})")
     return 0
@@ -172,12 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_eval_harmonizer)
 
     train = commands.add_parser("train", help="train a model and export it to ONNX")
-    train.add_argument("what", choices=["harmonizer"])
+    train.add_argument("what", choices=["harmonizer", "live-harmonizer"])
     train.add_argument("--preset", default="default", choices=["default", "tiny"])
-    train.add_argument("--run-dir", default=".cache/runs/chorale",
-                       help="checkpoints (a run resumes from here)")
-    train.add_argument("--out", default=".cache/models/chorale",
-                       help="where the ONNX models and cards go")
+    train.add_argument("--run-dir", help="checkpoints; a run resumes from here (default "
+                                         ".cache/runs/chorale[-live])")
+    train.add_argument("--out", help="where the ONNX models and cards go (default "
+                                     ".cache/models/chorale[-live])")
     train.add_argument("--eval-limit", type=int,
                        help="score only the first N test chorales for the card")
     train.set_defaults(handler=cmd_train_harmonizer)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import time
 from pathlib import Path
 
 import torch
@@ -29,18 +28,10 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     held-out metrics measured through ONNX Runtime. Returns the ONNX paths."""
     config = PRESETS[preset]
     corpus = load_corpus(limit=config.corpus_limit)
-    started = time.perf_counter()
     model, history = train(config, run_dir, corpus)
-    train_seconds = time.perf_counter() - started
     vocab_sizes = [v.size for v in corpus.vocabularies]
     paths, parity = export_voices(list(model.voices), vocab_sizes, out_dir, "chorale")
-    training = {"preset": preset, "config": config.to_json(),
-                "best_epoch": history["best_epoch"],
-                "best_valid_nll": history["best_valid_nll"],
-                "seconds_this_session": round(train_seconds, 1),
-                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                "threads": config.threads, "torch": torch.__version__,
-                "command": f"kantor train harmonizer --preset {preset}"}
+    training = _training_record(preset, config, history)
     def card(v: int, metrics: dict) -> None:
         write_card(paths[v], model.voices[v], corpus, metrics, training, task=OFFLINE_TASK
                    .format(voice=VOICES[v]), shape={"context": config.net.context})
@@ -69,3 +60,68 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
         }
         card(v, metrics)
     return paths
+
+
+LIVE_TASK = ("live voice network: the {voice}'s token at the current step from the past of "
+             "all voices, the soprano up to a lookahead and the voices decided before it")
+LIVE_LOOKAHEADS = (0, 1, 2, 4, 8)
+
+
+def train_and_export_live(preset: str, run_dir: Path, out_dir: Path,
+                          eval_limit: int | None = None) -> list[Path]:
+    """Train the live preset, export ``chorale-live-<voice>.onnx`` for the alto, tenor and
+    bass, and write cards with held-out NLL per lookahead and the live yardstick."""
+    from kantor.engine.chorale.encoding import LIVE_DECISION_ORDER
+    from kantor.engine.chorale.live import LiveHarmonizer
+    from kantor.export.chorale.live_eval import live_nll, live_yardstick
+
+    config = PRESETS[preset]
+    corpus = load_corpus(limit=config.corpus_limit)
+    model, history = train(config, run_dir, corpus)
+    vocab_sizes = [v.size for v in corpus.vocabularies]
+    nets = [model.voice_net(v) for v in LIVE_DECISION_ORDER]
+    paths, parity = export_voices(nets, vocab_sizes, out_dir, "chorale-live")
+    training = _training_record(preset, config, history)
+    shape = {"past": config.net.past, "lookahead_max": config.net.lookahead,
+             "decision_order": [VOICES[v] for v in LIVE_DECISION_ORDER]}
+
+    def card(i: int, metrics: dict) -> None:
+        write_card(paths[i], nets[i], corpus, metrics, training,
+                   task=LIVE_TASK.format(voice=VOICES[nets[i].voice]), shape=shape)
+
+    for i in range(len(paths)):
+        card(i, {})
+    harmonizer = LiveHarmonizer.load(out_dir)
+    harmonizer.prepare()
+    test = corpus.split("test") or corpus.split("valid") or corpus.split("train")[:2]
+    lookaheads = [k for k in LIVE_LOOKAHEADS if k <= config.net.lookahead]
+    nll = {k: live_nll(harmonizer, test, k) for k in lookaheads}
+    yardstick_rates = {name: {r: round(v, 5) for r, v in result["rates"].items()}
+                       for name, result in live_yardstick(harmonizer, test[:eval_limit],
+                                                          tuple(lookaheads)).items()}
+    for i, net in enumerate(nets):
+        voice = VOICES[net.voice]
+        card(i, {
+            "split": "test" if corpus.split("test") else "fallback",
+            "nll_per_token_nats_by_lookahead": {k: round(nll[k][voice]["nll_per_token"], 5)
+                                                for k in lookaheads},
+            "accuracy_by_lookahead": {k: round(nll[k][voice]["accuracy"], 5)
+                                      for k in lookaheads},
+            "onnx_parity_max_abs_logit_error": parity[i],
+            "live_harmonisations_of_test_sopranos": {
+                "chorales": len(test[:eval_limit]), "settings": "engine defaults",
+                "note": "clock_melody_D_steps_early: melody sent D steps ahead under MIDI "
+                        "clock (the networks see D-1 steps past the decided one)",
+                "rates": yardstick_rates},
+        })
+    return paths
+
+
+def _training_record(preset: str, config, history: dict) -> dict:
+    return {"preset": preset, "config": config.to_json(),
+            "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"],
+            "training_seconds": round(sum(e["seconds"] for e in history["epochs"]), 1),
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "threads": config.threads, "torch": torch.__version__,
+            "command": f"kantor train {'live-' if 'live' in preset else ''}harmonizer"
+                       f" --preset {preset.replace('live-', '').replace('live', 'default')}"}

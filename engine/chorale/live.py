@@ -1,0 +1,486 @@
+"""The live harmoniser: a processor that answers each melody note with alto, tenor and bass.
+
+It keeps a short grid of what has sounded (16th steps, all four voices, as tokens) and,
+for each new step, asks the live voice networks for the bass, then the alto, then the
+tenor, each seeing the past, the soprano up to the lookahead and the voices already
+decided. A voice's answer is a new pitch, a hold (keep sounding) or a rest.
+
+Two timing modes, chosen by what arrives:
+
+* **event mode** (no clock): every melody note is a new step; how many 16ths passed since
+  the last one is estimated from the time between notes (tempo from recent notes);
+* **clock mode** (MIDI clock 0xF8 after Start/Continue/Song Position): 6 clocks make a
+  16th; the harmoniser decides every step, so lower voices can move under a held note,
+  and with a lookahead of K steps it decides step ``now - K`` from a melody sent early.
+
+The sustain pedal (CC64, or another CC) marks a fermata. Parameters can be set by CC
+(see :data:`CC_PARAMETERS`). :meth:`LiveHarmonizer.process` takes raw MIDI bytes and
+returns raw MIDI bytes; it allocates little and never loads or compiles anything:
+:meth:`LiveHarmonizer.prepare` does that once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kantor.engine.chorale.encoding import (
+    END,
+    FIRST_PITCH_TOKEN,
+    HOLD,
+    LIVE_DECISION_ORDER,
+    MASK,
+    REST,
+    START,
+    STEPS_PER_QUARTER,
+    TEXTBOOK_RANGES,
+    VOICES,
+    VoiceVocabulary,
+    sounding_pitches,
+    tokens_to_raw,
+)
+from kantor.engine.chorale.rules import candidate_violations
+from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
+
+log = logging.getLogger(__name__)
+
+LIVE_MODEL_STEM = "chorale-live-{voice}"
+CLOCKS_PER_STEP = 24 // STEPS_PER_QUARTER  # MIDI clock runs at 24 per quarter note
+# CC number -> (parameter, converter from the 0-127 value)
+CC_PARAMETERS = {
+    20: ("temperature", lambda v: round(v / 127 * 1.5, 3)),
+    21: ("lookahead", lambda v: v),  # clipped to the model's maximum
+    22: ("velocity_scale", lambda v: round(v / 100, 3)),
+    23: ("thru", lambda v: v >= 64),
+    24: ("rule_weight", lambda v: round(v / 127 * 8, 3)),
+    25: ("key_sharps", lambda v: (v % 12) - 12 if v % 12 > 6 else v % 12),
+}
+CC_ALL_NOTES_OFF = 123
+CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
+LEGATO_GAP_S = 0.08  # a new note this soon after a release continues the phrase
+
+
+@dataclass
+class LiveSettings:
+    """What a musician can change while playing (flags, or CC at run time)."""
+
+    temperature: float = 0.3  # 0 = always the most likely answer
+    lookahead: int = 0  # steps of melody known ahead (clock mode; the melody is sent early)
+    rule_weight: float = 4.0  # nats charged per voice-leading rule broken (see rules.py)
+    channels: tuple[int, int, int, int] = (0, 1, 2, 3)  # output channel of S, A, T, B (0-15)
+    velocity_scale: float = 0.85  # lower voices' velocity relative to the melody's
+    thru: bool = True  # echo the melody on the soprano channel
+    fermata_cc: int = 64  # held down = fermata (sustain pedal by default)
+    melody_channel: int | None = None  # None: any input channel is the melody
+    key_sharps: int = 0  # key signature the networks are told
+    steps_per_bar: int = 16
+    seed: int = 0
+
+
+@dataclass
+class LiveStats:
+    """Counters a status line shows; every drop has a reason."""
+
+    notes_in: int = 0
+    notes_out: int = 0
+    steps: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+class LiveHarmonizer:
+    """The live processor. Call :meth:`prepare` once, then :meth:`process` per message."""
+
+    def __init__(self, models: dict[int, OnnxModel], settings: LiveSettings | None = None
+                 ) -> None:
+        if sorted(models) != sorted(LIVE_DECISION_ORDER):
+            raise ModelError("the live harmoniser needs alto, tenor and bass models")
+        self.models = models
+        card = models[LIVE_DECISION_ORDER[0]].card
+        self.past = int(card["past"])
+        self.max_lookahead = int(card["lookahead_max"])
+        self.vocabularies = [VoiceVocabulary(**{k: c[k] for k in ("voice", "low", "high")})
+                             for c in card["vocabularies"]]
+        self.settings = settings or LiveSettings()
+        self.stats = LiveStats()
+        self._prepared = False
+
+    @classmethod
+    def load(cls, assets: Path = ASSETS, settings: LiveSettings | None = None
+             ) -> LiveHarmonizer:
+        """Load and verify the shipped live models."""
+        models = {v: load_model(Path(assets) / f"{LIVE_MODEL_STEM.format(voice=VOICES[v])}.onnx")
+                  for v in LIVE_DECISION_ORDER}
+        return cls(models, settings)
+
+    # ----------------------------------------------------------------- preparation
+    def prepare(self) -> None:
+        """Allocate the grid, precompute token tables and warm every session up."""
+        self.window = self.past + 1 + self.max_lookahead
+        # Grid columns: [0, past) is history, ``past`` is the step being decided, the
+        # rest is the melody ahead (lookahead). Meta follows the same columns.
+        self.grid = np.full((4, self.window), START, dtype=np.int64)
+        self.meta = np.zeros((self.window, 4), dtype=np.int64)
+        self._inputs = np.zeros((1, 4, self.window), dtype=np.int64)
+        self._meta_in = np.zeros((1, self.window, 4), dtype=np.int64)
+        self._token_pitch = [v.token_pitches() for v in self.vocabularies]
+        self._is_hold = [np.arange(v.size) == HOLD for v in self.vocabularies]
+        self._allowed = {}
+        for v in LIVE_DECISION_ORDER:
+            low, high = TEXTBOOK_RANGES[v]
+            pitches = self._token_pitch[v]
+            ok = (pitches >= low) & (pitches <= high)
+            ok[[REST, HOLD]] = True
+            ok[[START, END, MASK]] = False
+            self._allowed[v] = ok
+        self._rng = np.random.default_rng(self.settings.seed)
+        self.reset()
+        for _ in range(5):  # first runs of a session are slow: do them now
+            for v in LIVE_DECISION_ORDER:
+                self._window_for(v, [])
+                self._logits(v)
+        self.reset()
+        self._prepared = True
+
+    def reset(self) -> None:
+        """Forget the music so far (outputs must have been released first)."""
+        self.grid[:] = START
+        self.meta[:] = 0
+        self.step = -1  # absolute step of grid column ``past``
+        self.sounding: dict[int, int] = {}  # voice -> MIDI pitch sounding on its channel
+        self.thru_note: int | None = None  # melody pitch echoed (thru)
+        self.melody_note: tuple[int, int] | None = None  # (channel, pitch) held by the player
+        self.released: tuple[float, set[int]] | None = None  # last melody release, voices on
+        self.melody_velocity = 64
+        self.last_onset_s: float | None = None
+        self.onset_gaps: deque[float] = deque(maxlen=8)
+        self.clock_running = False
+        self.clock_count = 0
+        self.fermata = False
+
+    # ----------------------------------------------------------------- messages in
+    def process(self, message: list[int] | bytes, now_s: float | None = None) -> list[list[int]]:
+        """Handle one raw MIDI message that arrived at ``now_s`` (seconds, perf_counter);
+        returns the messages to send, note-offs before note-ons."""
+        if not self._prepared:
+            raise RuntimeError("call prepare() before process()")
+        now_s = time.perf_counter() if now_s is None else now_s
+        out: list[list[int]] = []
+        if not message:
+            self.stats.drop("empty message")
+            return out
+        status = message[0]
+        if status < 0x80 or (status != 0xF0 and any(b > 0x7F for b in message[1:])):
+            self.stats.drop("malformed message")
+            return out
+        kind = status & 0xF0
+        if status == 0xF0:
+            self.stats.drop("sysex ignored")
+        elif status == 0xF8:
+            self._on_clock(out)
+        elif status == 0xFA:  # Start: from the top
+            self.release_all(out)
+            self.melody_note = None
+            self._jump_to(0)
+            self.clock_running, self.clock_count = True, 0
+        elif status == 0xFB:  # Continue: from the song position we are at
+            self.clock_running, self.clock_count = True, 0
+        elif status == 0xFC:
+            self.clock_running = False
+            self.release_all(out)
+        elif status == 0xFF:  # system reset
+            self.release_all(out)
+            self.clock_running = False
+            self.melody_note = None
+        elif status == 0xF2 and len(message) >= 3:
+            self.release_all(out)
+            self.melody_note = None
+            self._jump_to(message[1] | (message[2] << 7))
+            self.clock_count = 0
+        elif kind in (0x80, 0x90) and len(message) >= 3:
+            channel = status & 0x0F
+            if (self.settings.melody_channel is not None
+                    and channel != self.settings.melody_channel):
+                self.stats.drop("note on another channel")
+            elif kind == 0x90 and message[2] > 0:
+                self._on_note_on(channel, message[1], message[2], now_s, out)
+            else:
+                self._on_note_off(channel, message[1], now_s, out)
+        elif kind == 0xB0 and len(message) >= 3:
+            self._on_control(message[1], message[2], out)
+        elif status >= 0xF0 or kind in (0xA0, 0xC0, 0xD0, 0xE0):
+            pass  # other realtime/common or channel messages: not ours, nothing to do
+        else:
+            self.stats.drop("malformed message")
+        return out
+
+    def _on_control(self, number: int, value: int, out: list[list[int]]) -> None:
+        if number == self.settings.fermata_cc:
+            self.fermata = value >= 64
+        elif number == CC_ALL_NOTES_OFF:
+            self.release_all(out)
+            self.melody_note = None
+        elif number in CC_PARAMETERS:
+            name, convert = CC_PARAMETERS[number]
+            value = convert(value)
+            if name == "lookahead":
+                value = min(value, self.max_lookahead)
+            setattr(self.settings, name, value)
+
+    def _on_note_on(self, channel: int, pitch: int, velocity: int, now_s: float,
+                    out: list[list[int]]) -> None:
+        self.stats.notes_in += 1
+        if self.melody_note is not None and self.last_onset_s is not None and (
+                now_s - self.last_onset_s) < CHORD_WINDOW_S:
+            if pitch <= self.melody_note[1]:
+                self.stats.drop("chord note below the melody")
+                return
+            # A higher note of the same chord: it is the melody; decide this step again.
+            self.melody_note = (channel, pitch)
+            self.melody_velocity = velocity
+            column = self._melody_column()
+            self._set_melody(column, pitch)
+            if column == self.past:
+                self._decide(out, redo=True)
+            return
+        if self.clock_running:
+            self.melody_note = (channel, pitch)
+            self.melody_velocity = velocity
+            self.last_onset_s = now_s
+            column = self._melody_column()
+            self._set_melody(column, pitch)
+            if column == self.past:  # no lookahead: answer now, for the current step
+                self._decide(out, redo=True)
+            return
+        # Event mode: this note starts a new step. A note that follows the last one's
+        # release closely is legato: the voices count as sounding through the gap, so
+        # the voice leading from the last chord is judged as such.
+        legato = self.released is not None and now_s - self.released[0] < LEGATO_GAP_S
+        continuing = self.released[1] if legato else set()
+        gap = None if self.last_onset_s is None else now_s - self.last_onset_s
+        steps = self._steps_since(gap, was_held=self.melody_note is not None or legato)
+        self.last_onset_s = now_s
+        self.melody_note = (channel, pitch)
+        self.melody_velocity = velocity
+        self.released = None
+        self._advance(steps, continuing)
+        self._set_melody(self.past, pitch)
+        self._decide(out, redo=False)
+
+    def _on_note_off(self, channel: int, pitch: int, now_s: float,
+                     out: list[list[int]]) -> None:
+        if self.melody_note != (channel, pitch):
+            return  # a chord note we ignored, a note replaced by a newer one, or unknown
+        self.melody_note = None
+        self.released = (now_s, {0, *self.sounding})
+        if self.clock_running and self.settings.lookahead > 0:
+            # Sent early: the release is heard when its step is decided (a note that
+            # started in this very step still lasts the step).
+            column = self._melody_column()
+            self.grid[0, column + int(self.grid[0, column] >= FIRST_PITCH_TOKEN):] = REST
+            return
+        self.release_all(out)
+
+    def _on_clock(self, out: list[list[int]]) -> None:
+        """Clock 0 of a step is the one after Start/Continue/Song Position; every 6th
+        clock after it begins the next step, which is decided at once."""
+        if not self.clock_running:
+            return
+        boundary = self.clock_count > 0 and self.clock_count % CLOCKS_PER_STEP == 0
+        self.clock_count += 1
+        if boundary:
+            self._advance(1)
+            self._decide(out, redo=False)
+
+    # ----------------------------------------------------------------- the grid
+    def _early_steps(self) -> int:
+        """How many steps early the melody arrives (clock mode only)."""
+        if not self.clock_running:
+            return 0
+        return int(min(max(self.settings.lookahead, 0), self.max_lookahead))
+
+    def _melody_column(self) -> int:
+        """Grid column where arriving melody notes go: D steps ahead when the melody is
+        sent D steps early, the current step otherwise."""
+        return self.past + self._early_steps()
+
+    def _set_melody(self, column: int, pitch: int) -> None:
+        vocab = self.vocabularies[0]
+        while pitch > vocab.high:
+            pitch -= 12
+        while pitch < vocab.low:
+            pitch += 12
+        self.grid[0, column] = FIRST_PITCH_TOKEN + pitch - vocab.low
+        self.grid[0, column + 1:] = HOLD
+
+    def _steps_since(self, gap_s: float | None, was_held: bool) -> int:
+        """16th steps since the last melody note, from the gap and the recent tempo (the
+        median gap between legato notes counts as a quarter note)."""
+        if gap_s is None:
+            return 1
+        if was_held:
+            self.onset_gaps.append(gap_s)
+        quarter_s = float(np.clip(np.median(self.onset_gaps), 0.15, 1.5)
+                          ) if self.onset_gaps else 0.5
+        return int(np.clip(round(gap_s / quarter_s * STEPS_PER_QUARTER), 1,
+                           2 * STEPS_PER_QUARTER))
+
+    def _jump_to(self, step: int) -> None:
+        """Start/Continue/Song Position: the current step becomes ``step``, in silence;
+        the music before it is forgotten."""
+        self.grid[:] = START
+        self.grid[:, self.past:] = REST
+        self.step = step
+        self._write_meta(0, self.window)
+
+    def _advance(self, steps: int, continuing: set[int] | frozenset = frozenset()) -> None:
+        """Move the grid ``steps`` forward: the past scrolls left; new steps continue what
+        sounds, or what was released legato (``continuing`` voices), or stay silent."""
+        steps = max(1, min(steps, self.window))
+        self.grid[:, :-steps] = self.grid[:, steps:].copy()
+        self.meta[:-steps] = self.meta[steps:].copy()
+        for v in range(4):
+            sounds = (self.melody_note is not None if v == 0 else v in self.sounding)
+            self.grid[v, -steps:] = HOLD if sounds or v in continuing else REST
+        self.step += steps
+        self._write_meta(self.window - steps, self.window)
+        self.meta[self.past, 2] = self.fermata
+        self.stats.steps += steps
+
+    def _write_meta(self, first: int, last: int) -> None:
+        """Metadata of grid columns ``first``..``last-1`` from their absolute steps."""
+        for column in range(first, last):
+            step = self.step - self.past + column
+            row = self.meta[column]
+            row[0] = step % STEPS_PER_QUARTER
+            row[1] = step % self.settings.steps_per_bar == 0
+            row[2] = self.fermata
+            row[3] = self.settings.key_sharps % 12
+
+    # ----------------------------------------------------------------- deciding
+    def _logits(self, voice: int) -> np.ndarray:
+        out = self.models[voice].run({"tokens": self._inputs, "meta": self._meta_in})[0]
+        return out[0]
+
+    def _window_for(self, voice: int, decided: list[int]) -> None:
+        """Fill the network inputs for ``voice`` deciding the current step: the lower
+        voices' present and future are hidden except those already decided, and the
+        soprano beyond the lookahead (event mode has none)."""
+        inputs = self._inputs[0]
+        inputs[:] = self.grid
+        self._meta_in[0] = self.meta
+        centre = self.past
+        inputs[1:, centre:] = MASK
+        for u in decided:
+            inputs[u, centre] = self.grid[u, centre]
+        # A melody sent D steps early is known D-1 steps past the step being decided (the
+        # notes for step now+D arrive during it, after its decision).
+        ahead = max(self._early_steps() - 1, 0)
+        inputs[0, centre + ahead + 1:] = MASK
+
+    def _decide(self, out: list[list[int]], redo: bool) -> None:
+        """Choose alto, tenor and bass for the current step and emit what changes;
+        ``redo`` replaces an answer already given for this step."""
+        column = self.past
+        if self.settings.thru:
+            self._thru(self.grid[0, column], out)
+        if self.grid[0, column] == REST:  # the melody rests: so does everyone
+            for voice in LIVE_DECISION_ORDER:
+                self._release(voice, out)
+                self.grid[voice, column] = REST
+            return
+        decided: list[int] = []
+        for voice in LIVE_DECISION_ORDER:
+            if redo and self.grid[voice, column] >= FIRST_PITCH_TOKEN:
+                self._release(voice, out)  # this step's earlier answer is replaced
+            self._window_for(voice, decided)
+            token = self._choose(voice, decided)
+            self.grid[voice, column] = token
+            decided.append(voice)
+            self._emit(voice, token, out)
+
+    def _choose(self, voice: int, decided: list[int]) -> int:
+        scores = self._logits(voice).astype(np.float64)
+        scores -= scores.max()
+        scores -= np.log(np.exp(scores).sum())
+        scores[~self._allowed[voice]] = -np.inf
+        if voice not in self.sounding:
+            scores[HOLD] = -np.inf  # nothing to hold: rest or a new note
+        if self.settings.rule_weight > 0:
+            scores -= self.settings.rule_weight * self._violations(voice, decided)
+        if self.settings.temperature <= 0:
+            return int(np.argmax(scores))
+        gumbel = -np.log(-np.log(self._rng.random(scores.size) + 1e-12) + 1e-12)
+        return int(np.argmax(scores / self.settings.temperature + gumbel))
+
+    def _violations(self, voice: int, decided: list[int]) -> np.ndarray:
+        """Rule breaks of each candidate against the soprano and the voices decided so
+        far at this step (each pair is checked when its later voice decides)."""
+        column = self.past
+        grid = self.grid[:, :column + 1].copy()
+        for u in range(1, 4):
+            if u != voice and u not in decided:
+                grid[u, column] = REST
+        grid[grid < REST] = REST  # START padding reads as silence
+        raw = tokens_to_raw(grid, self.vocabularies)
+        sounding = sounding_pitches(raw)
+        candidate = self._token_pitch[voice][None, :].copy()
+        candidate[0, HOLD] = sounding[voice, column - 1]
+        return candidate_violations(raw, sounding, voice, np.array([column]), candidate,
+                                    self._is_hold[voice])[0]
+
+    # ----------------------------------------------------------------- output
+    def _thru(self, token: int, out: list[list[int]]) -> None:
+        channel = self.settings.channels[0]
+        if token >= FIRST_PITCH_TOKEN:
+            pitch = self.vocabularies[0].low + token - FIRST_PITCH_TOKEN
+            if self.thru_note is not None:
+                out.append([0x80 | channel, self.thru_note, 0])
+            out.append([0x90 | channel, pitch, self.melody_velocity])
+            self.thru_note = pitch
+            self.stats.notes_out += 1
+        elif token == REST and self.thru_note is not None:
+            out.append([0x80 | channel, self.thru_note, 0])
+            self.thru_note = None
+
+    def _emit(self, voice: int, token: int, out: list[list[int]]) -> None:
+        if token == HOLD:
+            return
+        self._release(voice, out)
+        if token >= FIRST_PITCH_TOKEN:
+            pitch = self.vocabularies[voice].low + token - FIRST_PITCH_TOKEN
+            velocity = int(np.clip(round(self.melody_velocity * self.settings.velocity_scale),
+                                   1, 127))
+            out.append([0x90 | self.settings.channels[voice], pitch, velocity])
+            self.sounding[voice] = pitch
+            self.stats.notes_out += 1
+
+    def _release(self, voice: int, out: list[list[int]]) -> None:
+        pitch = self.sounding.pop(voice, None)
+        if pitch is not None:
+            out.append([0x80 | self.settings.channels[voice], pitch, 0])
+
+    def release_all(self, out: list[list[int]] | None = None) -> list[list[int]]:
+        """Note-offs for every note Kantor is sounding (panic, stop, shutdown)."""
+        out = [] if out is None else out
+        for voice in list(self.sounding):
+            self._release(voice, out)
+        if self.thru_note is not None:
+            out.append([0x80 | self.settings.channels[0], self.thru_note, 0])
+            self.thru_note = None
+        return out
+
+    @property
+    def sounding_notes(self) -> list[tuple[int, int]]:
+        """(channel, pitch) of every note Kantor has on now."""
+        notes = [(self.settings.channels[v], p) for v, p in self.sounding.items()]
+        if self.thru_note is not None:
+            notes.append((self.settings.channels[0], self.thru_note))
+        return notes

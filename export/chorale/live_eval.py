@@ -1,0 +1,189 @@
+"""Score the live harmoniser on held-out chorales, through its MIDI interface.
+
+Each test soprano is played into :class:`LiveHarmonizer` as MIDI messages, as a DAW would
+send it: with MIDI clock (a melody sent ``lookahead`` steps early) or without (event mode,
+notes at a steady tempo). What comes out is read back onto the 16th grid and measured
+with the same voice-leading yardstick as the offline sampler. The live networks' NLL per
+lookahead is measured with the same masking the networks were trained with.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from kantor.engine.chorale.encoding import (
+    HOLD_PITCH,
+    LIVE_DECISION_ORDER,
+    MASK,
+    REST_PITCH,
+    VOICES,
+    pad_for_windows,
+    raw_to_tokens,
+    sounding_pitches,
+)
+from kantor.engine.chorale.live import CLOCKS_PER_STEP, LiveHarmonizer
+from kantor.engine.chorale.rules import rates, voice_leading_report
+from kantor.export.chorale.corpus import Chorale
+
+STEP_SECONDS = 0.125  # a 16th at 120 bpm, for event-mode timestamps
+
+
+def live_nll(harmonizer: LiveHarmonizer, chorales: list[Chorale], lookahead: int) -> dict:
+    """Per-voice NLL (nats/token) and accuracy of Bach's lower voices, teacher-forced."""
+    past, window = harmonizer.past, harmonizer.window
+    context = max(past, window - past - 1)
+    nll = collections.Counter()
+    correct = collections.Counter()
+    count = 0
+    for chorale in chorales:
+        tokens = raw_to_tokens(chorale.raw, harmonizer.vocabularies)
+        padded, padded_meta = pad_for_windows(tokens, chorale.meta, context)
+        n = tokens.shape[1]
+        idx = np.arange(n)[:, None] + (context - past) + np.arange(window)[None, :]
+        windows = padded[:, idx].transpose(1, 0, 2)  # [n, 4, W]
+        meta = padded_meta[idx]
+        base = windows.copy()
+        base[:, 1:, past:] = MASK
+        base[:, 0, past + lookahead + 1:] = MASK
+        count += n
+        for i, voice in enumerate(LIVE_DECISION_ORDER):
+            inputs = base.copy()
+            for u in LIVE_DECISION_ORDER[:i]:
+                inputs[:, u, past] = windows[:, u, past]
+            logits = harmonizer.models[voice].run({"tokens": inputs, "meta": meta})[0]
+            logits = logits.astype(np.float64) - logits.max(1, keepdims=True)
+            logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+            target = tokens[voice]
+            nll[VOICES[voice]] -= float(logp[np.arange(n), target].sum())
+            correct[VOICES[voice]] += int((logits.argmax(1) == target).sum())
+    return {VOICES[v]: {"nll_per_token": nll[VOICES[v]] / count,
+                        "accuracy": correct[VOICES[v]] / count} for v in LIVE_DECISION_ORDER}
+
+
+def _melody_events(soprano: np.ndarray, step: int, channel: int = 0) -> list[list[int]]:
+    """MIDI for what the soprano does at ``step``: releases, then a new note."""
+    pitch = int(soprano[step])
+    if pitch == HOLD_PITCH:
+        return []
+    events = []
+    previous = sounding_pitches(soprano[:step][None])[0, -1] if step > 0 else -1
+    if previous >= 0:
+        events.append([0x80 | channel, int(previous), 0])
+    if pitch != REST_PITCH:
+        events.append([0x90 | channel, pitch, 90])
+    return events
+
+
+class _GridRecorder:
+    """Reads the harmoniser's MIDI output back onto the grid, one voice per channel."""
+
+    def __init__(self, n_steps: int, channels: tuple[int, ...]) -> None:
+        self.raw = np.full((4, n_steps), REST_PITCH, dtype=np.int16)
+        self.voice_of = {c: v for v, c in enumerate(channels)}
+        self.current: dict[int, int] = {}
+        self.onset: dict[int, int] = {}
+
+    def feed(self, messages: list[list[int]]) -> None:
+        for status, pitch, velocity in messages:
+            voice = self.voice_of.get(status & 0x0F)
+            if voice is None:
+                continue
+            if status & 0xF0 == 0x90 and velocity > 0:
+                self.current[voice] = pitch
+                self.onset[voice] = pitch
+            elif self.current.get(voice) == pitch:
+                del self.current[voice]
+                self.onset.pop(voice, None)
+
+    def close_step(self, step: int) -> None:
+        for v in range(4):
+            if v in self.onset:
+                self.raw[v, step] = self.onset.pop(v)
+            elif v in self.current:
+                self.raw[v, step] = HOLD_PITCH
+
+
+def _send(harmonizer: LiveHarmonizer, messages: list[list[int]], now: float
+          ) -> list[list[int]]:
+    out: list[list[int]] = []
+    for message in messages:
+        out += harmonizer.process(message, now)
+    return out
+
+
+def play_clock_mode(harmonizer: LiveHarmonizer, chorale: Chorale, early: int) -> np.ndarray:
+    """The harmoniser's answer to a soprano sent ``early`` steps ahead under MIDI clock.
+
+    Chorale step s is harmoniser step ``p0 + early + s``; its melody is sent during
+    harmoniser step ``p0 + s``. ``p0`` (a Song Position) puts the chorale's bar lines where
+    the harmoniser counts them."""
+    settings = harmonizer.settings
+    settings.lookahead = early
+    settings.key_sharps = int(chorale.key_sharps)
+    harmonizer.reset()
+    soprano = chorale.raw[0]
+    n = soprano.shape[0]
+    bar = settings.steps_per_bar
+    first_downbeat = int(np.flatnonzero(chorale.meta[:, 1])[0]) if chorale.meta[:, 1].any() else 0
+    p0 = (bar - first_downbeat - early) % bar
+    recorder = _GridRecorder(n, settings.channels)
+    now = 0.0
+    tick_s = STEP_SECONDS / CLOCKS_PER_STEP
+    recorder.feed(_send(harmonizer, [[0xF2, p0 & 0x7F, p0 >> 7], [0xFB]], now))
+    for j in range(n + early):
+        recorder.feed(harmonizer.process([0xF8], now))  # the step's first clock
+        if j < n:
+            recorder.feed(_send(harmonizer, _melody_events(soprano, j), now))
+        if j - early >= 0:
+            recorder.close_step(j - early)
+        for _ in range(CLOCKS_PER_STEP - 1):
+            now += tick_s
+            recorder.feed(harmonizer.process([0xF8], now))
+        now += tick_s
+    recorder.feed(harmonizer.process([0xFC], now))
+    return recorder.raw
+
+
+def play_event_mode(harmonizer: LiveHarmonizer, chorale: Chorale) -> np.ndarray:
+    """The answer to the soprano played with no clock, at a steady tempo."""
+    harmonizer.settings.lookahead = 0
+    harmonizer.settings.key_sharps = int(chorale.key_sharps)
+    harmonizer.reset()
+    soprano = chorale.raw[0]
+    recorder = _GridRecorder(soprano.shape[0], harmonizer.settings.channels)
+    for step in range(soprano.shape[0]):
+        for message in _melody_events(soprano, step):
+            recorder.feed(harmonizer.process(message, step * STEP_SECONDS))
+        recorder.close_step(step)
+    recorder.feed(harmonizer.release_all())
+    return recorder.raw
+
+
+def live_yardstick(harmonizer: LiveHarmonizer, chorales: list[Chorale],
+                   lookaheads: tuple[int, ...] = (0, 1, 2, 4, 8)) -> dict:
+    """Voice-leading rates of the live answers per lookahead (clock mode) and in event mode,
+    with Bach's own settings of the same chorales for reference."""
+    results = {}
+    bach = collections.Counter()
+    for chorale in chorales:
+        bach.update(voice_leading_report(chorale.raw, chorale.meta))
+    results["bach"] = {"rates": rates(bach)}
+    modes = [(f"clock_melody_{k}_steps_early", k) for k in lookaheads
+             if k <= harmonizer.max_lookahead] + [("event_mode", None)]
+    for name, k in modes:
+        totals = collections.Counter()
+        soprano_kept = 0
+        for chorale in chorales:
+            raw = (play_event_mode(harmonizer, chorale) if k is None
+                   else play_clock_mode(harmonizer, chorale, k))
+            soprano_kept += int(np.array_equal(sounding_pitches(raw[0]),
+                                               sounding_pitches(chorale.raw[0])))
+            raw[0] = chorale.raw[0]  # rates are of the lower voices against the melody
+            totals.update(voice_leading_report(raw, chorale.meta))
+        results[name] = {"rates": rates(totals), "counts": dict(totals),
+                         "soprano_echoed_exactly": f"{soprano_kept}/{len(chorales)}"}
+    return results
+
+
