@@ -1,6 +1,7 @@
 """The ``kantor`` command.
 
     kantor harmonize [MELODY] [-o OUT ...]   melody (MIDI/MusicXML) -> 4-voice MIDI/MusicXML
+    kantor live [--api jack|alsa|coremidi]   harmonise a melody played into virtual MIDI ports
     kantor eval harmonizer [-o results.json] score the shipped model on held-out chorales
     kantor train harmonizer [--preset tiny]  train, export to ONNX, write model cards
 
@@ -131,6 +132,80 @@ def cmd_train_harmonizer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from kantor.bridges.midi import LiveMidiService, MidiPortError, MidiPorts, list_ports, pick_api
+    from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
+
+    try:
+        api = pick_api(args.api)
+        if args.list_ports:
+            sources, destinations = list_ports(api)
+            print(f"{api} MIDI sources (use with --in-port):")
+            for name in sources:
+                print(f"  {name}")
+            print(f"{api} MIDI destinations (use with --out-port):")
+            for name in destinations:
+                print(f"  {name}")
+            return 0
+        settings = LiveSettings(temperature=args.temperature, lookahead=args.lookahead,
+                                channels=_channels(args.channels),
+                                velocity_scale=args.velocity_scale, thru=not args.no_thru,
+                                fermata_cc=args.fermata_cc, key_sharps=args.key,
+                                melody_channel=None if args.melody_channel is None
+                                else args.melody_channel - 1, seed=args.seed)
+        harmonizer = LiveHarmonizer.load(Path(args.assets) if args.assets else ASSETS, settings)
+        ports = MidiPorts(api, args.name, in_port=args.in_port, out_port=args.out_port)
+    except (MidiPortError, ModelError) as error:
+        raise CliError(str(error)) from None
+    service = LiveMidiService(harmonizer, ports)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    print(f"kantor live ({api}): ready. Send the melody to '{ports.names.input}'; "
+          f"the voices come out of '{ports.names.output}' on channels "
+          f"{', '.join(str(c + 1) for c in settings.channels)} (S, A, T, B). Ctrl-C stops.",
+          flush=True)
+    started = time.monotonic()
+    try:
+        while not stop.wait(args.status_interval):
+            status = service.status()
+            print(_status_line(status), file=sys.stderr, flush=True)
+            if status["lost"]:
+                log.error("MIDI port lost (%s): stopping", status["lost"])
+                break
+            if args.duration and time.monotonic() - started >= args.duration:
+                break
+    finally:
+        service.stop()
+        final = service.status()
+        print(f"kantor live: stopped; {final['sounding']} notes left sounding. "
+              + _status_line(final), flush=True)
+    return 0
+
+
+def _channels(text: str) -> tuple[int, int, int, int]:
+    try:
+        channels = tuple(int(c) - 1 for c in text.split(","))
+    except ValueError:
+        channels = ()
+    if len(channels) != 4 or not all(0 <= c < 16 for c in channels):
+        raise CliError("--channels takes four MIDI channels 1-16 for S,A,T,B, e.g. 1,2,3,4")
+    return channels  # type: ignore[return-value]
+
+
+def _status_line(status: dict) -> str:
+    latency = status["latency_ms"]
+    timing = (f"latency p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, "
+              f"max {latency['max']:.2f} ms" if latency else "latency -")
+    dropped = ", ".join(f"{k}: {v}" for k, v in status["dropped"].items()) or "none"
+    return (f"notes in {status['notes_in']}, out {status['notes_out']}; {timing}; "
+            f"dropped: {dropped}")
+
+
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
     group.add_argument("--iterations", type=int, help="Gibbs sweeps (default 40)")
@@ -176,6 +251,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(evaluate)
     evaluate.set_defaults(handler=cmd_eval_harmonizer)
 
+    live = commands.add_parser("live", help="harmonise live on virtual MIDI ports")
+    live.add_argument("--api", choices=["alsa", "jack", "coremidi", "windows"],
+                      help="MIDI system (default: JACK if running, else ALSA; CoreMIDI on "
+                           "macOS)")
+    live.add_argument("--name", default="kantor", help="client name of Kantor's ports")
+    live.add_argument("--in-port", help="read the melody from this existing port instead of "
+                                        "a virtual one (name or part of it)")
+    live.add_argument("--out-port", help="send the voices to this existing port")
+    live.add_argument("--list-ports", action="store_true", help="list MIDI ports and exit")
+    live.add_argument("--temperature", type=float, default=0.3,
+                      help="0 = always the likeliest answer; higher = more adventurous")
+    live.add_argument("--lookahead", type=int, default=0,
+                      help="steps (16ths) the melody is sent early, under MIDI clock")
+    live.add_argument("--channels", default="1,2,3,4",
+                      help="output channels for S,A,T,B (default 1,2,3,4)")
+    live.add_argument("--melody-channel", type=int, help="only this input channel is melody")
+    live.add_argument("--velocity-scale", type=float, default=0.85,
+                      help="lower voices' velocity relative to the melody's")
+    live.add_argument("--no-thru", action="store_true", help="do not echo the melody")
+    live.add_argument("--fermata-cc", type=int, default=64,
+                      help="controller that marks a fermata while held (default 64, sustain)")
+    live.add_argument("--key", type=int, default=0, help="key signature in sharps (- = flats)")
+    live.add_argument("--seed", type=int, default=0)
+    live.add_argument("--assets", help="folder with chorale-live-*.onnx and their cards")
+    live.add_argument("--status-interval", type=float, default=1.0, help="seconds")
+    live.add_argument("--duration", type=float, help="stop after this many seconds")
+    live.set_defaults(handler=cmd_live)
+
     train = commands.add_parser("train", help="train a model and export it to ONNX")
     train.add_argument("what", choices=["harmonizer", "live-harmonizer"])
     train.add_argument("--preset", default="default", choices=["default", "tiny"])
@@ -193,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s: %(message)s")
+    for noisy in ("onnxscript", "onnx_ir", "torch"):  # the exporter logs every pass
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.perf_counter()
     try:
         return args.handler(args)

@@ -413,12 +413,27 @@ class LiveHarmonizer:
         scores[~self._allowed[voice]] = -np.inf
         if voice not in self.sounding:
             scores[HOLD] = -np.inf  # nothing to hold: rest or a new note
+        soprano = self._soprano_pitch()
+        if soprano >= 0:  # under a melody note every voice sings, and stays below it
+            scores[REST] = -np.inf
+            scores[self._token_pitch[voice] > soprano] = -np.inf
+            if self.sounding.get(voice, -1) > soprano:
+                scores[HOLD] = -np.inf
         if self.settings.rule_weight > 0:
             scores -= self.settings.rule_weight * self._violations(voice, decided)
         if self.settings.temperature <= 0:
             return int(np.argmax(scores))
         gumbel = -np.log(-np.log(self._rng.random(scores.size) + 1e-12) + 1e-12)
         return int(np.argmax(scores / self.settings.temperature + gumbel))
+
+    def _soprano_pitch(self) -> int:
+        """MIDI pitch the melody sounds at the current step, -1 if it rests."""
+        for column in range(self.past, -1, -1):
+            token = self.grid[0, column]
+            if token != HOLD:
+                return (self.vocabularies[0].low + token - FIRST_PITCH_TOKEN
+                        if token >= FIRST_PITCH_TOKEN else -1)
+        return -1
 
     def _violations(self, voice: int, decided: list[int]) -> np.ndarray:
         """Rule breaks of each candidate against the soprano and the voices decided so

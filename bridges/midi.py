@@ -1,0 +1,276 @@
+"""MIDI ports around the live harmoniser (python-rtmidi).
+
+Kantor opens a virtual input and output where the platform has them (ALSA and JACK on
+Linux, CoreMIDI on macOS) or connects to existing ports by name (Windows, or when asked).
+rtmidi's input thread only timestamps each message and puts it on a bounded queue; one
+worker thread runs the processor and sends its answers. When the queue is full a new
+message is dropped and counted, except a note-off, which is parked in a fixed table so
+that no note the harmoniser started is left hanging. Stopping (or losing a port) sends a
+note-off for every note Kantor is sounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rtmidi
+
+from kantor.engine.chorale.live import LiveHarmonizer
+from kantor.engine.realtime import LatencyRecorder
+
+log = logging.getLogger(__name__)
+
+APIS = {
+    "alsa": rtmidi.API_LINUX_ALSA,
+    "jack": rtmidi.API_UNIX_JACK,
+    "coremidi": rtmidi.API_MACOSX_CORE,
+    "windows": rtmidi.API_WINDOWS_MM,
+}
+
+
+# JACK moves MIDI once per period; closing a port sooner would drop the last note-offs.
+DRAIN_SECONDS = 0.25
+
+
+class MidiPortError(RuntimeError):
+    """A port could not be opened or found; the message says which and what exists."""
+
+
+def compiled_apis() -> list[str]:
+    """Names of the MIDI APIs this python-rtmidi build supports."""
+    compiled = set(rtmidi.get_compiled_api())
+    return [name for name, api in APIS.items() if api in compiled]
+
+
+def pick_api(requested: str | None) -> str:
+    """The API to use: the requested one, else JACK when a JACK server answers, ALSA when
+    its sequencer exists, CoreMIDI on macOS, Windows MM on Windows."""
+    available = compiled_apis()
+    if requested:
+        if requested not in APIS:
+            raise MidiPortError(f"unknown MIDI API '{requested}' (choose from {', '.join(APIS)})")
+        if requested not in available:
+            raise MidiPortError(f"this python-rtmidi has no {requested} support "
+                                f"(it has: {', '.join(available) or 'none'})")
+        return requested
+    import os
+    import sys
+
+    if sys.platform == "darwin" and "coremidi" in available:
+        return "coremidi"
+    if sys.platform.startswith("win") and "windows" in available:
+        return "windows"
+    if "jack" in available and _jack_running():
+        return "jack"
+    if "alsa" in available and os.path.exists("/dev/snd/seq"):
+        return "alsa"
+    raise MidiPortError("no MIDI system found: start a JACK server (jackd) or load the ALSA "
+                        "sequencer (snd-seq), or pass --api")
+
+
+def _jack_running() -> bool:
+    try:
+        probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="kantor-probe")
+    except rtmidi.SystemError:
+        return False
+    try:
+        probe.get_port_count()  # raises or returns 0 without a server; a server lists ports
+        return True
+    except rtmidi.SystemError:
+        return False
+    finally:
+        probe.delete()
+
+
+def list_ports(api: str) -> tuple[list[str], list[str]]:
+    """(MIDI sources, MIDI destinations) visible through ``api``."""
+    midi_in = rtmidi.MidiIn(APIS[api], name="kantor-list")
+    midi_out = rtmidi.MidiOut(APIS[api], name="kantor-list")
+    try:
+        return midi_in.get_ports(), midi_out.get_ports()
+    finally:
+        midi_in.delete()
+        midi_out.delete()
+
+
+def _find_port(ports: list[str], wanted: str, kind: str) -> int:
+    matches = [i for i, name in enumerate(ports) if wanted.lower() in name.lower()]
+    if not matches:
+        raise MidiPortError(f"no MIDI {kind} port matches '{wanted}' (available: "
+                            f"{'; '.join(ports) or 'none'})")
+    return matches[0]
+
+
+@dataclass
+class PortNames:
+    """What a user connects to: printed at start."""
+
+    input: str
+    output: str
+
+
+class MidiPorts:
+    """Kantor's MIDI input and output, virtual or connected to existing ports."""
+
+    def __init__(self, api: str, client_name: str = "kantor", in_port: str | None = None,
+                 out_port: str | None = None) -> None:
+        self.api = api
+        self.lost: str | None = None
+        virtual_ok = api != "windows"
+        try:
+            self.midi_in = rtmidi.MidiIn(APIS[api], name=client_name, queue_size_limit=4096)
+            self.midi_out = rtmidi.MidiOut(APIS[api], name=f"{client_name}-out")
+        except rtmidi.SystemError as error:
+            raise MidiPortError(f"cannot open the {api} MIDI system: {error}") from None
+        self.midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
+        for port in (self.midi_in, self.midi_out):
+            port.set_error_callback(self._on_error)
+        try:
+            if in_port:
+                index = _find_port(self.midi_in.get_ports(), in_port, "input")
+                self.midi_in.open_port(index, "in")
+                in_name = self.midi_in.get_ports()[index]
+            elif virtual_ok:
+                self.midi_in.open_virtual_port("in")
+                in_name = f"{client_name}:in"
+            else:
+                raise MidiPortError("this platform has no virtual MIDI ports: pass --in-port "
+                                    "NAME (e.g. a loopMIDI port)")
+            if out_port:
+                index = _find_port(self.midi_out.get_ports(), out_port, "output")
+                self.midi_out.open_port(index, "out")
+                out_name = self.midi_out.get_ports()[index]
+            elif virtual_ok:
+                self.midi_out.open_virtual_port("out")
+                out_name = f"{client_name}-out:out"
+            else:
+                raise MidiPortError("this platform has no virtual MIDI ports: pass --out-port "
+                                    "NAME")
+        except (MidiPortError, rtmidi.RtMidiError) as error:
+            self.close()
+            raise MidiPortError(str(error)) from None
+        self.names = PortNames(in_name, out_name)
+
+    def _on_error(self, kind, message: str, data=None) -> None:
+        log.error("MIDI error (%s): %s", kind, message)
+        self.lost = message
+
+    def send(self, message: list[int]) -> None:
+        self.midi_out.send_message(message)
+
+    def close(self) -> None:
+        for port in (getattr(self, "midi_in", None), getattr(self, "midi_out", None)):
+            if port is not None:
+                port.close_port()
+                port.delete()
+        self.midi_in = self.midi_out = None
+
+
+class LiveMidiService:
+    """Runs a :class:`LiveHarmonizer` between :class:`MidiPorts`: callback -> bounded
+    queue -> worker thread -> output port."""
+
+    def __init__(self, harmonizer: LiveHarmonizer, ports: MidiPorts,
+                 queue_size: int = 1024) -> None:
+        self.harmonizer = harmonizer
+        self.ports = ports
+        self.queue: queue.Queue[tuple[float, list[int]]] = queue.Queue(maxsize=queue_size)
+        self.latency = LatencyRecorder()
+        self.dropped_full_queue = 0
+        self.note_ons_arrived = 0  # counted on arrival, before any queue
+        self.send_errors = 0
+        self._parked_offs = np.zeros((16, 128), dtype=bool)  # note-offs the queue refused
+        self._parked = threading.Event()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="kantor-live", daemon=True)
+
+    def start(self) -> None:
+        """Prepare the processor (models warm) and start listening."""
+        self.harmonizer.prepare()
+        self.ports.midi_in.set_callback(self._on_message)
+        self._worker.start()
+
+    # rtmidi's thread: timestamp and hand over, nothing else.
+    def _on_message(self, event, data=None) -> None:
+        arrived = time.perf_counter()
+        message = event[0]
+        if len(message) >= 3 and message[0] & 0xF0 == 0x90 and message[2] > 0:
+            self.note_ons_arrived += 1
+        try:
+            self.queue.put_nowait((arrived, message))
+        except queue.Full:
+            status = message[0] if message else 0
+            if len(message) >= 3 and (status & 0xF0 == 0x80 or (
+                    status & 0xF0 == 0x90 and message[2] == 0)):
+                self._parked_offs[status & 0x0F, message[1] & 0x7F] = True
+                self._parked.set()
+            else:
+                self.dropped_full_queue += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._parked.is_set():
+                self._release_parked()
+            try:
+                arrived, message = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            self._handle(message, arrived)
+
+    def _handle(self, message: list[int], arrived: float) -> None:
+        try:
+            answers = self.harmonizer.process(message, arrived)
+        except Exception:  # a processor bug must not kill the service: log, count, go on
+            log.exception("processing %s failed", message)
+            self.harmonizer.stats.drop("processing error")
+            answers = self.harmonizer.release_all()
+        self._send_all(answers)
+        if answers:
+            self.latency.record(time.perf_counter() - arrived)
+
+    def _release_parked(self) -> None:
+        self._parked.clear()
+        for channel, note in np.argwhere(self._parked_offs):
+            self._parked_offs[channel, note] = False
+            self._handle([0x80 | int(channel), int(note), 0], time.perf_counter())
+
+    def _send_all(self, messages: list[list[int]]) -> None:
+        for message in messages:
+            try:
+                self.ports.send(message)
+            except Exception as error:  # a vanished port: count it, keep going
+                self.send_errors += 1
+                log.debug("send failed: %s", error)
+
+    def panic(self) -> None:
+        """Note-offs for everything Kantor sounds (called from the worker's side only
+        after :meth:`stop`, or through the queue as CC 123)."""
+        self._send_all(self.harmonizer.release_all())
+
+    def stop(self) -> None:
+        """Stop listening, release every sounding note, close the ports."""
+        self._stop.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=2.0)
+        if self.ports.midi_in is not None:
+            self.ports.midi_in.cancel_callback()
+        self.panic()  # whatever is still queued, nothing Kantor started keeps sounding
+        time.sleep(DRAIN_SECONDS)
+        self.ports.close()
+
+    def status(self) -> dict:
+        """Counters and latency percentiles for a status line."""
+        stats = self.harmonizer.stats
+        dropped = dict(stats.dropped)
+        if self.dropped_full_queue:
+            dropped["queue full"] = self.dropped_full_queue
+        if self.send_errors:
+            dropped["send errors"] = self.send_errors
+        return {"notes_in": stats.notes_in, "notes_out": stats.notes_out,
+                "latency_ms": self.latency.percentiles_ms(), "dropped": dropped,
+                "sounding": len(self.harmonizer.sounding_notes), "lost": self.ports.lost}

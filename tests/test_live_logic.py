@@ -1,0 +1,203 @@
+"""The live processor with in-memory MIDI: timing modes, robustness, no stuck notes."""
+
+import numpy as np
+import pytest
+
+from kantor.engine.chorale.encoding import TEXTBOOK_RANGES
+from kantor.engine.chorale.live import CLOCKS_PER_STEP, LiveHarmonizer, LiveSettings
+
+NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
+
+
+@pytest.fixture(scope="module")
+def live_models():
+    return LiveHarmonizer.load().models
+
+
+@pytest.fixture
+def make(live_models):
+    def build(**settings) -> LiveHarmonizer:
+        harmonizer = LiveHarmonizer(live_models, LiveSettings(**settings))
+        harmonizer.prepare()
+        return harmonizer
+    return build
+
+
+class Listener:
+    """Tracks what a synth would be sounding, per (channel, pitch)."""
+
+    def __init__(self):
+        self.on: set[tuple[int, int]] = set()
+        self.log: list[list[int]] = []
+
+    def feed(self, messages):
+        for status, pitch, velocity in messages:
+            self.log.append([status, pitch, velocity])
+            key = (status & 0x0F, pitch)
+            if status & 0xF0 == NOTE_ON and velocity > 0:
+                assert key not in self.on, f"note {key} started twice without a release"
+                self.on.add(key)
+            else:
+                self.on.discard(key)
+
+
+def play(harmonizer, listener, message, t):
+    listener.feed(harmonizer.process(message, t))
+
+
+def test_each_melody_note_gets_three_voices_below_it(make):
+    h, ear = make(), Listener()
+    t = 0.0
+    for pitch in (67, 72, 71, 69, 67, 66, 67):
+        before = len(ear.log)
+        play(h, ear, [NOTE_ON, pitch, 90], t)
+        answer = ear.log[before:]
+        starts = [(s & 0x0F, p) for s, p, v in answer if s & 0xF0 == NOTE_ON]
+        voices = {c: p for c, p in starts}
+        assert voices[0] == pitch  # thru on the soprano channel
+        assert sorted(voices) == [0, 1, 2, 3]
+        for channel, p in voices.items():
+            if channel:
+                low, high = TEXTBOOK_RANGES[channel]
+                assert low <= p <= high and p <= pitch
+        t += 0.4
+        play(h, ear, [NOTE_OFF, pitch, 0], t)
+        assert ear.on == set()  # everything released with the melody note
+        t += 0.1
+
+
+def test_velocity_zero_is_a_note_off_and_stray_offs_are_ignored(make):
+    h, ear = make(), Listener()
+    play(h, ear, [NOTE_OFF, 60, 0], 0.0)  # never started
+    assert ear.log == []
+    play(h, ear, [NOTE_ON, 67, 80], 0.1)
+    assert len(ear.on) == 4
+    play(h, ear, [NOTE_ON, 67, 0], 0.5)
+    assert ear.on == set()
+
+
+def test_chord_keeps_its_top_note(make):
+    h, ear = make(), Listener()
+    play(h, ear, [NOTE_ON, 60, 80], 0.0)
+    play(h, ear, [NOTE_ON, 67, 80], 0.005)  # higher, same chord: becomes the melody
+    play(h, ear, [NOTE_ON, 64, 80], 0.010)  # lower: dropped
+    assert (0, 67) in ear.on and (0, 60) not in ear.on and (0, 64) not in ear.on
+    assert h.stats.dropped["chord note below the melody"] == 1
+    play(h, ear, [NOTE_OFF, 64, 0], 0.3)
+    play(h, ear, [NOTE_OFF, 60, 0], 0.3)
+    assert len(ear.on) == 4  # releasing the chord's other notes changes nothing
+    play(h, ear, [NOTE_OFF, 67, 0], 0.3)
+    assert ear.on == set()
+
+
+@pytest.mark.parametrize("message, reason", [
+    ([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7], "sysex ignored"),
+    ([60, 100], "malformed message"),  # running status without its status byte
+    ([NOTE_ON, 200, 5], "malformed message"),  # data byte out of range
+    ([], "empty message"),
+    ([NOTE_ON, 60], "malformed message"),  # truncated
+])
+def test_bad_messages_are_counted_not_fatal(make, message, reason):
+    h, ear = make(), Listener()
+    play(h, ear, message, 0.0)
+    assert h.stats.dropped[reason] == 1
+    play(h, ear, [NOTE_ON, 67, 80], 0.1)  # still works afterwards
+    assert len(ear.on) == 4
+
+
+def test_all_notes_off_and_release_all(make):
+    h, ear = make(), Listener()
+    play(h, ear, [NOTE_ON, 67, 80], 0.0)
+    play(h, ear, [CC, 123, 0], 0.1)
+    assert ear.on == set()
+    play(h, ear, [NOTE_ON, 69, 80], 0.2)
+    ear.feed(h.release_all())
+    assert ear.on == set() and h.sounding_notes == []
+
+
+def test_cc_sets_parameters_and_pedal_marks_fermatas(make):
+    h, ear = make(), Listener()
+    play(h, ear, [CC, 20, 0], 0.0)
+    assert h.settings.temperature == 0
+    play(h, ear, [CC, 23, 0], 0.0)
+    assert h.settings.thru is False
+    play(h, ear, [CC, 64, 127], 0.0)
+    play(h, ear, [NOTE_ON, 67, 80], 0.1)
+    assert h.meta[h.past, 2] == 1
+    assert all(s & 0x0F != 0 for s, _, _ in ear.log)  # no thru
+
+
+def clock(h, ear, steps, t):
+    for _ in range(steps * CLOCKS_PER_STEP):
+        play(h, ear, [0xF8], t)
+    return t
+
+
+def test_clock_mode_moves_voices_on_the_grid_and_stop_releases(make):
+    h, ear = make(temperature=0.0), Listener()
+    play(h, ear, [0xFA], 0.0)  # start
+    play(h, ear, [0xF8], 0.0)
+    play(h, ear, [NOTE_ON, 67, 80], 0.0)
+    assert len(ear.on) == 4
+    step_before = h.step
+    clock(h, ear, 8, 0.0)
+    assert h.step == step_before + 8
+    assert h.meta[h.past, 0] == h.step % 4  # beat position from the clock
+    play(h, ear, [0xFC], 0.0)  # stop
+    assert ear.on == set()
+
+
+def test_song_position_sets_the_bar(make):
+    h, ear = make(), Listener()
+    play(h, ear, [0xF2, 12, 0], 0.0)  # 16th number 12: beat 4 of bar 1
+    play(h, ear, [0xFB], 0.0)
+    assert h.step == 12 and h.meta[h.past, 1] == 0
+    clock(h, ear, 4, 0.0)  # the four steps 12-15 (their first clocks at 12 come first)
+    play(h, ear, [0xF8], 0.0)  # first clock of step 16: the downbeat
+    assert h.step == 16 and h.meta[h.past, 1] == 1
+
+
+def test_lookahead_delays_the_answer_by_the_early_steps(make):
+    h, ear = make(lookahead=2, temperature=0.0), Listener()
+    play(h, ear, [0xFA], 0.0)
+    play(h, ear, [0xF8], 0.0)
+    play(h, ear, [NOTE_ON, 67, 80], 0.0)  # meant for step 2
+    assert ear.log == []
+    clock(h, ear, 1, 0.0)
+    assert ear.log == []  # step 1: still silence
+    clock(h, ear, 1, 0.0)  # step 2 begins: the melody and its chord sound now
+    assert (0, 67) in ear.on and len(ear.on) == 4
+    play(h, ear, [NOTE_OFF, 67, 0], 0.0)  # released at step 4 ...
+    assert len(ear.on) == 4
+    clock(h, ear, 2, 0.0)
+    assert ear.on == set()  # ... when step 4 is decided
+
+
+def test_same_seed_same_answers(make):
+    answers = []
+    for _ in range(2):
+        h, ear = make(seed=5), Listener()
+        for i, pitch in enumerate((67, 69, 71, 72, 74)):
+            play(h, ear, [NOTE_ON, pitch, 90], i * 0.5)
+            play(h, ear, [NOTE_OFF, pitch, 0], i * 0.5 + 0.45)
+        answers.append(ear.log)
+    assert answers[0] == answers[1]
+
+
+def test_flood_stays_bounded_and_releases_everything(make):
+    h, ear = make(), Listener()
+    rng = np.random.default_rng(0)
+    t = 0.0
+    held = set()
+    for _ in range(3000):  # random mashing, a thousand events a second
+        pitch = int(rng.integers(55, 85))
+        if pitch in held and rng.random() < 0.5:
+            play(h, ear, [NOTE_OFF, pitch, 0], t)
+            held.discard(pitch)
+        else:
+            play(h, ear, [NOTE_ON, pitch, int(rng.integers(1, 128))], t)
+            held.add(pitch)
+        t += 0.001
+    for pitch in held:
+        play(h, ear, [NOTE_OFF, pitch, 0], t)
+    assert ear.on == set()
