@@ -9,10 +9,13 @@ SYSTEM_DEV := $(SYSTEM_RUNTIME) sox fluidsynth fluid-soundfont-gm
 OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
-        train-harmonizer eval-harmonizer bench-harmonizer clean
+        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live clean
 
-run: install-runtime  ## harmonise the bundled melody into MIDI and MusicXML
+LIVE_ARGS ?=
+
+run: install-runtime  ## harmonise the bundled tune to out/, then harmonise live on MIDI ports
 	$(BIN)/kantor harmonize -o $(OUT)/old-hundredth.mid -o $(OUT)/old-hundredth.musicxml
+	$(BIN)/kantor live --start-jack $(LIVE_ARGS)
 
 test: install-dev  ## lint, then the whole test suite
 	$(BIN)/ruff check .
@@ -61,6 +64,13 @@ eval-harmonizer: install-dev
 
 bench-harmonizer: install-dev
 	$(BIN)/python benchmarks/harmonizer_speed.py
+	$(BIN)/python benchmarks/harmonizer_sweep.py
+
+train-live: install-dev  ## the live model (~20 min on 2 CPU cores)
+	$(BIN)/kantor train live-harmonizer --out .cache/models/chorale-live
+
+bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame periods (~12 min)
+	$(BIN)/python benchmarks/live_latency.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

@@ -136,11 +136,28 @@ def cmd_live(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from kantor.bridges.midi import LiveMidiService, MidiPortError, MidiPorts, list_ports, pick_api
+    from kantor.bridges.midi import (
+        LiveMidiService,
+        MidiPortError,
+        MidiPorts,
+        list_ports,
+        pick_api,
+        start_private_jack,
+    )
     from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
 
+    jack = None
     try:
-        api = pick_api(args.api)
+        try:
+            api = pick_api(args.api)
+        except MidiPortError:
+            if not args.start_jack:
+                raise
+            jack = start_private_jack()
+            api = "jack"
+            print(f"no MIDI system was running: started a JACK server '{jack.name}' (dummy "
+                  f"driver); other JACK clients reach it with JACK_DEFAULT_SERVER={jack.name}",
+                  flush=True)
         if args.list_ports:
             sources, destinations = list_ports(api)
             print(f"{api} MIDI sources (use with --in-port):")
@@ -159,6 +176,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         harmonizer = LiveHarmonizer.load(Path(args.assets) if args.assets else ASSETS, settings)
         ports = MidiPorts(api, args.name, in_port=args.in_port, out_port=args.out_port)
     except (MidiPortError, ModelError) as error:
+        if jack is not None:
+            jack.stop()
         raise CliError(str(error)) from None
     service = LiveMidiService(harmonizer, ports)
     stop = threading.Event()
@@ -184,6 +203,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         final = service.status()
         print(f"kantor live: stopped; {final['sounding']} notes left sounding. "
               + _status_line(final), flush=True)
+        if jack is not None:
+            jack.stop()
     return 0
 
 
@@ -275,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--key", type=int, default=0, help="key signature in sharps (- = flats)")
     live.add_argument("--seed", type=int, default=0)
     live.add_argument("--assets", help="folder with chorale-live-*.onnx and their cards")
+    live.add_argument("--start-jack", action="store_true",
+                      help="if no MIDI system runs (a headless machine), start a private JACK "
+                           "server with the dummy driver for the session")
     live.add_argument("--status-interval", type=float, default=1.0, help="seconds")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
     live.set_defaults(handler=cmd_live)
