@@ -12,6 +12,7 @@ Terms: a *sonority* is a step where the sounding pitches differ from the step be
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from kantor.engine.chorale.encoding import (
@@ -27,53 +28,65 @@ MAX_UPPER_SPACING = 12  # semitones between soprano-alto and alto-tenor
 _TRIADS = ({0, 4, 7}, {0, 3, 7}, {0, 3, 6}, {0, 4, 8})
 _SEVENTHS = ({0, 4, 7, 10}, {0, 3, 7, 10}, {0, 3, 6, 10}, {0, 3, 6, 9}, {0, 4, 7, 11})
 
-
-def _interval_class(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """Compound interval reduced to 0-11 semitones (unisons and octaves are 0)."""
-    return np.abs(upper - lower) % 12
-
-
-def consecutive_perfect(prev_a, prev_b, cur_a, cur_b, interval: int) -> np.ndarray:
-    """Both voices move and stand a perfect ``interval`` apart before and after
-    (parallel or contrary fifths/octaves). Arrays broadcast; -1 means silent."""
-    sounding = (prev_a >= 0) & (prev_b >= 0) & (cur_a >= 0) & (cur_b >= 0)
-    both_move = (prev_a != cur_a) & (prev_b != cur_b)
-    return (sounding & both_move
-            & (_interval_class(prev_a, prev_b) == interval)
-            & (_interval_class(cur_a, cur_b) == interval))
+# Each rule is a Numba ufunc: it broadcasts over numpy arrays (the yardstick) and is called
+# on scalars inside the compiled candidate kernel (the samplers), so there is one
+# definition of each. Pitches are MIDI numbers, -1 where a voice is silent.
+_I8 = "int64"
 
 
-def hidden_perfect(prev_s, prev_b, cur_s, cur_b) -> np.ndarray:
+@numba.vectorize([f"boolean({_I8},{_I8},{_I8},{_I8},{_I8})"], cache=True)
+def consecutive_perfect(prev_a, prev_b, cur_a, cur_b, interval):
+    """Both voices move and stand a perfect ``interval`` (7 or 0 semitones, compound
+    allowed) apart before and after: parallel or contrary fifths/octaves."""
+    if prev_a < 0 or prev_b < 0 or cur_a < 0 or cur_b < 0:
+        return False
+    if prev_a == cur_a or prev_b == cur_b:
+        return False
+    return abs(prev_a - prev_b) % 12 == interval and abs(cur_a - cur_b) % 12 == interval
+
+
+@numba.vectorize([f"boolean({_I8},{_I8},{_I8},{_I8})"], cache=True)
+def hidden_perfect(prev_s, prev_b, cur_s, cur_b):
     """Outer voices move the same way into a fifth or octave with a soprano leap."""
-    sounding = (prev_s >= 0) & (prev_b >= 0) & (cur_s >= 0) & (cur_b >= 0)
-    same_way = np.sign(cur_s - prev_s) * np.sign(cur_b - prev_b) > 0
-    arriving = np.isin(_interval_class(cur_s, cur_b), (PERFECT_FIFTH, OCTAVE))
-    not_parallel = _interval_class(prev_s, prev_b) != _interval_class(cur_s, cur_b)
-    leap = np.abs(cur_s - prev_s) > 2
-    return sounding & same_way & arriving & not_parallel & leap
+    if prev_s < 0 or prev_b < 0 or cur_s < 0 or cur_b < 0:
+        return False
+    same_way = (cur_s - prev_s) * (cur_b - prev_b) > 0
+    arriving = abs(cur_s - cur_b) % 12
+    return (same_way and arriving in (PERFECT_FIFTH, OCTAVE)
+            and abs(prev_s - prev_b) % 12 != arriving and abs(cur_s - prev_s) > 2)
 
 
-def crossed(upper, lower) -> np.ndarray:
+@numba.vectorize([f"boolean({_I8},{_I8})"], cache=True)
+def crossed(upper, lower):
     """The lower voice sounds above the upper one."""
-    return (upper >= 0) & (lower >= 0) & (lower > upper)
+    return upper >= 0 and lower >= 0 and lower > upper
 
 
-def overlapped(prev_upper, prev_lower, cur_upper, cur_lower) -> np.ndarray:
+@numba.vectorize([f"boolean({_I8},{_I8},{_I8},{_I8})"], cache=True)
+def overlapped(prev_upper, prev_lower, cur_upper, cur_lower):
     """A voice moves past where its neighbour just was."""
-    sounding = (prev_upper >= 0) & (prev_lower >= 0) & (cur_upper >= 0) & (cur_lower >= 0)
-    lower_up = (cur_lower != prev_lower) & (cur_lower > prev_upper)
-    upper_down = (cur_upper != prev_upper) & (cur_upper < prev_lower)
-    return sounding & (lower_up | upper_down)
+    if prev_upper < 0 or prev_lower < 0 or cur_upper < 0 or cur_lower < 0:
+        return False
+    lower_up = cur_lower != prev_lower and cur_lower > prev_upper
+    upper_down = cur_upper != prev_upper and cur_upper < prev_lower
+    return lower_up or upper_down
 
 
-def too_wide(upper, lower) -> np.ndarray:
+@numba.vectorize([f"boolean({_I8},{_I8})"], cache=True)
+def too_wide(upper, lower):
     """More than an octave between adjacent upper voices."""
-    return (upper >= 0) & (lower >= 0) & (upper - lower > MAX_UPPER_SPACING)
+    return upper >= 0 and lower >= 0 and upper - lower > MAX_UPPER_SPACING
+
+
+@numba.vectorize([f"boolean({_I8},{_I8},{_I8})"], cache=True)
+def outside(pitch, low, high):
+    """A sounding pitch outside ``low``-``high``."""
+    return pitch >= 0 and (pitch < low or pitch > high)
 
 
 def out_of_range(pitch, voice: int) -> np.ndarray:
     low, high = TEXTBOOK_RANGES[voice]
-    return (pitch >= 0) & ((pitch < low) | (pitch > high))
+    return outside(np.asarray(pitch, dtype=np.int64), low, high)
 
 
 def is_complete_chord(pitches: np.ndarray) -> bool:
@@ -109,7 +122,7 @@ def voice_leading_report(raw: np.ndarray, meta: np.ndarray | None = None) -> dic
     ``notes`` for range; ``beat_chords`` (four-voice sonorities on a quarter beat, from
     ``meta``'s tick column) for complete chords.
     """
-    sounding = sounding_pitches(raw)
+    sounding = sounding_pitches(raw).astype(np.int64)
     steps = sonority_steps(sounding)
     chords = sounding[:, steps]  # [4, S]
     prev, cur = chords[:, :-1], chords[:, 1:]
@@ -167,78 +180,79 @@ def candidate_violations(raw: np.ndarray, sounding: np.ndarray, voice: int,
     note lasts until the voice's next onset, so the move into the next note is checked
     too, and spacing/crossing over the whole held span.
     """
+    low, high = TEXTBOOK_RANGES[voice]
+    return _candidate_violations(np.ascontiguousarray(raw, dtype=np.int64),
+                                 np.ascontiguousarray(sounding, dtype=np.int64), voice,
+                                 np.ascontiguousarray(positions, dtype=np.int64),
+                                 np.ascontiguousarray(candidate_pitch, dtype=np.int64),
+                                 np.ascontiguousarray(is_hold, dtype=np.bool_), low, high)
+
+
+@numba.njit(cache=True, nogil=True)
+def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, low, high):
     n_voices, n_steps = sounding.shape
-    t = positions
-    prev_t = np.maximum(t - 1, 0)
-    has_prev = (t > 0)[:, None]
-    # End of the note the candidate starts: the last step before the next onset.
-    held = raw[voice] == HOLD_PITCH
-    next_onset = np.full(n_steps + 1, n_steps, dtype=np.int64)
-    for s in range(n_steps - 1, -1, -1):
-        next_onset[s] = next_onset[s + 1] if held[s] else s
-    span_end = next_onset[np.minimum(t + 1, n_steps)] - 1  # inclusive
-    after = np.minimum(span_end + 1, n_steps - 1)
-    has_next = (span_end + 1 < n_steps)[:, None]
-
-    c = candidate_pitch
-    prev_v = np.where(has_prev, sounding[voice, prev_t][:, None], -1)
-    moves_in = ~is_hold[None, :]
-    next_v = sounding[voice, after][:, None]
-    violations = np.zeros(c.shape, dtype=np.float32)
-    for u in range(n_voices):
-        if u == voice:
-            continue
-        prev_u = np.where(has_prev, sounding[u, prev_t][:, None], -1)
-        cur_u = sounding[u, t][:, None]
-        end_u = sounding[u, span_end][:, None]
-        next_u = np.where(has_next, sounding[u, after][:, None], -1)
-        for interval in (PERFECT_FIFTH, OCTAVE):
-            violations += moves_in & consecutive_perfect(prev_v, prev_u, c, cur_u, interval)
-            violations += consecutive_perfect(c, end_u, np.where(has_next, next_v, -1),
-                                              next_u, interval)
-        # Vertical rules over the held span: compare with the other voice's extremes.
-        lo_u, hi_u = _span_extremes(sounding[u], t, span_end)
-        if u < voice:
-            violations += crossed(lo_u[:, None], c)
-        else:
-            violations += crossed(c, hi_u[:, None])
-        if abs(u - voice) == 1 and min(u, voice) < 2:
-            if u < voice:
-                violations += too_wide(hi_u[:, None], c)
-            else:
-                violations += too_wide(c, lo_u[:, None])
-            upper, lower = (u, voice) if u < voice else (voice, u)
-            prev_upper = prev_u if upper == u else prev_v
-            prev_lower = prev_u if lower == u else prev_v
-            cur_upper = cur_u if upper == u else c
-            cur_lower = cur_u if lower == u else c
-            violations += moves_in & overlapped(prev_upper, prev_lower, cur_upper, cur_lower)
-    if voice in (0, 3):
-        other = 3 - voice
-        prev_o = np.where(has_prev, sounding[other, prev_t][:, None], -1)
-        cur_o = sounding[other, t][:, None]
-        if voice == 0:
-            violations += moves_in & hidden_perfect(prev_v, prev_o, c, cur_o)
-        else:
-            violations += moves_in & hidden_perfect(prev_o, prev_v, cur_o, c)
-    violations += out_of_range(c, voice)
-    return violations
-
-
-def _span_extremes(row: np.ndarray, start: np.ndarray, end: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Lowest and highest sounding pitch of ``row`` over each inclusive span (silent
-    steps ignored; -1 where the voice is silent throughout)."""
-    longest = int((end - start).max()) + 1 if start.size else 1
-    offsets = np.arange(longest)
-    idx = start[:, None] + offsets[None, :]
-    inside = idx <= end[:, None]
-    values = row[np.minimum(idx, row.size - 1)]
-    valid = inside & (values >= 0)
-    lo = np.where(valid, values, 10_000).min(axis=1)
-    hi = np.where(valid, values, -1).max(axis=1)
-    lo = np.where(lo == 10_000, -1, lo)
-    return lo, hi
+    n_candidates = candidate.shape[1]
+    out = np.zeros(candidate.shape, dtype=np.float32)
+    for b in range(positions.size):
+        t = positions[b]
+        end = t  # the candidate's note lasts until the voice's next onset
+        while end + 1 < n_steps and raw[voice, end + 1] == HOLD_PITCH:
+            end += 1
+        has_next = end + 1 < n_steps
+        prev_v = sounding[voice, t - 1] if t > 0 else -1
+        next_v = sounding[voice, end + 1] if has_next else -1
+        for u in range(n_voices):
+            if u == voice:
+                continue
+            prev_u = sounding[u, t - 1] if t > 0 else -1
+            cur_u = sounding[u, t]
+            end_u = sounding[u, end]
+            next_u = sounding[u, end + 1] if has_next else -1
+            lo_u, hi_u = 1 << 30, -1  # the other voice's extremes over the held span
+            for step in range(t, end + 1):
+                p = sounding[u, step]
+                if p >= 0:
+                    lo_u = min(lo_u, p)
+                    hi_u = max(hi_u, p)
+            if lo_u == 1 << 30:
+                lo_u = -1
+            neighbour = abs(u - voice) == 1 and min(u, voice) < 2
+            for k in range(n_candidates):
+                c = candidate[b, k]
+                moves = not is_hold[k]
+                n = 0
+                for interval in (PERFECT_FIFTH, OCTAVE):
+                    if moves and consecutive_perfect(prev_v, prev_u, c, cur_u, interval):
+                        n += 1
+                    if consecutive_perfect(c, end_u, next_v, next_u, interval):
+                        n += 1
+                if u < voice:
+                    n += crossed(lo_u, c)
+                else:
+                    n += crossed(c, hi_u)
+                if neighbour:
+                    if u < voice:
+                        n += too_wide(hi_u, c)
+                        n += moves and overlapped(prev_u, prev_v, cur_u, c)
+                    else:
+                        n += too_wide(c, lo_u)
+                        n += moves and overlapped(prev_v, prev_u, c, cur_u)
+                out[b, k] += n
+        if voice == 0 or voice == 3:
+            other = 3 - voice
+            prev_o = sounding[other, t - 1] if t > 0 else -1
+            cur_o = sounding[other, t]
+            for k in range(n_candidates):
+                if is_hold[k]:
+                    continue
+                c = candidate[b, k]
+                if voice == 0:
+                    out[b, k] += hidden_perfect(prev_v, prev_o, c, cur_o)
+                else:
+                    out[b, k] += hidden_perfect(prev_o, prev_v, cur_o, c)
+        for k in range(n_candidates):
+            out[b, k] += outside(candidate[b, k], low, high)
+    return out
 
 
 def beat_positions(meta: np.ndarray) -> np.ndarray:
