@@ -107,8 +107,10 @@ class ChoraleSampler:
         """Raw logits ``float32 [B, vocab]`` for ``tokens [B, 4, W]`` and ``meta [B, W, 4]``."""
         return self.models[voice].run({"tokens": tokens, "meta": meta})[0]
 
-    def _windows(self, padded: np.ndarray, padded_meta: np.ndarray, chains: np.ndarray,
-                 positions: np.ndarray, voice: int) -> tuple[np.ndarray, np.ndarray]:
+    def windows(self, padded: np.ndarray, padded_meta: np.ndarray, chains: np.ndarray,
+                positions: np.ndarray, voice: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs for ``voice`` at ``positions`` of the given ``chains`` of padded tokens
+        ``[chains, 4, T + 2*context]``: tokens ``[B, 4, W]`` (voice masked), meta ``[B, W, 4]``."""
         offsets = np.arange(2 * self.context + 1)
         idx = positions[:, None] + offsets[None, :]
         windows = padded[chains[:, None, None], np.arange(4)[None, :, None], idx[:, None, :]]
@@ -209,7 +211,7 @@ class ChoraleSampler:
                 positions: np.ndarray, voice: int, allowed: np.ndarray,
                 settings: GibbsSettings) -> np.ndarray:
         """Log-probabilities minus rule charges for every token, ``[B, vocab]``."""
-        windows, meta = self._windows(padded, padded_meta, which, positions, voice)
+        windows, meta = self.windows(padded, padded_meta, which, positions, voice)
         scores = _log_softmax(self.logits(voice, windows, meta))
         scores[:, ~allowed] = -np.inf
         scores[positions == 0, HOLD] = -np.inf  # a piece cannot start with a hold
@@ -247,7 +249,7 @@ class ChoraleSampler:
             if positions.size == 0:
                 continue
             which = np.zeros(positions.size, dtype=np.int64)
-            windows, meta = self._windows(padded[None], padded_meta, which, positions, v)
+            windows, meta = self.windows(padded[None], padded_meta, which, positions, v)
             logp = _log_softmax(self.logits(v, windows, meta))
             total += float(logp[np.arange(positions.size), padded[v, positions + c]].sum())
         return total

@@ -39,7 +39,7 @@ def model_nll(sampler: ChoraleSampler, chorales: list[Chorale], batch: int = 204
         for v in range(4):
             for i in range(0, n_steps, batch):
                 positions = np.arange(i, min(i + batch, n_steps))
-                windows, meta = sampler._windows(padded[None], padded_meta,
+                windows, meta = sampler.windows(padded[None], padded_meta,
                                                  np.zeros(positions.size, dtype=np.int64),
                                                  positions, v)
                 logits = sampler.logits(v, windows, meta).astype(np.float64)
