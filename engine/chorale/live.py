@@ -346,9 +346,14 @@ class LiveHarmonizer:
         steps = max(1, min(steps, self.window))
         self.grid[:, :-steps] = self.grid[:, steps:].copy()
         self.meta[:-steps] = self.meta[steps:].copy()
+        # Steps that were ahead of the decided one now become history (after a jump of
+        # several steps) or stay ahead: give them what actually sounds. Only a melody sent
+        # early (clock mode with lookahead) holds real notes ahead; those are kept.
+        first_new = self.past - steps + 1
         for v in range(4):
             sounds = (self.melody_note is not None if v == 0 else v in self.sounding)
-            self.grid[v, -steps:] = HOLD if sounds or v in continuing else REST
+            start = self.window - steps if v == 0 and self._early_steps() else first_new
+            self.grid[v, start:] = HOLD if sounds or v in continuing else REST
         self.step += steps
         self._write_meta(self.window - steps, self.window)
         self.meta[self.past, 2] = self.fermata
