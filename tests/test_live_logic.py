@@ -201,3 +201,18 @@ def test_flood_stays_bounded_and_releases_everything(make):
     for pitch in held:
         play(h, ear, [NOTE_OFF, pitch, 0], t)
     assert ear.on == set()
+
+
+def test_event_mode_history_holds_the_previous_chord(make):
+    from kantor.engine.chorale.encoding import FIRST_PITCH_TOKEN, HOLD
+
+    h, ear = make(), Listener()
+    t = 0.0
+    for pitch in (67, 69, 71):  # legato quarters at 120 bpm: four 16ths apart
+        play(h, ear, [NOTE_OFF, pitch - 2, 0], t)
+        play(h, ear, [NOTE_ON, pitch, 90], t)
+        t += 0.5
+    # The chord before the current one: an onset four steps back, held until now.
+    previous = h.grid[:, h.past - 4:h.past]
+    assert (previous[:, 0] >= FIRST_PITCH_TOKEN).all()
+    assert (previous[:, 1:] == HOLD).all()
