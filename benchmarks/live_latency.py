@@ -1,10 +1,10 @@
 """Live harmoniser latency on real JACK MIDI ports, next to a pass-through baseline.
 
 For each JACK period (default 128 and 1024 frames at 48 kHz) a JACK server with the dummy
-driver is started; a client plays ``--notes`` melody notes (one every ``--gap`` seconds,
-released half-way) first through a pass-through processor, then through Kantor's live
-harmoniser, both behind the same ``LiveMidiService`` (same ports, queue and worker). It
-records:
+driver is started; a client process (the DAW) plays ``--notes`` melody notes (one every
+``--gap`` seconds, released half-way) first through a pass-through processor, then
+through Kantor's live harmoniser, both behind the same ``LiveMidiService`` (same ports,
+queue and worker). It records:
 
 * the round trip as the DAW sees it: note-on sent -> its answer (the echoed melody note)
   received, through JACK both ways;
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -68,11 +69,10 @@ def start_jack(period: int) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("jackd did not start")
 
 
-def measure(processor, notes: int, gap: float, label: str) -> dict:
-    """Play ``notes`` notes through ``processor`` on JACK; return latencies in seconds."""
-    ports = MidiPorts("jack", client_name=f"k{label}")
-    service = LiveMidiService(processor, ports, queue_size=4096)
-    service.start()
+def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
+         results) -> None:
+    """The DAW side, in its own process (as a real DAW is): play ``notes`` notes, one
+    every ``gap`` seconds, and time each note-on until its echoed melody note returns."""
     out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=f"daw{label}")
     out.open_virtual_port("out")
     inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"daw{label}-in")
@@ -91,8 +91,8 @@ def measure(processor, notes: int, gap: float, label: str) -> dict:
                     round_trips.append(now - pending.pop(0))
 
     inp.set_callback(on_message)
-    subprocess.run(["jack_connect", f"daw{label}:out", ports.names.input], check=True)
-    subprocess.run(["jack_connect", ports.names.output, f"daw{label}-in:in"], check=True)
+    subprocess.run(["jack_connect", f"daw{label}:out", kantor_in], check=True)
+    subprocess.run(["jack_connect", kantor_out, f"daw{label}-in:in"], check=True)
     time.sleep(0.3)
     melody = [67, 69, 71, 72, 74, 72, 71, 69]
     next_time = time.perf_counter()
@@ -107,10 +107,25 @@ def measure(processor, notes: int, gap: float, label: str) -> dict:
         next_time += gap / 2
         time.sleep(max(0.0, next_time - time.perf_counter()))
     time.sleep(0.5)
-    service.stop()
     for port in (out, inp):
         port.close_port()
         port.delete()
+    results.put(round_trips)
+
+
+def measure(processor, notes: int, gap: float, label: str) -> dict:
+    """Serve ``processor`` on JACK ports while a DAW process plays into them."""
+    ports = MidiPorts("jack", client_name=f"k{label}")
+    service = LiveMidiService(processor, ports, queue_size=4096)
+    service.start()
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    daw = context.Process(target=play, args=(label, notes, gap, ports.names.input,
+                                             ports.names.output, results))
+    daw.start()
+    round_trips = results.get()
+    daw.join()
+    service.stop()
     return {"round_trip_s": round_trips, "processing_s": service.latency.values().tolist(),
             "answered": len(round_trips), "sent": notes,
             "dropped": service.status()["dropped"]}

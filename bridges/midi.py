@@ -11,6 +11,7 @@ note-off for every note Kantor is sounding.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -239,6 +240,10 @@ class LiveMidiService:
     def start(self) -> None:
         """Prepare the processor (models warm) and start listening."""
         self.harmonizer.prepare()
+        # Everything allocated so far lives for the whole session: keep the garbage
+        # collector from walking it on the live path (its pauses are milliseconds).
+        gc.collect()
+        gc.freeze()
         self.ports.midi_in.set_callback(self._on_message)
         self._worker.start()
 

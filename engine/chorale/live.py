@@ -22,27 +22,29 @@ returns raw MIDI bytes; it allocates little and never loads or compiles anything
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from kantor.engine.chorale.encoding import (
     END,
     FIRST_PITCH_TOKEN,
     HOLD,
+    HOLD_PITCH,
     LIVE_DECISION_ORDER,
     MASK,
     REST,
+    REST_PITCH,
     START,
     STEPS_PER_QUARTER,
     TEXTBOOK_RANGES,
     VOICES,
     VoiceVocabulary,
-    sounding_pitches,
-    tokens_to_raw,
 )
 from kantor.engine.chorale.rules import candidate_violations
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
@@ -131,6 +133,9 @@ class LiveHarmonizer:
         self._inputs = np.zeros((1, 4, self.window), dtype=np.int64)
         self._meta_in = np.zeros((1, self.window, 4), dtype=np.int64)
         self._token_pitch = [v.token_pitches() for v in self.vocabularies]
+        self._candidates = [p[None, :].copy() for p in self._token_pitch]
+        self._lows = np.array([v.low for v in self.vocabularies], dtype=np.int64)
+        self._column = np.array([self.past], dtype=np.int64)
         self._is_hold = [np.arange(v.size) == HOLD for v in self.vocabularies]
         self._allowed = {}
         for v in LIVE_DECISION_ORDER:
@@ -327,9 +332,9 @@ class LiveHarmonizer:
             return 1
         if was_held:
             self.onset_gaps.append(gap_s)
-        quarter_s = float(np.clip(np.median(self.onset_gaps), 0.15, 1.5)
-                          ) if self.onset_gaps else 0.5
-        return int(np.clip(round(gap_s / quarter_s * STEPS_PER_QUARTER), 1,
+        quarter_s = min(max(statistics.median(self.onset_gaps), 0.15), 1.5
+                        ) if self.onset_gaps else 0.5
+        return int(min(max(round(gap_s / quarter_s * STEPS_PER_QUARTER), 1),
                            2 * STEPS_PER_QUARTER))
 
     def _jump_to(self, step: int) -> None:
@@ -444,16 +449,11 @@ class LiveHarmonizer:
         """Rule breaks of each candidate against the soprano and the voices decided so
         far at this step (each pair is checked when its later voice decides)."""
         column = self.past
-        grid = self.grid[:, :column + 1].copy()
-        for u in range(1, 4):
-            if u != voice and u not in decided:
-                grid[u, column] = REST
-        grid[grid < REST] = REST  # START padding reads as silence
-        raw = tokens_to_raw(grid, self.vocabularies)
-        sounding = sounding_pitches(raw)
-        candidate = self._token_pitch[voice][None, :].copy()
+        hidden = np.array([0 < u != voice and u not in decided for u in range(4)])
+        raw, sounding = _grid_pitches(self.grid, column + 1, self._lows, hidden)
+        candidate = self._candidates[voice]
         candidate[0, HOLD] = sounding[voice, column - 1]
-        return candidate_violations(raw, sounding, voice, np.array([column]), candidate,
+        return candidate_violations(raw, sounding, voice, self._column, candidate,
                                     self._is_hold[voice])[0]
 
     # ----------------------------------------------------------------- output
@@ -476,8 +476,8 @@ class LiveHarmonizer:
         self._release(voice, out)
         if token >= FIRST_PITCH_TOKEN:
             pitch = self.vocabularies[voice].low + token - FIRST_PITCH_TOKEN
-            velocity = int(np.clip(round(self.melody_velocity * self.settings.velocity_scale),
-                                   1, 127))
+            velocity = min(max(round(self.melody_velocity * self.settings.velocity_scale), 1),
+                           127)
             out.append([0x90 | self.settings.channels[voice], pitch, velocity])
             self.sounding[voice] = pitch
             self.stats.notes_out += 1
@@ -504,3 +504,28 @@ class LiveHarmonizer:
         if self.thru_note is not None:
             notes.append((self.settings.channels[0], self.thru_note))
         return notes
+
+
+@numba.njit(cache=True, nogil=True)
+def _grid_pitches(grid, n_columns, lows, hidden):
+    """Raw and sounding pitches (``int64 [4, n]``) of the grid's first ``n_columns``, with
+    the ``hidden`` voices silent in the last column and padding read as rests."""
+    n_voices = grid.shape[0]
+    raw = np.empty((n_voices, n_columns), dtype=np.int64)
+    sounding = np.empty((n_voices, n_columns), dtype=np.int64)
+    for v in range(n_voices):
+        current = -1
+        for c in range(n_columns):
+            token = grid[v, c]
+            if c == n_columns - 1 and hidden[v]:
+                token = REST
+            if token == HOLD:
+                raw[v, c] = HOLD_PITCH
+            elif token >= FIRST_PITCH_TOKEN:
+                raw[v, c] = lows[v] + token - FIRST_PITCH_TOKEN
+                current = raw[v, c]
+            else:
+                raw[v, c] = REST_PITCH
+                current = -1
+            sounding[v, c] = current
+    return raw, sounding
