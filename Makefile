@@ -4,8 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the runtime uses (JACK and PortAudio for live MIDI and speech).
 SYSTEM_RUNTIME := jackd2 libportaudio2 libsndfile1
-# ...and what tests, evaluation and the speech corpus use on top.
-SYSTEM_DEV := $(SYSTEM_RUNTIME) sox fluidsynth fluid-soundfont-gm
+# ...and what the tests use on top (the speech issues add festival, sox, ...).
+SYSTEM_DEV := $(SYSTEM_RUNTIME)
 OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \

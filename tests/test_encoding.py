@@ -11,7 +11,6 @@ from kantor.engine.chorale.encoding import (
     START,
     VoiceVocabulary,
     build_metadata,
-    gather_windows,
     pad_for_windows,
     raw_to_tokens,
     sounding_pitches,
@@ -57,13 +56,15 @@ def test_transposing_the_key_signature():
     assert transpose_key(0, -2) == (-2) % 12  # C -> Bb major: two flats
 
 
-def test_windows_mask_the_predicted_voice_and_pad_the_edges():
+def test_windows_mask_the_predicted_voice_and_pad_the_edges(sampler):
+    c = sampler.context
     raw = np.array([[67, H, 69], [60, H, 62], [55, H, 57], [48, H, 50]], dtype=np.int16)
-    tokens = raw_to_tokens(raw, VOCABS)
+    tokens = raw_to_tokens(raw, sampler.vocabularies)
     meta = build_metadata(3, 0, 16, None, 0)
-    padded, padded_meta = pad_for_windows(tokens, meta, context=2)
-    windows, window_meta = gather_windows(padded, padded_meta, np.array([0, 2]), 2, voice=1)
-    assert windows.shape == (2, 4, 5) and window_meta.shape == (2, 5, 4)
-    assert windows[0, 1, 2] == MASK and windows[0, 0, 2] == tokens[0, 0]
-    assert windows[0, 0, 0] == START and windows[1, 3, 4] == END
-    assert window_meta[0, :, 0].tolist() == [2, 3, 0, 1, 2]  # ticks continue outside
+    padded, padded_meta = pad_for_windows(tokens, meta, context=c)
+    windows, window_meta = sampler.windows(padded[None], padded_meta, np.zeros(2, dtype=int),
+                                           np.array([0, 2]), voice=1)
+    assert windows.shape == (2, 4, 2 * c + 1) and window_meta.shape == (2, 2 * c + 1, 4)
+    assert windows[0, 1, c] == MASK and windows[0, 0, c] == tokens[0, 0]
+    assert windows[0, 0, 0] == START and windows[1, 3, -1] == END
+    assert window_meta[0, c - 2:c + 3, 0].tolist() == [2, 3, 0, 1, 2]  # ticks continue outside

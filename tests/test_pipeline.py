@@ -55,3 +55,21 @@ def test_parity_check_compares_torch_and_onnx(tiny_export, tiny_corpus):
     with torch.no_grad():
         model.voices[2].out.bias += 1e-2
     assert parity_error(model.voices[2], best["vocab_sizes"], path) > PARITY_TOLERANCE
+
+
+def test_live_pipeline_exports_a_working_live_harmoniser(tmp_path):
+    from kantor.engine.chorale.live import LiveHarmonizer
+    from kantor.export.chorale.pipeline import train_and_export_live
+
+    paths = train_and_export_live("live-tiny", tmp_path / "run", tmp_path / "models",
+                                  eval_limit=1)
+    assert [p.name for p in paths] == ["chorale-live-bass.onnx", "chorale-live-alto.onnx",
+                                       "chorale-live-tenor.onnx"]
+    card = json.loads(paths[0].with_suffix(".json").read_text())
+    assert card["metrics"]["onnx_parity_max_abs_logit_error"] <= PARITY_TOLERANCE
+    assert card["decision_order"] == ["bass", "alto", "tenor"]
+    assert "event_mode" in card["metrics"]["live_harmonisations_of_test_sopranos"]["rates"]
+    harmonizer = LiveHarmonizer.load(tmp_path / "models")
+    harmonizer.prepare()
+    answer = harmonizer.process([0x90, 67, 90], 0.0)
+    assert sorted(m[0] & 0x0F for m in answer if m[0] & 0xF0 == 0x90) == [0, 1, 2, 3]

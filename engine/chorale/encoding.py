@@ -120,11 +120,6 @@ def sounding_pitches(raw: np.ndarray) -> np.ndarray:
     return np.where(filled < 0, -1, filled)
 
 
-def onsets(raw: np.ndarray) -> np.ndarray:
-    """Boolean ``[..., T]``: True where a note starts."""
-    return np.asarray(raw) >= 0
-
-
 def transpose_raw(raw: np.ndarray, semitones: int) -> np.ndarray:
     """Move every pitch by ``semitones``; rests and holds stay."""
     out = raw.copy()
@@ -176,17 +171,3 @@ def pad_for_windows(tokens: np.ndarray, meta: np.ndarray, context: int
     meta_padded[:context, 2] = 0
     meta_padded[context + n_steps:, 2] = 0
     return padded, meta_padded
-
-
-def gather_windows(padded_tokens: np.ndarray, padded_meta: np.ndarray, positions: np.ndarray,
-                   context: int, voice: int) -> tuple[np.ndarray, np.ndarray]:
-    """Network inputs for ``voice`` at ``positions`` (steps of the unpadded piece).
-
-    Returns tokens ``int64 [B, 4, 2*context+1]`` with the predicted voice masked at the
-    centre, and metadata ``int64 [B, 2*context+1, 4]``.
-    """
-    offsets = np.arange(2 * context + 1)
-    idx = positions[:, None] + offsets[None, :]  # padded index = position + offset
-    windows = padded_tokens[:, idx].transpose(1, 0, 2).copy()
-    windows[:, voice, context] = MASK
-    return windows, padded_meta[idx]

@@ -17,7 +17,6 @@ import numpy as np
 
 from kantor.engine.chorale.encoding import (
     HOLD_PITCH,
-    STEPS_PER_QUARTER,
     TEXTBOOK_RANGES,
     sounding_pitches,
 )
@@ -253,8 +252,3 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
         for k in range(n_candidates):
             out[b, k] += outside(candidate[b, k], low, high)
     return out
-
-
-def beat_positions(meta: np.ndarray) -> np.ndarray:
-    """Steps that fall on a quarter beat (tick 0)."""
-    return np.flatnonzero(meta[:, 0] % STEPS_PER_QUARTER == 0)
