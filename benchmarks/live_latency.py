@@ -77,7 +77,7 @@ def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
     out.open_virtual_port("out")
     inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"daw{label}-in")
     inp.open_virtual_port("in")
-    sent: dict[int, list[float]] = {}
+    sent: dict[int, float] = {}  # pitch -> when its latest note-on left
     round_trips: list[float] = []
     lock = threading.Lock()
 
@@ -86,9 +86,11 @@ def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
         message = event[0]
         if message[0] == 0x90 and message[2] > 0:  # the echoed melody (channel 1)
             with lock:
-                pending = sent.get(message[1])
-                if pending:
-                    round_trips.append(now - pending.pop(0))
+                # A pitch recurs only every 8 notes, so an answer belongs to its latest
+                # send; a lost answer then cannot shift the later matches.
+                started = sent.pop(message[1], None)
+                if started is not None:
+                    round_trips.append(now - started)
 
     inp.set_callback(on_message)
     subprocess.run(["jack_connect", f"daw{label}:out", kantor_in], check=True)
@@ -99,7 +101,7 @@ def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
     for i in range(notes):
         pitch = melody[i % len(melody)] - 5 * ((i // len(melody)) % 2)  # inside S range
         with lock:
-            sent.setdefault(pitch, []).append(time.perf_counter())
+            sent[pitch] = time.perf_counter()
         out.send_message([0x90, pitch, 90])
         next_time += gap / 2
         time.sleep(max(0.0, next_time - time.perf_counter()))
