@@ -66,7 +66,7 @@ bench-harmonizer: install-dev
 	$(BIN)/python benchmarks/harmonizer_speed.py
 	$(BIN)/python benchmarks/harmonizer_sweep.py
 
-train-live: install-dev  ## the live model (~20 min on 2 CPU cores)
+train-live: install-dev  ## the live model (~17 min on 2 CPU cores)
 	$(BIN)/kantor train live-harmonizer --out .cache/models/chorale-live
 
 bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame periods (~12 min)
