@@ -154,6 +154,22 @@ def _find_port(ports: list[str], wanted: str, kind: str) -> int:
     return matches[0]
 
 
+def _open(port, wanted: str | None, kind: str, label: str, virtual_name: str,
+          virtual_ok: bool) -> str:
+    """Open ``port`` on the existing port matching ``wanted``, else as a virtual port;
+    return the name a user connects to."""
+    if wanted:
+        index = _find_port(port.get_ports(), wanted, kind)
+        port.open_port(index, label)
+        return port.get_ports()[index]
+    if not virtual_ok:
+        option = "--in-port" if kind == "input" else "--out-port"
+        raise MidiPortError(f"this platform has no virtual MIDI ports: pass {option} NAME "
+                            "(e.g. a loopMIDI port)")
+    port.open_virtual_port(label)
+    return virtual_name
+
+
 @dataclass
 class PortNames:
     """What a user connects to: printed at start."""
@@ -179,26 +195,10 @@ class MidiPorts:
         for port in (self.midi_in, self.midi_out):
             port.set_error_callback(self._on_error)
         try:
-            if in_port:
-                index = _find_port(self.midi_in.get_ports(), in_port, "input")
-                self.midi_in.open_port(index, "in")
-                in_name = self.midi_in.get_ports()[index]
-            elif virtual_ok:
-                self.midi_in.open_virtual_port("in")
-                in_name = f"{client_name}:in"
-            else:
-                raise MidiPortError("this platform has no virtual MIDI ports: pass --in-port "
-                                    "NAME (e.g. a loopMIDI port)")
-            if out_port:
-                index = _find_port(self.midi_out.get_ports(), out_port, "output")
-                self.midi_out.open_port(index, "out")
-                out_name = self.midi_out.get_ports()[index]
-            elif virtual_ok:
-                self.midi_out.open_virtual_port("out")
-                out_name = f"{client_name}-out:out"
-            else:
-                raise MidiPortError("this platform has no virtual MIDI ports: pass --out-port "
-                                    "NAME")
+            in_name = _open(self.midi_in, in_port, "input", "in", f"{client_name}:in",
+                            virtual_ok)
+            out_name = _open(self.midi_out, out_port, "output", "out",
+                             f"{client_name}-out:out", virtual_ok)
         except (MidiPortError, rtmidi.RtMidiError) as error:
             self.close()
             raise MidiPortError(str(error)) from None
@@ -300,8 +300,8 @@ class LiveMidiService:
                 log.debug("send failed: %s", error)
 
     def panic(self) -> None:
-        """Note-offs for everything Kantor sounds (called from the worker's side only
-        after :meth:`stop`, or through the queue as CC 123)."""
+        """Note-offs for everything Kantor sounds. Only call it when the worker is not
+        running (:meth:`stop` does); while it runs, send CC 123 through the input."""
         self._send_all(self.harmonizer.release_all())
 
     def stop(self) -> None:

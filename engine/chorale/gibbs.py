@@ -187,7 +187,8 @@ class ChoraleSampler:
             pitches = rng.integers(low, high + 1, n_steps)
             row = np.where(onset, FIRST_PITCH_TOKEN + pitches - vocab.low, HOLD)
             row[rest & onset] = REST
-            row[0] = row[0] if row[0] != HOLD else FIRST_PITCH_TOKEN + pitches[0] - vocab.low
+            if row[0] == HOLD:  # a piece cannot start with a hold
+                row[0] = FIRST_PITCH_TOKEN + pitches[0] - vocab.low
             keep = fixed[v]
             if keep.any():
                 given = notes[v][keep].astype(np.int64)

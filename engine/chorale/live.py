@@ -136,6 +136,11 @@ class LiveHarmonizer:
         self._candidates = [p[None, :].copy() for p in self._token_pitch]
         self._lows = np.array([v.low for v in self.vocabularies], dtype=np.int64)
         self._column = np.array([self.past], dtype=np.int64)
+        # Lower voices not yet decided when ``voice`` decides (decisions follow
+        # LIVE_DECISION_ORDER): they are silent at this step for its rule checks.
+        self._hidden = {v: np.array([u > 0 and u not in LIVE_DECISION_ORDER[
+            :LIVE_DECISION_ORDER.index(v) + 1] for u in range(4)])
+            for v in LIVE_DECISION_ORDER}
         self._is_hold = [np.arange(v.size) == HOLD for v in self.vocabularies]
         self._allowed = {}
         for v in LIVE_DECISION_ORDER:
@@ -411,12 +416,12 @@ class LiveHarmonizer:
             if redo and self.grid[voice, column] >= FIRST_PITCH_TOKEN:
                 self._release(voice, out)  # this step's earlier answer is replaced
             self._window_for(voice, decided)
-            token = self._choose(voice, decided)
+            token = self._choose(voice)
             self.grid[voice, column] = token
             decided.append(voice)
             self._emit(voice, token, out)
 
-    def _choose(self, voice: int, decided: list[int]) -> int:
+    def _choose(self, voice: int) -> int:
         scores = self._logits(voice).astype(np.float64)
         scores -= scores.max()
         scores -= np.log(np.exp(scores).sum())
@@ -430,7 +435,7 @@ class LiveHarmonizer:
             if self.sounding.get(voice, -1) > soprano:
                 scores[HOLD] = -np.inf
         if self.settings.rule_weight > 0:
-            scores -= self.settings.rule_weight * self._violations(voice, decided)
+            scores -= self.settings.rule_weight * self._violations(voice)
         if self.settings.temperature <= 0:
             return int(np.argmax(scores))
         gumbel = -np.log(-np.log(self._rng.random(scores.size) + 1e-12) + 1e-12)
@@ -445,12 +450,11 @@ class LiveHarmonizer:
                         if token >= FIRST_PITCH_TOKEN else -1)
         return -1
 
-    def _violations(self, voice: int, decided: list[int]) -> np.ndarray:
+    def _violations(self, voice: int) -> np.ndarray:
         """Rule breaks of each candidate against the soprano and the voices decided so
         far at this step (each pair is checked when its later voice decides)."""
         column = self.past
-        hidden = np.array([0 < u != voice and u not in decided for u in range(4)])
-        raw, sounding = _grid_pitches(self.grid, column + 1, self._lows, hidden)
+        raw, sounding = _grid_pitches(self.grid, column + 1, self._lows, self._hidden[voice])
         candidate = self._candidates[voice]
         candidate[0, HOLD] = sounding[voice, column - 1]
         return candidate_violations(raw, sounding, voice, self._column, candidate,
