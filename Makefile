@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 # Debian packages the runtime uses (JACK and PortAudio for live MIDI and speech).
 SYSTEM_RUNTIME := jackd2 libportaudio2 libsndfile1
 # ...and what the tests use on top (the speech issues add festival, sox, ...).
-SYSTEM_DEV := $(SYSTEM_RUNTIME)
+SYSTEM_DEV := $(SYSTEM_RUNTIME) festival festvox-us-slt-hts fortunes wordnet-base flite \
+              espeak-ng sox
 OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
@@ -31,6 +32,9 @@ install-runtime: venv system-runtime
 	$(BIN)/pip install -q -e .
 
 install-dev: venv system-dev
+	# pyworld's build imports pkg_resources: build it without isolation, setuptools<81
+	$(BIN)/pip install -q 'setuptools<81' wheel cython numpy
+	$(BIN)/pip install -q --no-build-isolation 'pyworld>=0.3.4'
 	$(BIN)/pip install -q -e '.[train,dev]'
 
 # Debian packages are installed only as root (CI, containers); otherwise say what to run.
