@@ -10,7 +10,7 @@ SYSTEM_DEV := $(SYSTEM_RUNTIME) festival festvox-us-slt-hts fortunes wordnet-bas
 OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
-        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live clean
+        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-tts clean
 
 LIVE_ARGS ?=
 
@@ -75,6 +75,9 @@ train-live: install-dev  ## the live model (~17 min on 2 CPU cores)
 
 bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame periods (~12 min)
 	$(BIN)/python benchmarks/live_latency.py
+
+bench-tts: install-dev  ## Kantor vs Festival/flite/espeak-ng on 100 held-out sentences (needs the corpus)
+	$(BIN)/python benchmarks/tts.py --sentences 100 --out benchmarks/results
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache
