@@ -76,3 +76,23 @@ def jack_server():
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
+
+
+@pytest.fixture(scope="session")
+def festival_corpus(tmp_path_factory) -> Path:
+    """Three held-out-style sentences rendered by Festival's HTS voice, as the corpus
+    builder makes them (ID.wav 32 kHz + ID.lab + sentences.tsv)."""
+    import shutil
+
+    if shutil.which("festival") is None:
+        pytest.fail("festival is not installed (Debian festival + festvox-us-slt-hts; "
+                    "`make test` installs them as root)")
+    from kantor.export.speech.festival import render
+    from kantor.export.speech.texts import sentence_id
+
+    texts = ["The quick brown fox jumps over the lazy dog.",
+             "Where did you put the keys to the old red car?",
+             "She sells sea shells by the sea shore, every single morning."]
+    folder = tmp_path_factory.mktemp("festival")
+    render({sentence_id(t): t for t in texts}, folder, workers=1)
+    return folder

@@ -8,13 +8,16 @@ as a separate feature.
 from __future__ import annotations
 
 ARPABET = (
-    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH "
-    "UH UW V W Y Z ZH"
-).split()
+    "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
+    "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
+    "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH",
+)
 PAUSE = "pau"
 PHONES = (PAUSE, *ARPABET)
 PHONE_INDEX = {p: i for i, p in enumerate(PHONES)}
-VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+VOWELS = frozenset(
+    ("AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW")
+)
 
 
 def split_stress(phone: str) -> tuple[str, int]:

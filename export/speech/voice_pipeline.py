@@ -1,0 +1,104 @@
+"""One command per voice model: load the corpus, train, export to ONNX, score on the
+held-out sentences, write the card.
+
+    kantor train voice-prosody [--preset prosody-tiny]
+    kantor train voice-acoustic [--preset acoustic-tiny]
+
+The acoustic model's card needs a prosody model to score with predicted F0: it uses the
+one in the same output folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from kantor.engine.models import load_model, sha256_of
+from kantor.engine.speech.acoustic import ACOUSTIC_NAME, PROSODY_NAME, VoiceModels
+from kantor.engine.speech.features import (
+    ALPHA,
+    BAND_EDGES_HZ,
+    FRAME_SECONDS,
+    MCEP_ORDER,
+    SAMPLE_RATE,
+)
+from kantor.engine.speech.linguistic import FEATURE_NAMES
+from kantor.engine.speech.phones import PHONES
+from kantor.engine.speech.prosody import POINTS
+from kantor.export.speech.dataset import load_examples
+
+log = logging.getLogger(__name__)
+VALID_COUNT = 100
+
+
+def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
+                           test_limit: int | None = None) -> dict:
+    """Train the preset's model, export ``voice-<kind>.onnx`` + card into ``out_dir``."""
+    from kantor.export.speech.acoustic import PARITY_TOLERANCE, PRESETS, export_onnx, train
+    from kantor.export.speech.evaluate import evaluate_acoustic, evaluate_prosody
+
+    config = PRESETS[preset]
+    examples = load_examples("train", limit=config.train_limit)
+    test = load_examples("test", limit=test_limit)
+    if len(examples) < 2 or not test:
+        raise ValueError("no analysed corpus: run `python -m kantor.export.speech.festival` "
+                         "and `python -m kantor.export.speech.analysis` first")
+    valid_count = min(VALID_COUNT, len(examples) // 5)
+    valid, train_set = examples[:valid_count], examples[valid_count:]
+    net, record = train(config, train_set, run_dir, valid=valid)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = PROSODY_NAME if config.kind == "prosody" else ACOUSTIC_NAME
+    path = out_dir / f"{name}.onnx"
+    parity = export_onnx(net, path)
+    if parity > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX parity {parity:.2e} above {PARITY_TOLERANCE}")
+    # a provisional card (hash only) so the model loads for scoring
+    path.with_suffix(".json").write_text(json.dumps({"sha256": sha256_of(path),
+                                                     "config": asdict(config)}))
+    if config.kind == "prosody":
+        metrics = evaluate_prosody(load_model(path), test)
+    else:
+        metrics = evaluate_acoustic(VoiceModels.load(out_dir), test)
+    card = {
+        "name": name,
+        "version": "1.0.0",
+        "task": "Deep Voice duration + F0 model" if config.kind == "prosody"
+        else "Deep Voice acoustic model (frames -> mel-cepstrum + band aperiodicity)",
+        "created": dt.date.today().isoformat(),
+        "config": asdict(config),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "inputs": {"phone_ids": {"dtype": "int64", "shape": [1, "phones"],
+                                 "vocabulary": list(PHONES)},
+                   "phone_feats": {"dtype": "float32", "shape": [1, "phones", 16],
+                                   "fields": list(FEATURE_NAMES)},
+                   **({} if config.kind == "prosody" else {
+                       "frame_phone": {"dtype": "int64", "shape": [1, "frames"]},
+                       "frame_feats": {"dtype": "float32", "shape": [1, "frames", 4],
+                                       "fields": ["position_in_phone", "phone_frames/20",
+                                                  "log_f0 (0 unvoiced)", "voiced"]}})},
+        "outputs": ({"frames": "duration per phone in 5 ms frames",
+                     "log_f0": f"natural-log F0 (Hz) at {POINTS} points per phone",
+                     "voiced": f"voicing probability at the {POINTS} points"}
+                    if config.kind == "prosody" else
+                    {"features": "(1, frames, 45): mel-cepstrum c0..c39 (natural log), "
+                                 "band aperiodicity dB"}),
+        "features": {"sample_rate": SAMPLE_RATE, "frame_seconds": FRAME_SECONDS,
+                     "mcep_order": MCEP_ORDER, "alpha": ALPHA,
+                     "bap_band_edges_hz": list(BAND_EDGES_HZ)},
+        "training_data": {
+            "source": "Festival HTS voice cmu_us_slt_arctic_hts rendering of fortunes + "
+                      "WordNet sentences (export/speech/festival.py), WORLD analysis",
+            "train_sentences": len(train_set), "valid_sentences": len(valid),
+            "test_sentences": len(test),
+            "test_rule": "sha256(sentence) % 50 == 0 (export/speech/texts.py)"},
+        "training": record,
+        "onnx_parity_max_abs": parity,
+        "test_metrics": metrics,
+        "sha256": sha256_of(path),
+    }
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    log.info("%s: %s", name, metrics)
+    return card
