@@ -2,6 +2,7 @@
 
     kantor harmonize [MELODY] [-o OUT ...]   melody (MIDI/MusicXML) -> 4-voice MIDI/MusicXML
     kantor live [--api jack|alsa|coremidi]   harmonise a melody played into virtual MIDI ports
+    kantor say "TEXT" [-o out.wav | --raw]   speak text (or - for stdin, --file F) aloud
     kantor eval harmonizer [-o results.json] score the shipped model on held-out chorales
     kantor train harmonizer [--preset tiny]  train, export to ONNX, write model cards
 
@@ -208,6 +209,109 @@ def cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_text(args: argparse.Namespace) -> str:
+    if (args.text is None) == (args.file is None):
+        raise CliError('give the text ("TEXT", or - for stdin) or --file PATH, not both')
+    if args.file is not None:
+        try:
+            return Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CliError(f"cannot read {args.file}: {error}") from None
+    return sys.stdin.read() if args.text == "-" else args.text
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    import threading
+
+    from kantor.bridges import audio
+    from kantor.engine.speech.stream import SpeechStream, SpeechStreamError
+
+    if args.output and args.raw:
+        raise CliError("-o and --raw both choose the output: give one")
+    if not (args.rate > 0 and args.pitch > 0):
+        raise CliError("--rate and --pitch are multipliers above 0 (1 = the voice's own)")
+    report = sys.stderr if args.raw else sys.stdout  # stdout carries the PCM with --raw
+    jack = None
+    stream = None
+    try:
+        if args.start_jack and not (args.output or args.raw):
+            from kantor.bridges.midi import MidiPortError, _jack_running, start_private_jack
+
+            if not _jack_running():
+                try:
+                    jack = start_private_jack()
+                except MidiPortError as error:
+                    raise CliError(str(error)) from None
+                print(f"started a JACK server '{jack.name}' (dummy driver)", file=report)
+            audio.rescan(args.name)
+            args.hostapi = args.hostapi or "jack"
+        elif args.name != "kantor":
+            audio.rescan(args.name)
+        if args.list_devices:
+            if not audio.list_devices():
+                print(f"no audio output devices; {audio.FILE_HINT}")
+            for device in audio.list_devices():
+                mark = "*" if device.default else " "
+                print(f"{mark}{device.index:3d}  {device.name} ({device.hostapi}, "
+                      f"{device.channels} ch, {device.rate} Hz)")
+            return 0
+        text = _say_text(args)
+        from kantor.engine.speech.voice import Voice
+
+        voice = Voice.load()
+        rate = args.sample_rate or voice.sample_rate
+        if args.output:
+            sink = audio.WavSink(args.output, rate)
+        elif args.raw:
+            sink = audio.RawSink(sys.stdout.buffer, rate)
+        else:
+            sink = audio.DeviceSink(args.device, hostapi=args.hostapi, blocksize=args.blocksize,
+                                    samplerate=args.sample_rate)
+        sentences = [s for s in voice.split(text) if s.strip()] if not args.phonemes \
+            else [text]
+        if not sentences:
+            raise CliError("nothing to say: the text is empty")
+        stream = SpeechStream(voice, sink.samplerate)
+        stream.say(sentences[0], rate=args.rate, pitch=args.pitch, phonemes=args.phonemes,
+                   block=True)
+        said = threading.Event()
+
+        def feed() -> None:  # the rest waits in the bounded queue while the first plays
+            try:
+                for sentence in sentences[1:]:
+                    if not stream.say(sentence, rate=args.rate, pitch=args.pitch,
+                                      phonemes=args.phonemes, block=True, timeout=600):
+                        break
+            except SpeechStreamError:
+                pass
+            finally:
+                said.set()
+
+        threading.Thread(target=feed, daemon=True).start()
+        try:
+            sink.play(stream, said=said)
+        finally:
+            if isinstance(sink, audio.DeviceSink):
+                sink.stop()
+            else:
+                sink.close()
+        stats = stream.stats()
+        first = stats.first_audio_out_s[0] if stats.first_audio_out_s else float("nan")
+        where = args.output or ("stdout" if args.raw else sink.device.name)
+        print(f"kantor say: {len(sentences)} sentence(s), "
+              f"{stats.samples_out / sink.samplerate:.2f} s of audio to {where}; first audio "
+              f"after {first * 1000:.0f} ms; underflows: {stats.underflows}", file=report)
+        return 0
+    except (audio.AudioOutputError, SpeechStreamError, ModelError, ValueError) as error:
+        raise CliError(str(error)) from None  # ValueError: the voice's VoiceError
+    finally:
+        if stream is not None:
+            stream.close()
+        if jack is not None:
+            audio.shutdown()
+            jack.stop()
+
+
 def _channels(text: str) -> tuple[int, int, int, int]:
     try:
         channels = tuple(int(c) - 1 for c in text.split(","))
@@ -302,6 +406,30 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--status-interval", type=float, default=1.0, help="seconds")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
     live.set_defaults(handler=cmd_live)
+
+    say = commands.add_parser("say", help="speak text aloud, or into a WAV file")
+    say.add_argument("text", nargs="?", help='what to say; - reads stdin')
+    say.add_argument("--file", help="read the text from this file (long texts start playing "
+                                    "after the first sentence)")
+    say.add_argument("-o", "--output", help="write a sound file (e.g. out.wav) instead of "
+                                            "playing")
+    say.add_argument("--raw", action="store_true",
+                     help="write 16-bit little-endian mono PCM to stdout instead of playing")
+    say.add_argument("--rate", type=float, default=1.0, help="speaking rate multiplier")
+    say.add_argument("--pitch", type=float, default=1.0, help="pitch multiplier")
+    say.add_argument("--phonemes", action="store_true",
+                     help="the text is ARPAbet phonemes (e.g. 'HH AH0 L OW1'), said exactly")
+    say.add_argument("--device", help="output device, by index or part of its name")
+    say.add_argument("--hostapi", help="host API of the device (jack, alsa, pulse, ...)")
+    say.add_argument("--list-devices", action="store_true", help="list output devices and exit")
+    say.add_argument("--blocksize", type=int, default=1024, help="frames per audio callback")
+    say.add_argument("--sample-rate", type=int,
+                     help="output rate in Hz (default: the device's; 24000 for files)")
+    say.add_argument("--name", default="kantor", help="JACK client name")
+    say.add_argument("--start-jack", action="store_true",
+                     help="if no JACK server runs (a headless machine), start a private one "
+                          "with the dummy driver and play into it")
+    say.set_defaults(handler=cmd_say)
 
     train = commands.add_parser("train", help="train a model and export it to ONNX")
     train.add_argument("what", choices=["harmonizer", "live-harmonizer"])
