@@ -80,19 +80,26 @@ def jack_server():
 
 @pytest.fixture(scope="session")
 def festival_corpus(tmp_path_factory) -> Path:
-    """Three held-out-style sentences rendered by Festival's HTS voice, as the corpus
-    builder makes them (ID.wav 32 kHz + ID.lab + sentences.tsv)."""
+    """A small corpus made as the corpus builder makes it: 10 training and 2 held-out
+    sentences from the installed text sources, rendered by Festival's HTS voice (ID.wav
+    32 kHz + ID.lab + sentences.tsv)."""
     import shutil
 
     if shutil.which("festival") is None:
         pytest.fail("festival is not installed (Debian festival + festvox-us-slt-hts; "
                     "`make test` installs them as root)")
-    from kantor.export.speech.festival import render
-    from kantor.export.speech.texts import sentence_id
+    from kantor.export.speech.festival import choose_sentences, render
 
-    texts = ["The quick brown fox jumps over the lazy dog.",
-             "Where did you put the keys to the old red car?",
-             "She sells sea shells by the sea shore, every single morning."]
     folder = tmp_path_factory.mktemp("festival")
-    render({sentence_id(t): t for t in texts}, folder, workers=1)
+    render(choose_sentences(10, 2), folder, workers=1)
     return folder
+
+
+@pytest.fixture(scope="session")
+def festival_features(festival_corpus) -> Path:
+    """The small corpus analysed into the feature contract (ID.npz)."""
+    from kantor.export.speech.analysis import analyze_corpus
+
+    out = festival_corpus / "features"
+    analyze_corpus(festival_corpus, out, workers=1)
+    return out

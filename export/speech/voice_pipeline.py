@@ -28,25 +28,29 @@ from kantor.engine.speech.features import (
 from kantor.engine.speech.linguistic import FEATURE_NAMES
 from kantor.engine.speech.phones import PHONES
 from kantor.engine.speech.prosody import POINTS
+from kantor.export.speech.analysis import FEATURES_DIR
 from kantor.export.speech.dataset import load_examples
+from kantor.export.speech.festival import DEFAULT_DIR
 
 log = logging.getLogger(__name__)
 VALID_COUNT = 100
 
 
 def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
-                           test_limit: int | None = None) -> dict:
-    """Train the preset's model, export ``voice-<kind>.onnx`` + card into ``out_dir``."""
+                           test_limit: int | None = None, corpus: Path = DEFAULT_DIR,
+                           features: Path = FEATURES_DIR) -> dict:
+    """Train the preset's model, export ``voice-<kind>.onnx`` + card into ``out_dir``.
+    ``corpus``/``features``: the rendered corpus and its analysis."""
     from kantor.export.speech.acoustic import PARITY_TOLERANCE, PRESETS, export_onnx, train
     from kantor.export.speech.evaluate import evaluate_acoustic, evaluate_prosody
 
     config = PRESETS[preset]
-    examples = load_examples("train", limit=config.train_limit)
-    test = load_examples("test", limit=test_limit)
+    examples = load_examples("train", config.train_limit, corpus=corpus, features=features)
+    test = load_examples("test", test_limit, corpus=corpus, features=features)
     if len(examples) < 2 or not test:
         raise ValueError("no analysed corpus: run `python -m kantor.export.speech.festival` "
                          "and `python -m kantor.export.speech.analysis` first")
-    valid_count = min(VALID_COUNT, len(examples) // 5)
+    valid_count = max(1, min(VALID_COUNT, len(examples) // 5))
     valid, train_set = examples[:valid_count], examples[valid_count:]
     net, record = train(config, train_set, run_dir, valid=valid)
     out_dir.mkdir(parents=True, exist_ok=True)
