@@ -2,6 +2,7 @@
 
     kantor harmonize [MELODY] [-o OUT ...]   melody (MIDI/MusicXML) -> 4-voice MIDI/MusicXML
     kantor live [--api jack|alsa|coremidi]   harmonise a melody played into virtual MIDI ports
+    kantor phonemize "TEXT" [--json]         normalised words, their phones and sources
     kantor say "TEXT" [-o out.wav | --raw]   speak text (or - for stdin, --file F) aloud
     kantor eval harmonizer [-o results.json] score the shipped model on held-out chorales
     kantor train harmonizer [--preset tiny]  train, export to ONNX, write model cards
@@ -112,6 +113,36 @@ def cmd_eval_harmonizer(args: argparse.Namespace) -> int:
     summary = {name: {k: round(v * 100, 2) for k, v in y["rates"].items()}
                for name, y in report["yardstick"].items()}
     print(json.dumps({"model": report["model"], "rates_percent": summary}, indent=2))
+    return 0
+
+
+def cmd_phonemize(args: argparse.Namespace) -> int:
+    from kantor.engine.speech.frontend import FrontEnd
+    from kantor.engine.speech.text import TextError
+
+    text = sys.stdin.read() if args.text in ([], ["-"]) else " ".join(args.text)
+    try:
+        phrases = FrontEnd.load(user_lexicon=args.lexicon).phrases(text)
+    except (TextError, ModelError) as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        print(json.dumps({"phrases": [
+            {"words": [{"text": w.text, "phones": list(w.phones), "source": w.source}
+                       for w in phrase.words],
+             "break_after": phrase.break_after, "mark": phrase.mark,
+             "question": phrase.question} for phrase in phrases]}, indent=2))
+        return 0
+    if not phrases:
+        print("kantor phonemize: no words in the text", file=sys.stderr)
+        return 0
+    words = [w for phrase in phrases for w in phrase.words]
+    text_width = max(len(w.text) for w in words)
+    phones_width = max(len(" ".join(w.phones)) for w in words)
+    for phrase in phrases:
+        for w in phrase.words:
+            print(f"{w.text:<{text_width}}  {' '.join(w.phones):<{phones_width}}  {w.source}")
+        question = ", question" if phrase.question else ""
+        print(f"  -- {phrase.break_after} break{question} --")
     return 0
 
 
@@ -430,6 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="if no JACK server runs (a headless machine), start a private one "
                           "with the dummy driver and play into it")
     say.set_defaults(handler=cmd_say)
+
+    phonemize = commands.add_parser("phonemize", help="show the words and phones the speech "
+                                                      "front end makes of a text")
+    phonemize.add_argument("text", nargs="*", help="the text (default or -: read stdin); "
+                                                   "{HH AH0 L OW1} gives exact phones")
+    phonemize.add_argument("--json", action="store_true", help="print JSON")
+    phonemize.add_argument("--lexicon", help="user lexicon file: 'WORD  PH ON ES' per line, "
+                                             "overriding the dictionary")
+    phonemize.set_defaults(handler=cmd_phonemize)
 
     train = commands.add_parser("train", help="train a model and export it to ONNX")
     train.add_argument("what", choices=["harmonizer", "live-harmonizer"])
