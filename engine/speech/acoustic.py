@@ -3,7 +3,9 @@
 ``VoiceModels.prosody`` maps phones to durations and F0 points; ``acoustic_window``
 computes the mel-cepstrum and band aperiodicity of a range of frames only, with enough
 frames of context on each side that the result equals the whole-utterance result: this
-is what lets the voice stream the first 40 ms of audio before the rest is computed.
+is what lets the voice stream the first 40 ms of audio before the rest is computed. The
+acoustic model comes as two graphs: a phone encoder run once per sentence and a frame
+decoder run per chunk.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from kantor.engine.speech.prosody import frame_inputs, frame_phones
 
 PROSODY_NAME = "voice-prosody"
 ACOUSTIC_NAME = "voice-acoustic"
+ACOUSTIC_ENCODER_NAME = "voice-acoustic-encoder"
 
 
 @dataclass
@@ -39,13 +42,14 @@ def run_prosody(model: OnnxModel, ids: np.ndarray, feats: np.ndarray) -> Prosody
 class VoiceModels:
     """The two ONNX models of a voice, verified against their cards at load."""
 
-    def __init__(self, prosody: OnnxModel, acoustic: OnnxModel) -> None:
+    def __init__(self, prosody: OnnxModel, encoder: OnnxModel, acoustic: OnnxModel) -> None:
         self.prosody_model = prosody
+        self.encoder_model = encoder
         self.acoustic_model = acoustic
         config = acoustic.card.get("config", {})
         try:
             # frames each side that influence a frame: 2 convolutions per block
-            self.context = int(config["frame_blocks"]) * 2 * (int(config["kernel"]) // 2)
+            self.context = int(config["frame_blocks"]) * 2 * (int(config["frame_kernel"]) // 2)
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"{acoustic.path}: card lacks the frame network's shape") from None
 
@@ -53,24 +57,26 @@ class VoiceModels:
     def load(cls, folder: Path | None = None, threads: int = 1) -> VoiceModels:
         folder = Path(folder) if folder is not None else ASSETS
         return cls(load_model(folder / f"{PROSODY_NAME}.onnx", threads),
+                   load_model(folder / f"{ACOUSTIC_ENCODER_NAME}.onnx", threads),
                    load_model(folder / f"{ACOUSTIC_NAME}.onnx", threads))
 
     def prosody(self, ids: np.ndarray, feats: np.ndarray) -> Prosody:
         """Phone ids (N,) and features (N, F) of one utterance -> its prosody."""
         return run_prosody(self.prosody_model, ids, feats)
 
-    def acoustic_window(self, ids: np.ndarray, feats: np.ndarray, durations: np.ndarray,
-                        f0: np.ndarray, start: int, stop: int) -> Frames:
-        """Frames ``[start, stop)`` of an utterance whose phone ``durations`` (frames) and
-        per-frame ``f0`` (Hz) are known."""
+    def encode(self, ids: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        """Phone encodings (N, C) of one sentence for ``acoustic_window``."""
+        return self.encoder_model.run({"phone_ids": ids[None], "phone_feats": feats[None]})[0][0]
+
+    def acoustic_window(self, encodings: np.ndarray, durations: np.ndarray, f0: np.ndarray,
+                        start: int, stop: int) -> Frames:
+        """Frames ``[start, stop)`` of a sentence given its phone ``encodings`` (from
+        ``encode``), phone ``durations`` (frames) and per-frame ``f0`` (Hz)."""
         total = int(durations.sum())
         lo, hi = max(0, start - self.context), min(total, stop + self.context)
         phones = frame_phones(durations)[lo:hi]
         inputs = frame_inputs(durations, f0)[lo:hi]
-        # only the phones the window touches (+ their own context) need encoding, but the
-        # phone network is cheap; the whole utterance keeps the phone context exact
-        out = self.acoustic_model.run({"phone_ids": ids[None], "phone_feats": feats[None],
-                                       "frame_phone": phones[None],
+        out = self.acoustic_model.run({"phone_encodings": encodings[phones][None],
                                        "frame_feats": inputs[None]})[0][0]
         out = out[start - lo : stop - lo]
         return Frames(f0[start:stop].astype(np.float32),

@@ -162,11 +162,12 @@ class Voice:
         prosody = self.models.prosody(ids, feats)
         durations = round_durations(prosody.frames, rate)
         f0 = f0_track(durations, prosody.log_f0 + log_pitch, prosody.voiced)
+        encodings = self.models.encode(ids, feats)
         total = int(durations.sum())
         start, size = 0, first_size
         while start < total:
             stop = min(total, start + size)
-            frames = self.models.acoustic_window(ids, feats, durations, f0, start, stop)
+            frames = self.models.acoustic_window(encodings, durations, f0, start, stop)
             yield np.clip(self.vocoder.process(frames), -1.0, 1.0)
             start, size = stop, CHUNK_FRAMES
 

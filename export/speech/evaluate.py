@@ -45,11 +45,12 @@ def evaluate_acoustic(models: VoiceModels, examples: list[Example]) -> dict:
     teacher_f0, predicted_f0 = [], []
     for e in examples:
         total = int(e.durations.sum())
-        out = models.acoustic_window(e.ids, e.feats, e.durations, e.frames.f0, 0, total)
+        encodings = models.encode(e.ids, e.feats)
+        out = models.acoustic_window(encodings, e.durations, e.frames.f0, 0, total)
         teacher_f0.append(mel_cepstral_distortion(e.frames.mcep, out.mcep))
         p = models.prosody(e.ids, e.feats)
         f0 = f0_track(e.durations, p.log_f0, p.voiced)
-        out = models.acoustic_window(e.ids, e.feats, e.durations, f0, 0, total)
+        out = models.acoustic_window(encodings, e.durations, f0, 0, total)
         predicted_f0.append(mel_cepstral_distortion(e.frames.mcep, out.mcep))
     return {"sentences": len(examples),
             "mcd_db_teacher_durations_and_f0": float(np.mean(teacher_f0)),

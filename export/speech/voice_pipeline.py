@@ -17,7 +17,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kantor.engine.models import load_model, sha256_of
-from kantor.engine.speech.acoustic import ACOUSTIC_NAME, PROSODY_NAME, VoiceModels
+from kantor.engine.speech.acoustic import (
+    ACOUSTIC_ENCODER_NAME,
+    ACOUSTIC_NAME,
+    PROSODY_NAME,
+    VoiceModels,
+)
 from kantor.engine.speech.features import (
     ALPHA,
     BAND_EDGES_HZ,
@@ -41,7 +46,14 @@ def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
                            features: Path = FEATURES_DIR) -> dict:
     """Train the preset's model, export ``voice-<kind>.onnx`` + card into ``out_dir``.
     ``corpus``/``features``: the rendered corpus and its analysis."""
-    from kantor.export.speech.acoustic import PARITY_TOLERANCE, PRESETS, export_onnx, train
+    from kantor.export.speech.acoustic import (
+        PARITY_TOLERANCE,
+        PRESETS,
+        AcousticDecoderGraph,
+        AcousticEncoderGraph,
+        export_onnx,
+        train,
+    )
     from kantor.export.speech.evaluate import evaluate_acoustic, evaluate_prosody
 
     config = PRESETS[preset]
@@ -56,7 +68,17 @@ def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     name = PROSODY_NAME if config.kind == "prosody" else ACOUSTIC_NAME
     path = out_dir / f"{name}.onnx"
-    parity = export_onnx(net, path)
+    if config.kind == "prosody":
+        parity = export_onnx(net, path)
+    else:
+        # two graphs: the phone encoder runs once per sentence, the frame decoder per chunk
+        encoder_path = out_dir / f"{ACOUSTIC_ENCODER_NAME}.onnx"
+        parity = max(export_onnx(AcousticEncoderGraph(net), encoder_path),
+                     export_onnx(AcousticDecoderGraph(net), path))
+        encoder_path.with_suffix(".json").write_text(json.dumps({
+            "name": ACOUSTIC_ENCODER_NAME, "task": f"phone encoder of {name} (its card holds "
+            "the metrics)", "config": asdict(config), "sha256": sha256_of(encoder_path)},
+            indent=1))
     if parity > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX parity {parity:.2e} above {PARITY_TOLERANCE}")
     # a provisional card (hash only) so the model loads for scoring
@@ -79,7 +101,10 @@ def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
                    "phone_feats": {"dtype": "float32", "shape": [1, "phones", 16],
                                    "fields": list(FEATURE_NAMES)},
                    **({} if config.kind == "prosody" else {
-                       "frame_phone": {"dtype": "int64", "shape": [1, "frames"]},
+                       "note": f"phone inputs go to {ACOUSTIC_ENCODER_NAME}.onnx; this graph "
+                               "takes its output gathered to frames",
+                       "phone_encodings": {"dtype": "float32",
+                                           "shape": [1, "frames", config.phone_channels]},
                        "frame_feats": {"dtype": "float32", "shape": [1, "frames", 4],
                                        "fields": ["position_in_phone", "phone_frames/20",
                                                   "log_f0 (0 unvoiced)", "voiced"]}})},
