@@ -10,7 +10,8 @@ SYSTEM_DEV := $(SYSTEM_RUNTIME) festival festvox-us-slt-hts fortunes wordnet-bas
 OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
-        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-tts clean
+        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-tts clean \
+        speech-corpus train-voice bench-vocoder
 
 LIVE_ARGS ?=
 
@@ -75,6 +76,17 @@ train-live: install-dev  ## the live model (~17 min on 2 CPU cores)
 
 bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame periods (~12 min)
 	$(BIN)/python benchmarks/live_latency.py
+
+speech-corpus: install-dev  ## render 10,300 sentences with Festival (~15 min) and analyse them (~20-60 min)
+	$(BIN)/python -m kantor.export.speech.festival
+	$(BIN)/python -m kantor.export.speech.analysis
+
+train-voice: speech-corpus  ## the duration/F0 and acoustic models of the voice -> .cache/models/voice
+	$(BIN)/kantor train voice-prosody --out .cache/models/voice
+	$(BIN)/kantor train voice-acoustic --out .cache/models/voice
+
+bench-vocoder: install-dev  ## Kantor's vocoder vs WORLD (C++) on 100 held-out sentences
+	$(BIN)/python benchmarks/vocoder.py --sentences 100 --out benchmarks/results
 
 bench-tts: install-dev  ## Kantor vs Festival/flite/espeak-ng on 100 held-out sentences (needs the corpus)
 	$(BIN)/python benchmarks/tts.py --sentences 100 --out benchmarks/results

@@ -146,7 +146,47 @@ def cmd_phonemize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_voice(args: argparse.Namespace) -> int:
+    """`kantor train voice-prosody|voice-acoustic`: needs the rendered, analysed corpus."""
+    try:
+        from kantor.export.speech.voice_pipeline import train_and_export_voice
+    except ImportError as error:
+        raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
+                       f"{error}") from None
+    kind = args.what.removeprefix("voice-")
+    preset = kind if args.preset == "default" else f"{kind}-{args.preset}"
+    run_dir = Path(args.run_dir or f".cache/runs/{args.what}")
+    out = Path(args.out or ".cache/models/voice")
+    try:
+        card = train_and_export_voice(preset, run_dir, out)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    print(f"wrote {out / card['name']}.onnx: {json.dumps(card['test_metrics'])}")
+    return 0
+
+
+def cmd_train_aligner(args: argparse.Namespace) -> int:
+    """`kantor train voice-aligner`: the segmentation model, from the analysed corpus."""
+    try:
+        from kantor.export.speech.segmentation import train_and_export
+    except ImportError as error:
+        raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
+                       f"{error}") from None
+    run_dir = Path(args.run_dir or ".cache/runs/voice-aligner")
+    out = Path(args.out or ".cache/models/voice")
+    try:
+        card = train_and_export(args.preset, run_dir, out, test_limit=args.eval_limit)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    print(f"wrote {out / card['name']}.onnx: {json.dumps(card['test_metrics'])}")
+    return 0
+
+
 def cmd_train_harmonizer(args: argparse.Namespace) -> int:
+    if args.what == "voice-aligner":
+        return cmd_train_aligner(args)
+    if args.what.startswith("voice-"):
+        return cmd_train_voice(args)
     try:
         from kantor.export.chorale.pipeline import train_and_export, train_and_export_live
     except ImportError as error:
@@ -472,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     phonemize.set_defaults(handler=cmd_phonemize)
 
     train = commands.add_parser("train", help="train a model and export it to ONNX")
-    train.add_argument("what", choices=["harmonizer", "live-harmonizer"])
+    train.add_argument("what", choices=["harmonizer", "live-harmonizer", "voice-prosody",
+                                        "voice-acoustic", "voice-aligner"])
     train.add_argument("--preset", default="default", choices=["default", "tiny"])
     train.add_argument("--run-dir", help="checkpoints; a run resumes from here (default "
                                          ".cache/runs/chorale[-live])")
