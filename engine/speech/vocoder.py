@@ -51,49 +51,49 @@ def _minimum_phase_operator(fft_size: int) -> np.ndarray:
 
 
 _MIN_PHASE = _minimum_phase_operator(FFT_SIZE)  # (bins, 40) complex
-_PHASE_REAL = np.ascontiguousarray(_MIN_PHASE.real.T, dtype=np.float32)  # (40, bins)
-_PHASE_IMAG = np.ascontiguousarray(_MIN_PHASE.imag.T, dtype=np.float32)
+# real and imaginary parts side by side: one matrix product per chunk
+_PHASE = np.ascontiguousarray(np.concatenate([_MIN_PHASE.real.T, _MIN_PHASE.imag.T], axis=1),
+                              dtype=np.float32)  # (40, 2 * bins)
 _BAND_DB = np.ascontiguousarray(band_basis(FFT_SIZE).T, dtype=np.float32)  # (5, bins)
-NOISE_FFT = 256  # noise needs no phase detail: a shorter FFT, same envelope magnitude
+NOISE_FFT = FFT_SIZE // 2  # noise needs no phase detail: every other bin, a shorter FFT
 _NOISE_BINS = NOISE_FFT // 2 + 1
-_NOISE_PICK = np.linspace(0, _BINS - 1, _NOISE_BINS).round().astype(np.int64)
 _NOISE_BANK_SIZE = 1024  # random unit spectra, picked per frame at random
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _spectra(real: np.ndarray, imag: np.ndarray, ap_db: np.ndarray, voiced: np.ndarray,
-             bank: np.ndarray, picks: np.ndarray, noise_bins: np.ndarray,
-             periodic: np.ndarray, noise: np.ndarray) -> None:  # pragma: no cover
+def _spectra(log_spectrum: np.ndarray, ap_db: np.ndarray, voiced: np.ndarray,
+             bank: np.ndarray, picks: np.ndarray, periodic: np.ndarray,
+             noise: np.ndarray) -> None:  # pragma: no cover - compiled
     """Per frame and bin: the periodic spectrum ``exp(L) * sqrt(1 - ap^2)`` (minimum
-    phase, ``L = real + i imag``) and the noise spectrum ``|exp(L)| * ap * white``."""
-    frames, bins = real.shape
+    phase; ``L`` = real parts then imaginary parts in ``log_spectrum``) and, on every
+    other bin, the noise spectrum ``|exp(L)| * ap * white``."""
+    frames, bins = ap_db.shape
     for t in range(frames):
-        for k in range(bins):
-            ap_power = min(10.0 ** (ap_db[t, k] / 10.0), 1.0) if voiced[t] else 1.0
-            amplitude = np.exp(real[t, k])
-            scale = amplitude * np.sqrt(1.0 - ap_power)
-            periodic[t, k] = complex(scale * np.cos(imag[t, k]), scale * np.sin(imag[t, k]))
         row = bank[picks[t]]
-        for j in range(noise.shape[1]):
-            k = noise_bins[j]
-            ap_power = min(10.0 ** (ap_db[t, k] / 10.0), 1.0) if voiced[t] else 1.0
-            noise[t, j] = row[j] * (np.exp(real[t, k]) * np.sqrt(ap_power))
+        for k in range(bins):
+            ap_power = min(np.exp(ap_db[t, k] * 0.23025851), 1.0) if voiced[t] else 1.0
+            amplitude = np.exp(log_spectrum[t, k])
+            phase = log_spectrum[t, bins + k]
+            scale = amplitude * np.sqrt(1.0 - ap_power)
+            periodic[t, k] = complex(scale * np.cos(phase), scale * np.sin(phase))
+            if k % 2 == 0:
+                noise[t, k // 2] = row[k // 2] * (amplitude * np.sqrt(ap_power))
 
 
 @njit(cache=True, nogil=True)
-def _render(f0: np.ndarray, periodic: np.ndarray, noise: np.ndarray, out: np.ndarray,
-            state: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Add pulses and noise windows of ``len(f0)`` frames into ``out`` (len T*HOP + tail).
+def _render(f0: np.ndarray, periodic: np.ndarray, noise: np.ndarray, window: np.ndarray,
+            out: np.ndarray, state: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Add pulses and windowed noise of ``len(f0)`` frames into ``out`` (T*HOP + tail).
 
     ``state`` = [phase in periods, f0 of the previous frame]; updated in place."""
     phase = state[0]
     previous = state[1]
     fft = periodic.shape[1]
-    width = noise.shape[1]
+    width = len(window)
     for t in range(len(f0)):
         start = t * HOP
         for k in range(width):
-            out[start + k] += noise[t, k]
+            out[start + k] += noise[t, k] * window[k]
         current = f0[t]
         if current <= 0.0:
             previous = 0.0
@@ -143,18 +143,18 @@ class Vocoder:
         self._bank = (pairs[..., 0] + 1j * pairs[..., 1]) * np.sqrt(NOISE_FFT / 2.0)
 
     def responses(self, frames: Frames) -> tuple[np.ndarray, np.ndarray]:
-        """Per-frame periodic responses (T, FFT_SIZE) and windowed noise (T, 2*HOP)."""
+        """Per-frame periodic responses (T, FFT_SIZE) and noise (T, NOISE_FFT), the noise
+        not yet windowed."""
         count = len(frames)
         mcep = np.ascontiguousarray(frames.mcep, dtype=np.float32)
         bap = np.ascontiguousarray(frames.bap, dtype=np.float32)
         periodic = np.empty((count, _BINS), np.complex128)
         noise = np.empty((count, _NOISE_BINS), np.complex128)
         picks = self._rng.integers(0, _NOISE_BANK_SIZE, count)
-        _spectra(mcep @ _PHASE_REAL, mcep @ _PHASE_IMAG, bap @ _BAND_DB, frames.f0 > 0,
-                 self._bank, picks, _NOISE_PICK, periodic, noise)
-        periodic_time = np.fft.irfft(periodic, n=FFT_SIZE, axis=1)
-        noise_time = np.fft.irfft(noise, n=NOISE_FFT, axis=1)
-        return periodic_time, noise_time[:, :_NOISE_LEN] * _SINE_WINDOW
+        _spectra(mcep @ _PHASE, bap @ _BAND_DB, frames.f0 > 0, self._bank, picks, periodic,
+                 noise)
+        return (np.fft.irfft(periodic, n=FFT_SIZE, axis=1),
+                np.fft.irfft(noise, n=NOISE_FFT, axis=1))
 
     def process(self, frames: Frames) -> np.ndarray:
         """Synthesise ``frames``; returns exactly ``len(frames) * HOP`` float32 samples."""
@@ -164,8 +164,8 @@ class Vocoder:
         periodic, noise = self.responses(frames)
         buffer = np.zeros(count + len(self._tail))
         buffer[: len(self._tail)] += self._tail
-        _render(np.ascontiguousarray(frames.f0, dtype=np.float64), periodic, noise, buffer,
-                self._state)
+        _render(np.ascontiguousarray(frames.f0, dtype=np.float64), periodic, noise,
+                _SINE_WINDOW, buffer, self._state)
         self._tail = buffer[count:].copy()
         return buffer[:count].astype(np.float32)
 
