@@ -11,7 +11,7 @@ OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
         train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-tts clean \
-        speech-corpus train-voice bench-vocoder
+        speech-corpus train-voice bench-vocoder train-g2p
 
 LIVE_ARGS ?=
 
@@ -84,6 +84,9 @@ speech-corpus: install-dev  ## render 10,300 sentences with Festival (~15 min) a
 train-voice: speech-corpus  ## the duration/F0 and acoustic models of the voice -> .cache/models/voice
 	$(BIN)/kantor train voice-prosody --out .cache/models/voice
 	$(BIN)/kantor train voice-acoustic --out .cache/models/voice
+
+train-g2p: install-dev  ## letters-to-phones model from CMUdict -> .cache/models/g2p (~8 min on one H200; days on 2 cores)
+	$(BIN)/kantor train g2p --out .cache/models/g2p
 
 bench-vocoder: install-dev  ## Kantor's vocoder vs WORLD (C++) on 100 held-out sentences
 	$(BIN)/python benchmarks/vocoder.py --sentences 100 --out benchmarks/results

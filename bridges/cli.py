@@ -182,7 +182,24 @@ def cmd_train_aligner(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_g2p(args: argparse.Namespace) -> int:
+    """`kantor train g2p`: the letters-to-phones model from CMUdict (a GPU helps)."""
+    try:
+        from kantor.export.speech.g2p import train_and_export
+    except ImportError as error:
+        raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
+                       f"{error}") from None
+    paths = train_and_export(args.preset, Path(args.run_dir or ".cache/runs/g2p"),
+                             Path(args.out or ".cache/models/g2p"),
+                             eval_limit=args.eval_limit)
+    for path in paths:
+        print(f"wrote {path} (+ card {path.with_suffix('.json').name})")
+    return 0
+
+
 def cmd_train_harmonizer(args: argparse.Namespace) -> int:
+    if args.what == "g2p":
+        return cmd_train_g2p(args)
     if args.what == "voice-aligner":
         return cmd_train_aligner(args)
     if args.what.startswith("voice-"):
@@ -513,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and export it to ONNX")
     train.add_argument("what", choices=["harmonizer", "live-harmonizer", "voice-prosody",
-                                        "voice-acoustic", "voice-aligner"])
+                                        "voice-acoustic", "voice-aligner", "g2p"])
     train.add_argument("--preset", default="default", choices=["default", "tiny"])
     train.add_argument("--run-dir", help="checkpoints; a run resumes from here (default "
                                          ".cache/runs/chorale[-live])")

@@ -1,0 +1,143 @@
+"""Neural grapheme-to-phoneme conversion (Deep Voice component 2) on ONNX Runtime.
+
+A word's letters go through an encoder graph once; a decoder-step graph then turns the
+encoder's memory and the phones so far into scores for the next phone, and decoding is
+greedy (the argmax each step) until the end token. The decoder recomputes over the whole
+prefix each step: words are short (at most ``MAX_LETTERS`` letters, ``MAX_PHONES`` phones),
+so a key/value cache would save little and complicate the graph.
+
+Phones are ARPAbet with stress digits on vowels, as in the CMU dictionary
+(``"canter"`` -> ``["K", "AE1", "N", "T", "ER0"]``).
+
+    g2p = G2P.load()                 # engine/assets/g2p-encoder.onnx + g2p-decoder.onnx
+    g2p.predict("Kantor")            # ['K', 'AE1', 'N', 'T', 'ER0'] or close to it
+    g2p.predict_batch(["a", "b"])    # one list per word, in order
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
+from kantor.engine.speech.phones import ARPABET, VOWELS
+
+# Input alphabet: index 0 is padding, letters start at 1.
+LETTERS = "abcdefghijklmnopqrstuvwxyz'"
+LETTER_INDEX = {c: i + 1 for i, c in enumerate(LETTERS)}
+# Output symbols: padding, start and end tokens, then every phone the dictionary uses
+# (vowels with stress 0/1/2, consonants bare).
+PAD, BOS, EOS = 0, 1, 2
+SPECIALS = ("<pad>", "<s>", "</s>")
+PHONE_SYMBOLS = tuple(
+    s for p in ARPABET for s in ([f"{p}{d}" for d in "012"] if p in VOWELS else [p]))
+SYMBOLS = (*SPECIALS, *PHONE_SYMBOLS)
+SYMBOL_INDEX = {s: i for i, s in enumerate(SYMBOLS)}
+# Longest word (in letters) the model reads, and longest pronunciation it writes; longer
+# words are cut so decoding stays bounded. CMUdict's longest word has 28 letters.
+MAX_LETTERS = 30
+MAX_PHONES = 32
+NAME = "g2p"
+
+_NOT_A_LETTER = re.compile(f"[^{re.escape(LETTERS)}]")
+
+
+def clean_word(word: str) -> str:
+    """Lower-case ``word`` and keep only a-z and apostrophes, at most ``MAX_LETTERS``."""
+    return _NOT_A_LETTER.sub("", word.lower())[:MAX_LETTERS]
+
+
+def letter_ids(word: str) -> list[int]:
+    """Letter indices (1-based) of the cleaned word."""
+    return [LETTER_INDEX[c] for c in clean_word(word)]
+
+
+def model_paths(folder: Path, name: str = NAME) -> tuple[Path, Path]:
+    """The encoder and decoder-step ONNX files of model ``name`` in ``folder``."""
+    return folder / f"{name}-encoder.onnx", folder / f"{name}-decoder.onnx"
+
+
+@dataclass
+class G2P:
+    """Letters-to-phones model: an encoder session and a decoder-step session."""
+
+    encoder: OnnxModel
+    decoder: OnnxModel
+
+    @classmethod
+    def load(cls, path: Path | None = None, name: str = NAME, threads: int = 1) -> G2P:
+        """Load ``NAME-encoder.onnx`` and ``NAME-decoder.onnx`` (and cards) from folder
+        ``path`` (default: the engine's assets). ModelError if missing, corrupt or built
+        for another symbol set."""
+        folder = Path(path) if path is not None else ASSETS
+        encoder_path, decoder_path = model_paths(folder, name)
+        encoder = load_model(encoder_path, threads=threads)
+        decoder = load_model(decoder_path, threads=threads)
+        for model in (encoder, decoder):
+            card = model.card
+            if (tuple(card.get("symbols", ())) != SYMBOLS
+                    or card.get("letters") != LETTERS):
+                raise ModelError(f"{model.path.name} was built for another letter or phone "
+                                 "set than this engine's; re-export it")
+            if card.get("companion_sha256") is None:
+                raise ModelError(f"{model.path.name}'s card does not name its companion graph")
+        if (encoder.card["companion_sha256"] != decoder.card["sha256"]
+                or decoder.card["companion_sha256"] != encoder.card["sha256"]):
+            raise ModelError(f"{encoder_path.name} and {decoder_path.name} come from different "
+                             "exports; re-export both")
+        return cls(encoder, decoder)
+
+    @property
+    def card(self) -> dict:
+        """The model card (architecture, training record, held-out PER/WER)."""
+        return self.decoder.card
+
+    def predict(self, word: str) -> list[str]:
+        """ARPAbet phones with stress digits for one word; [] if it has no letters."""
+        return self.predict_batch([word])[0]
+
+    def predict_batch(self, words: Sequence[str]) -> list[list[str]]:
+        """Phones for each word, in order. Case is ignored; characters other than a-z and
+        apostrophes are dropped; words are cut to ``MAX_LETTERS`` letters."""
+        encoded = [letter_ids(w) for w in words]
+        results: list[list[str]] = [[] for _ in words]
+        todo = [i for i, ids in enumerate(encoded) if ids]
+        if not todo:
+            return results
+        width = max(len(encoded[i]) for i in todo)
+        letters = np.zeros((len(todo), width), dtype=np.int64)
+        for row, i in enumerate(todo):
+            letters[row, :len(encoded[i])] = encoded[i]
+        for row, ids in enumerate(self.decode(letters)):
+            results[todo[row]] = [SYMBOLS[k] for k in ids]
+        return results
+
+    def decode(self, letters: np.ndarray) -> list[list[int]]:
+        """Greedy decoding of a batch of letter-index rows (int64 [batch, letters], 0 =
+        padding, no empty rows); symbol indices per row without start/end tokens."""
+        (memory,) = self.encoder.run({"letters": letters})
+        batch = letters.shape[0]
+        phones = np.full((batch, 1), BOS, dtype=np.int64)
+        done = np.zeros(batch, dtype=bool)
+        for _ in range(MAX_PHONES + 1):
+            (logits,) = self.decoder.run({"memory": memory, "letters": letters,
+                                          "phones": phones})
+            logits[:, PAD] = -np.inf  # never emit padding or a second start token
+            logits[:, BOS] = -np.inf
+            step = logits.argmax(axis=1)
+            step[done] = PAD
+            if phones.shape[1] == MAX_PHONES + 1:  # a runaway word: end it here
+                step[~done] = EOS
+            done |= step == EOS
+            phones = np.concatenate([phones, step[:, None]], axis=1)
+            if done.all():
+                break
+        out = []
+        for row in phones[:, 1:]:
+            ends = np.flatnonzero(row == EOS)
+            out.append([int(k) for k in row[:ends[0] if ends.size else row.size]])
+        return out

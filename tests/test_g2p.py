@@ -1,0 +1,122 @@
+"""The neural G2P: a tiny model trained and exported here (ONNX vs torch parity), and the
+shipped model's predictions, input handling and integrity checks."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from kantor.engine.models import ASSETS, ModelError
+from kantor.engine.speech.g2p import G2P, MAX_PHONES, PHONE_SYMBOLS, clean_word, model_paths
+from kantor.export.speech.g2p import load_lexicon, split_lexicon, split_of
+
+# Held-out (test-split) words of everyday English, fixed by the hash rule.
+HELD_OUT = ("additional", "address", "admission", "adoption", "afternoon", "alongside",
+            "anxious", "anyone", "approaches", "default")
+
+
+@pytest.fixture(scope="module")
+def lexicon():
+    return load_lexicon()
+
+
+@pytest.fixture(scope="module")
+def shipped() -> G2P:
+    return G2P.load()
+
+
+@pytest.mark.slow
+def test_tiny_model_trains_exports_and_matches_torch(tmp_path, lexicon):
+    pytest.importorskip("torch")
+    from kantor.export.speech.g2p import (
+        PARITY_TOLERANCE,
+        PRESETS,
+        default_dict_path,
+        export_and_card,
+        train,
+    )
+
+    config = replace(PRESETS["tiny"], epochs=1, limit_words=600, threads=1)
+    net, record = train(config, tmp_path / "run", lexicon)
+    assert record["steps"] > 0 and record["evals"]
+    paths = export_and_card(net, record, lexicon, default_dict_path(), tmp_path / "out",
+                            eval_limit=40)
+    g2p = G2P.load(tmp_path / "out")
+    parity = g2p.card["onnx_parity_max_abs_error"]
+    assert parity["logits"] <= PARITY_TOLERANCE and parity["memory"] <= PARITY_TOLERANCE
+    assert [p.name for p in paths] == ["g2p-encoder.onnx", "g2p-decoder.onnx"]
+    words = ["cat", "hello", "x"]
+    batch = g2p.predict_batch(words)
+    assert batch == [g2p.predict(w) for w in words]
+    for phones in batch:
+        assert len(phones) <= MAX_PHONES
+        assert set(phones) <= set(PHONE_SYMBOLS)
+    assert g2p.card["metrics"]["test"]["words"] == 40
+
+
+def test_split_is_fixed_by_the_word_hash(lexicon):
+    parts = split_lexicon(lexicon)
+    assert all(split_of(w) == "test" for w in HELD_OUT)
+    assert all(w in parts["test"] for w in HELD_OUT)
+    share = len(parts["test"]) / len(lexicon)
+    assert 0.04 < share < 0.06
+    assert not set(parts["test"]) & set(parts["train"])
+
+
+def test_shipped_model_pronounces_held_out_words(shipped, lexicon):
+    predictions = shipped.predict_batch(HELD_OUT)
+    right = [w for w, p in zip(HELD_OUT, predictions, strict=True)
+             if tuple(p) in lexicon[w]]
+    assert len(right) >= len(HELD_OUT) - 2, dict(zip(HELD_OUT, predictions, strict=True))
+    # a made-up word still gets a plausible pronunciation with one primary stress
+    made_up = shipped.predict("blorftastic")
+    assert made_up[0] == "B" and sum(p.endswith("1") for p in made_up) == 1
+
+
+def test_shipped_card_records_held_out_scores(shipped, lexicon):
+    card = shipped.card
+    test = card["metrics"]["test"]
+    assert test["words"] == len(split_lexicon(lexicon)["test"])
+    assert 0 < test["per"] < 0.1 and 0 < test["wer"] < 0.35
+    assert card["training_data"]["split_rule"].startswith("int(sha256(")
+    assert "any listed pronunciation" in card["metrics"]["scoring_rule"]
+    assert card["parameters"] > 1_000_000
+
+
+def test_odd_input_is_cleaned_not_fatal(shipped):
+    assert shipped.predict("") == []
+    assert shipped.predict("123 !?") == []
+    assert shipped.predict("Anyone") == shipped.predict("ANYONE") == shipped.predict("anyone")
+    assert shipped.predict("any-one!") == shipped.predict("anyone")
+    assert clean_word("Don't") == "don't"
+    long_word = shipped.predict("supercalifragilistic" * 10)
+    assert 0 < len(long_word) <= MAX_PHONES
+    assert shipped.predict_batch(["", "cat", "@@"]) == [[], shipped.predict("cat"), []]
+    assert shipped.predict_batch([]) == []
+
+
+def _copy_assets(tmp_path):
+    for path in model_paths(ASSETS):
+        shutil.copy(path, tmp_path / path.name)
+        shutil.copy(path.with_suffix(".json"), tmp_path / path.with_suffix(".json").name)
+    return model_paths(tmp_path)
+
+
+def test_corrupt_or_missing_files_raise_model_error(tmp_path):
+    encoder, decoder = _copy_assets(tmp_path)
+    G2P.load(tmp_path)  # the copy itself is fine
+    data = bytearray(decoder.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    decoder.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match its card"):
+        G2P.load(tmp_path)
+    decoder.unlink()
+    with pytest.raises(ModelError, match="missing"):
+        G2P.load(tmp_path)
+    encoder.with_suffix(".json").unlink()
+    with pytest.raises(ModelError):
+        G2P.load(tmp_path)
+    with pytest.raises(ModelError, match="missing"):
+        G2P.load(tmp_path / "nowhere")
