@@ -24,6 +24,9 @@ from kantor.engine.speech.vocoder import Vocoder
 
 FIRST_CHUNK_FRAMES = 8  # 40 ms
 CHUNK_FRAMES = 40  # 200 ms
+# the corpus opens every utterance with ~175 ms of silence; a listener waiting for an
+# answer should not, so the first sentence's opening pause is capped at 50 ms
+OPENING_PAUSE_FRAMES = 10
 RATE_RANGE = (0.25, 4.0)
 PITCH_RANGE = (0.25, 4.0)
 _SENTENCE_MARKS = (".", "!", "?", "?!", "...")
@@ -150,21 +153,23 @@ class Voice:
         if not sentences:
             return
         self.vocoder.reset()
-        size = FIRST_CHUNK_FRAMES
+        first = True
         for sentence in sentences:
-            yield from self._speak(sentence, rate, math.log(pitch), size)
-            size = CHUNK_FRAMES
+            yield from self._speak(sentence, rate, math.log(pitch), first)
+            first = False
         yield self.vocoder.flush()
 
     def _speak(self, sentence: Sentence, rate: float, log_pitch: float,
-               first_size: int) -> Iterator[np.ndarray]:
+               first: bool) -> Iterator[np.ndarray]:
         ids, feats = encode(sentence.items, sentence.question)
         prosody = self.models.prosody(ids, feats)
         durations = round_durations(prosody.frames, rate)
+        if first:
+            durations[0] = min(durations[0], OPENING_PAUSE_FRAMES)
         f0 = f0_track(durations, prosody.log_f0 + log_pitch, prosody.voiced)
         encodings = self.models.encode(ids, feats)
         total = int(durations.sum())
-        start, size = 0, first_size
+        start, size = 0, FIRST_CHUNK_FRAMES if first else CHUNK_FRAMES
         while start < total:
             stop = min(total, start + size)
             frames = self.models.acoustic_window(encodings, durations, f0, start, stop)
