@@ -166,7 +166,7 @@ def cmd_train_voice(args: argparse.Namespace) -> int:
 
 
 def cmd_train_aligner(args: argparse.Namespace) -> int:
-    """`kantor train voice-aligner`: the segmentation model, from the analysed corpus."""
+    """`kantor train voice-aligner`: the segmentation model, from the rendered corpus."""
     try:
         from kantor.export.speech.segmentation import train_and_export
     except ImportError as error:
