@@ -55,7 +55,7 @@ class VoiceConfig:
 
 
 PRESETS = {
-    "prosody": VoiceConfig("prosody", phone_blocks=3, epochs=30),
+    "prosody": VoiceConfig("prosody", phone_blocks=3, dropout=0.2, epochs=24),
     "acoustic": VoiceConfig("acoustic", phone_blocks=3, epochs=12, crop_frames=240),
     "prosody-tiny": VoiceConfig("prosody", 32, 1, epochs=2, train_limit=24, batch=8),
     "acoustic-tiny": VoiceConfig("acoustic", 32, 1, 16, 1, epochs=2, train_limit=24, batch=8),
@@ -301,6 +301,8 @@ def train(config: VoiceConfig, examples: list[Example], run_dir: Path,
         first = len(record["epochs"])
         rng = np.random.default_rng(config.seed + first)
     order_key = [len(e.ids) for e in examples]
+    best = record.get("best_valid_loss", math.inf)
+    best_state = torch.load(run_dir / "best.pt") if (run_dir / "best.pt").exists() else None
     for epoch in range(first, config.epochs):
         net.train()
         began = time.perf_counter()
@@ -320,17 +322,24 @@ def train(config: VoiceConfig, examples: list[Example], run_dir: Path,
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
             schedule.step()
-            total += float(loss)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         entry = {"epoch": epoch + 1, "train_loss": total / len(batches),
                  "seconds": time.perf_counter() - began}
         if valid:
             entry["valid_loss"] = validation_loss(net, valid)
+            if entry["valid_loss"] < best:  # keep the best epoch: small data overfits
+                best = entry["valid_loss"]
+                best_state = {k: v.clone() for k, v in net.state_dict().items()}
+                torch.save(best_state, run_dir / "best.pt")
+                record["best_valid_loss"], record["best_epoch"] = best, epoch + 1
         record["epochs"].append(entry)
         record["seconds"] += entry["seconds"]
         print(json.dumps(entry))
         torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(),
                     "schedule": schedule.state_dict(), "record": record}, checkpoint)
+    if best_state is not None:
+        net.load_state_dict(best_state)
     net.eval()
     return net, record
 
