@@ -6,10 +6,19 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from kantor.engine.models import ASSETS, ModelError
-from kantor.engine.speech.g2p import G2P, MAX_PHONES, PHONE_SYMBOLS, clean_word, model_paths
+from kantor.engine.speech.g2p import (
+    DEFAULT_BEAM,
+    G2P,
+    LETTER_INDEX,
+    MAX_PHONES,
+    PHONE_SYMBOLS,
+    clean_word,
+    model_paths,
+)
 from kantor.export.speech.g2p import load_lexicon, split_lexicon, split_of
 
 # Held-out (test-split) words of everyday English, fixed by the hash rule.
@@ -120,3 +129,51 @@ def test_corrupt_or_missing_files_raise_model_error(tmp_path):
         G2P.load(tmp_path)
     with pytest.raises(ModelError, match="missing"):
         G2P.load(tmp_path / "nowhere")
+
+
+def test_beam_search_agrees_with_itself_and_with_greedy_at_width_one(shipped, lexicon):
+    words = ["cat", "approaches", "blorftastic", "x", "supercalifragilistic"]
+    greedy = G2P(shipped.encoder, shipped.decoder, beam=1)
+    wide = G2P(shipped.encoder, shipped.decoder, beam=5)
+    beamed = wide.predict_batch(words)
+    # one word alone or in a batch of words of other lengths: the same search
+    assert beamed == [wide.predict(w) for w in words]
+    for phones in beamed:
+        assert 0 < len(phones) <= MAX_PHONES and set(phones) <= set(PHONE_SYMBOLS)
+    letters = np.array([[LETTER_INDEX[c] for c in "cat"]], dtype=np.int64)
+    assert wide.decode_beam(letters, 1) == greedy.decode(letters)
+    # the beam finds pronunciations at least as often as greedy on held-out words
+    right = {name: sum(tuple(p) in lexicon[w]
+                       for w, p in zip(HELD_OUT, g.predict_batch(HELD_OUT), strict=True))
+             for name, g in (("greedy", greedy), ("beam", wide))}
+    assert right["beam"] >= right["greedy"] - 1, right
+    assert shipped.beam == DEFAULT_BEAM
+    assert f"width {DEFAULT_BEAM}" in shipped.card["decoding"]
+    with pytest.raises(ValueError, match="beam"):
+        G2P(shipped.encoder, shipped.decoder, beam=0)
+
+
+def test_front_end_guesses_a_texts_unknown_words_in_one_batch(shipped):
+    from kantor.engine.speech.frontend import FrontEnd
+
+    calls = []
+
+    class Counting:
+        """The shipped G2P, counting its batched calls (the real model answers)."""
+
+        def __call__(self, word):
+            calls.append([word])
+            return shipped.predict(word)
+
+        def predict_batch(self, words):
+            calls.append(list(words))
+            return shipped.predict_batch(words)
+
+    frontend = FrontEnd.load(fallback=Counting())
+    words = [w for p in frontend.phrases("Blorftastic zindle, the quorbish blorftastic cat.")
+             for w in p.words]
+    assert calls == [["blorftastic", "zindle", "quorbish"]]
+    by_text = {w.text: w for w in words}
+    assert by_text["zindle"].source == "g2p"
+    assert list(by_text["zindle"].phones) == shipped.predict("zindle")
+    assert by_text["cat"].source == "dictionary"

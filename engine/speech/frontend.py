@@ -70,8 +70,11 @@ class FrontEnd:
 
     def phrases(self, text: str) -> list[SpokenPhrase]:
         """Phrases of pronounced words; [] for text with no words (empty, emoji only)."""
+        normalized = self.normalize(text)
+        # one batched G2P call for all the text's unknown words, not one call per word
+        self.lexicon.guess_all(w for phrase in normalized for w in phrase.words)
         spoken = []
-        for phrase in self.normalize(text):
+        for phrase in normalized:
             words = []
             for text_word in phrase.words:
                 pronunciation = self.lexicon.lookup(text_word)

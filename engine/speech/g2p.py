@@ -1,10 +1,12 @@
 """Neural grapheme-to-phoneme conversion (Deep Voice component 2) on ONNX Runtime.
 
 A word's letters go through an encoder graph once; a decoder-step graph then turns the
-encoder's memory and the phones so far into scores for the next phone, and decoding is
-greedy (the argmax each step) until the end token. The decoder recomputes over the whole
-prefix each step: words are short (at most ``MAX_LETTERS`` letters, ``MAX_PHONES`` phones),
-so a key/value cache would save little and complicate the graph.
+encoder's memory and the phones so far into scores for the next phone. Decoding is a beam
+search (``beam`` hypotheses per word, all words' hypotheses in one decoder call per step;
+the finished hypothesis with the best length-normalised log-probability wins), or greedy
+(the argmax each step) with ``beam=1``. The decoder recomputes over the whole prefix each
+step: words are short (at most ``MAX_LETTERS`` letters, ``MAX_PHONES`` phones), so a
+key/value cache would save little and complicate the graph.
 
 Phones are ARPAbet with stress digits on vowels, as in the CMU dictionary
 (``"canter"`` -> ``["K", "AE1", "N", "T", "ER0"]``).
@@ -12,6 +14,7 @@ Phones are ARPAbet with stress digits on vowels, as in the CMU dictionary
     g2p = G2P.load()                 # engine/assets/g2p-encoder.onnx + g2p-decoder.onnx
     g2p.predict("Kantor")            # ['K', 'AE1', 'N', 'T', 'ER0'] or close to it
     g2p.predict_batch(["a", "b"])    # one list per word, in order
+    G2P.load(beam=1)                 # greedy: a little faster, a little less accurate
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ SYMBOL_INDEX = {s: i for i, s in enumerate(SYMBOLS)}
 MAX_LETTERS = 30
 MAX_PHONES = 32
 NAME = "g2p"
+# Default decoding, chosen on the valid split (see the model card's "decoding").
+DEFAULT_BEAM = 3
+# Hypotheses are ranked by log-probability / (symbols incl. the end token) ** this.
+DEFAULT_LENGTH_PENALTY = 1.0
 
 _NOT_A_LETTER = re.compile(f"[^{re.escape(LETTERS)}]")
 
@@ -67,12 +74,22 @@ class G2P:
 
     encoder: OnnxModel
     decoder: OnnxModel
+    beam: int = DEFAULT_BEAM
+    length_penalty: float = DEFAULT_LENGTH_PENALTY
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.beam, int) or not 1 <= self.beam <= len(PHONE_SYMBOLS):
+            raise ValueError(f"beam must be an integer in 1..{len(PHONE_SYMBOLS)}, "
+                             f"not {self.beam!r}")
 
     @classmethod
-    def load(cls, path: Path | None = None, name: str = NAME, threads: int = 1) -> G2P:
+    def load(cls, path: Path | None = None, name: str = NAME, threads: int = 1,
+             beam: int = DEFAULT_BEAM,
+             length_penalty: float = DEFAULT_LENGTH_PENALTY) -> G2P:
         """Load ``NAME-encoder.onnx`` and ``NAME-decoder.onnx`` (and cards) from folder
-        ``path`` (default: the engine's assets). ModelError if missing, corrupt or built
-        for another symbol set."""
+        ``path`` (default: the engine's assets); decode with ``beam`` hypotheses per word
+        (1 = greedy). ModelError if missing, corrupt or built for another symbol set;
+        ValueError for a beam outside 1..len(PHONE_SYMBOLS)."""
         folder = Path(path) if path is not None else ASSETS
         encoder_path, decoder_path = model_paths(folder, name)
         encoder = load_model(encoder_path, threads=threads)
@@ -89,7 +106,7 @@ class G2P:
                 or decoder.card["companion_sha256"] != encoder.card["sha256"]):
             raise ModelError(f"{encoder_path.name} and {decoder_path.name} come from different "
                              "exports; re-export both")
-        return cls(encoder, decoder)
+        return cls(encoder, decoder, beam, length_penalty)
 
     @property
     def card(self) -> dict:
@@ -99,6 +116,8 @@ class G2P:
     def predict(self, word: str) -> list[str]:
         """ARPAbet phones with stress digits for one word; [] if it has no letters."""
         return self.predict_batch([word])[0]
+
+    __call__ = predict  # a G2P is itself a word -> phones fallback (speech.lexicon)
 
     def predict_batch(self, words: Sequence[str]) -> list[list[str]]:
         """Phones for each word, in order. Case is ignored; characters other than a-z and
@@ -117,8 +136,73 @@ class G2P:
         return results
 
     def decode(self, letters: np.ndarray) -> list[list[int]]:
-        """Greedy decoding of a batch of letter-index rows (int64 [batch, letters], 0 =
-        padding, no empty rows); symbol indices per row without start/end tokens."""
+        """Decoding of a batch of letter-index rows (int64 [batch, letters], 0 = padding,
+        no empty rows) with this model's beam; symbol indices per row without start/end
+        tokens."""
+        if self.beam == 1:
+            return self.decode_greedy(letters)
+        return self.decode_beam(letters, self.beam, self.length_penalty)
+
+    def decode_beam(self, letters: np.ndarray, beam: int,
+                    length_penalty: float = DEFAULT_LENGTH_PENALTY) -> list[list[int]]:
+        """Beam search over a batch of letter rows (see :meth:`decode`). Each step runs the
+        decoder once on the ``beam`` hypotheses of every word not yet finished; a finished
+        hypothesis stays in its beam (extended by padding at no cost) until all ``beam``
+        hypotheses of its word have ended; the winner is the finished one with the highest
+        log-probability / (symbols incl. the end token) ** ``length_penalty``."""
+        (memory,) = self.encoder.run({"letters": letters})
+        batch, k, vocab = letters.shape[0], beam, len(SYMBOLS)
+        memory = np.repeat(memory, k, axis=0)
+        letters = np.repeat(letters, k, axis=0)
+        phones = np.full((batch, k, 1), BOS, dtype=np.int64)
+        scores = np.full((batch, k), -np.inf)
+        scores[:, 0] = 0.0  # one live hypothesis at the start, not k copies of it
+        finished = np.zeros((batch, k), dtype=bool)
+        lengths = np.zeros((batch, k), dtype=np.int64)
+        for _ in range(MAX_PHONES + 1):
+            live = np.flatnonzero(~finished.all(axis=1))
+            if live.size == 0:
+                break
+            rows = (live[:, None] * k + np.arange(k)).ravel()
+            (logits,) = self.decoder.run({"memory": memory[rows], "letters": letters[rows],
+                                          "phones": phones[live].reshape(live.size * k, -1)})
+            logits = logits.astype(np.float64)
+            logits[:, PAD] = -np.inf  # never emit padding or a second start token
+            logits[:, BOS] = -np.inf
+            top = logits.max(axis=1, keepdims=True)
+            logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+            logp = logp.reshape(live.size, k, vocab)
+            done = finished[live]
+            if phones.shape[2] == MAX_PHONES + 1:  # runaway hypotheses: end them here
+                end = logp[..., EOS].copy()
+                logp[:] = -np.inf
+                logp[..., EOS] = end
+            logp[done] = -np.inf  # a finished hypothesis carries on as itself, padded
+            logp[done, PAD] = 0.0
+            candidates = (scores[live][:, :, None] + logp).reshape(live.size, k * vocab)
+            best = np.argsort(-candidates, axis=1, kind="stable")[:, :k]
+            source, symbol = best // vocab, best % vocab
+            was_done = np.take_along_axis(done, source, axis=1)
+            scores[live] = np.take_along_axis(candidates, best, axis=1)
+            lengths[live] = np.take_along_axis(lengths[live], source, axis=1) + ~was_done
+            finished[live] = was_done | (symbol == EOS)
+            kept = np.take_along_axis(phones[live], source[:, :, None], axis=1)
+            grown = np.full((batch, k, phones.shape[2] + 1), PAD, dtype=np.int64)
+            grown[:, :, :-1] = phones
+            grown[live] = np.concatenate([kept, symbol[:, :, None]], axis=2)
+            phones = grown
+        ranked = np.where(finished, scores / np.maximum(lengths, 1) ** length_penalty,
+                          -np.inf)
+        out = []
+        for row, choice in zip(phones, ranked.argmax(axis=1), strict=True):
+            symbols = row[choice, 1:]
+            ends = np.flatnonzero(symbols == EOS)
+            out.append([int(x) for x in symbols[:ends[0] if ends.size else symbols.size]])
+        return out
+
+    def decode_greedy(self, letters: np.ndarray) -> list[list[int]]:
+        """Greedy decoding (the argmax each step) of a batch of letter rows (see
+        :meth:`decode`)."""
         (memory,) = self.encoder.run({"letters": letters})
         batch = letters.shape[0]
         phones = np.full((batch, 1), BOS, dtype=np.int64)

@@ -155,15 +155,16 @@ def g2p_model_available() -> bool:
 
 
 def load_g2p() -> Callable[[str], list[str]] | None:
-    """The neural G2P's ``predict``, or None (with a warning) when its model files are not
-    installed. A model that is there but broken raises ModelError: that is not hidden."""
+    """The neural G2P (callable on one word, with ``predict_batch`` for many), or None (with
+    a warning) when its model files are not installed. A model that is there but broken
+    raises ModelError: that is not hidden."""
     if not g2p_model_available():
         log.warning("the G2P model is not installed (engine/assets/g2p-*.onnx): words "
                     "missing from the dictionary will be spelled letter by letter")
         return None
     from kantor.engine.speech.g2p import G2P
 
-    return G2P.load().predict
+    return G2P.load()
 
 
 class AutoFallback:
@@ -224,6 +225,28 @@ class Lexicon:
 
     def lookup(self, word: str) -> Pronunciation:
         """The pronunciation of one word as the normaliser writes it (module docstring)."""
+        known = self._known(word)
+        return known if known is not None else self._guess(word.lower())
+
+    def guess_all(self, words: Iterable[str]) -> None:
+        """Guess every out-of-vocabulary word among ``words`` in one batched call when the
+        fallback has ``predict_batch`` (the neural G2P does), so later lookups find them
+        cached; otherwise nothing happens here and lookups guess one word at a time."""
+        unknown = list(dict.fromkeys(
+            w.lower() for w in words
+            if w.lower() not in self._guesses and self._known(w) is None))
+        if not unknown:
+            return
+        if self._fallback is AUTO:
+            self._fallback = load_g2p()
+        predict_batch = getattr(self._fallback, "predict_batch", None)
+        if callable(predict_batch):
+            for word, phones in zip(unknown, predict_batch(unknown), strict=True):
+                self._store_guess(word, list(phones))
+
+    def _known(self, word: str) -> Pronunciation | None:
+        """The pronunciation from inline phones, letter names, the user lexicon or the
+        dictionary; None for a word only the fallback can pronounce."""
         if word.startswith("{"):
             return Pronunciation(parse_inline(word), "inline")
         if len(word) == 1 and word in LETTER_NAMES:
@@ -240,7 +263,7 @@ class Lexicon:
         if lower.endswith("'s") and lower[:-2] in self.dictionary:  # nasa's, kantor's
             stem = tuple(self.dictionary[lower[:-2]][0].split())
             return Pronunciation(stem + _plural_suffix(stem[-1]), "dictionary")
-        return self._guess(lower)
+        return None
 
     def _guess(self, word: str) -> Pronunciation:
         if word not in self._guesses:
@@ -249,12 +272,16 @@ class Lexicon:
             phones: list[str] = []
             if callable(self._fallback):
                 phones = list(self._fallback(word))
-            if phones:
-                guess = Pronunciation(check_phones(phones, f"G2P output for {word!r}"), "g2p")
-            else:  # no model, or a word without letters it knows
-                spelled = _spelled(word)
-                if not spelled:
-                    raise LexiconError(f"{word!r} has no letters to pronounce")
-                guess = Pronunciation(spelled, "spelled")
-            self._guesses[word] = guess
+            self._store_guess(word, phones)
         return self._guesses[word]
+
+    def _store_guess(self, word: str, phones: list[str]) -> None:
+        """Cache the fallback's ``phones`` for ``word``, spelled out when there are none."""
+        if phones:
+            guess = Pronunciation(check_phones(phones, f"G2P output for {word!r}"), "g2p")
+        else:  # no model, or a word without letters it knows
+            spelled = _spelled(word)
+            if not spelled:
+                raise LexiconError(f"{word!r} has no letters to pronounce")
+            guess = Pronunciation(spelled, "spelled")
+        self._guesses[word] = guess

@@ -17,6 +17,8 @@ figures against the first pronunciation alone are reported too.
     python -m kantor.export.speech.g2p train --out engine/assets          # all steps
     python -m kantor.export.speech.g2p train --weights-out w.pt --no-export --device cuda
     python -m kantor.export.speech.g2p export --weights w.pt --out engine/assets
+    python -m kantor.export.speech.g2p finetune --weights w.pt --weights-out w2.pt --device cuda
+    python -m kantor.export.speech.g2p rescore --out engine/assets  # after a decoding change
 
 torch is imported inside the functions that need it, so the data and scoring helpers
 work without it.
@@ -45,6 +47,8 @@ import numpy as np
 from kantor.engine.models import sha256_of
 from kantor.engine.speech.g2p import (
     BOS,
+    DEFAULT_BEAM,
+    DEFAULT_LENGTH_PENALTY,
     EOS,
     G2P,
     LETTER_INDEX,
@@ -407,9 +411,12 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def train(config: TrainConfig, run_dir: Path, lexicon: Lexicon) -> tuple[object, dict]:
+def train(config: TrainConfig, run_dir: Path, lexicon: Lexicon, init=None
+          ) -> tuple[object, dict]:
     """Train (or resume from ``run_dir/checkpoint.pt``); returns the weight-averaged (EMA)
-    network on the CPU in eval mode, and the training record."""
+    network on the CPU in eval mode, and the training record. ``init``: a network (same
+    config) whose weights both the trained and the averaged network start from (fine-tuning
+    with a fresh optimiser and schedule)."""
     import torch
     from torch.nn import functional as F
     from tqdm import tqdm
@@ -434,7 +441,10 @@ def train(config: TrainConfig, run_dir: Path, lexicon: Lexicon) -> tuple[object,
     steps_per_epoch = math.ceil(pairs / config.batch_size)
     total_steps = max(int(config.epochs * steps_per_epoch), 1)
 
-    net = build_net(config.net).to(device)
+    net = build_net(config.net)
+    if init is not None:
+        net.load_state_dict(init.state_dict())
+    net = net.to(device)
     ema = copy.deepcopy(net).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -683,6 +693,16 @@ def export_onnx(net, folder: Path, name: str = NAME) -> dict:
     return {k: float(f"{v:.3g}") for k, v in errors.items()}
 
 
+def decoding_note() -> str:
+    """How the engine decodes by default (what the card's metrics were measured with)."""
+    if DEFAULT_BEAM == 1:
+        search = "greedy"
+    else:
+        search = (f"beam search, width {DEFAULT_BEAM}, hypotheses ranked by log-probability"
+                  f" / (phones + end token) ** {DEFAULT_LENGTH_PENALTY:g}")
+    return f"{search}; the decoder recomputes over the whole prefix each step"
+
+
 def write_cards(folder: Path, net, record: dict, lexicon_info: dict, metrics: dict,
                 parity: dict, name: str = NAME) -> dict:
     """Write the JSON cards beside both graphs (last: they carry the files' hashes)."""
@@ -716,7 +736,7 @@ def write_cards(folder: Path, net, record: dict, lexicon_info: dict, metrics: di
                                                "shape": ["batch", len(SYMBOLS)],
                                                "note": "scores of the next symbol"}}},
         },
-        "decoding": "greedy; the decoder recomputes over the whole prefix each step",
+        "decoding": decoding_note(),
         "architecture": {"type": "pre-LayerNorm Transformer encoder-decoder, learned "
                                  "positions, GELU", **net.config.to_json()},
         "parameters": parameters,
@@ -764,8 +784,9 @@ def evaluate_shipped(folder: Path, lexicon: Lexicon, name: str = NAME,
     """Held-out scores of the exported files through the engine's decoder."""
     parts = split_lexicon(lexicon)
     g2p = G2P.load(folder, name=name, threads=2)
-    metrics = {"scoring_rule": SCORING_RULE, "decoder": "kantor.engine.speech.g2p greedy, "
-               "ONNX Runtime CPU"}
+    metrics = {"scoring_rule": SCORING_RULE,
+               "decoder": f"kantor.engine.speech.g2p defaults ({decoding_note()}), ONNX "
+                          "Runtime CPU"}
     for split in ("test", "valid"):
         words = list(parts[split])[:limit]
         started = time.perf_counter()
@@ -775,6 +796,18 @@ def evaluate_shipped(folder: Path, lexicon: Lexicon, name: str = NAME,
         metrics[split] = result
         log.info("%s: PER %.2f%%  WER %.2f%% (%d words)", split, 100 * result["per"],
                  100 * result["wer"], result["words"])
+    return metrics
+
+
+def rescore(folder: Path, lexicon: Lexicon, name: str = NAME) -> dict:
+    """Score the files in ``folder`` again with the engine's current default decoding and
+    rewrite both cards' metrics and decoding note (the ONNX files and hashes stay)."""
+    metrics = evaluate_shipped(folder, lexicon, name)
+    for path in model_paths(folder, name):
+        card_path = path.with_suffix(".json")
+        card = json.loads(card_path.read_text())
+        card.update(decoding=decoding_note(), metrics=metrics)
+        card_path.write_text(json.dumps(card, indent=2) + "\n")
     return metrics
 
 
@@ -834,6 +867,21 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path | None,
     return export_and_card(net, record, lexicon, dict_path, out_dir, name, eval_limit)
 
 
+def finetune(weights: Path, weights_out: Path, run_dir: Path, time_budget_s: float,
+             learning_rate: float, dict_path: Path | None = None, device: str = "auto",
+             evals: int = 2) -> None:
+    """Continue training saved weights for ``time_budget_s`` seconds: a fresh optimiser,
+    a short warm-up to ``learning_rate`` then a cosine decay to zero, weight averaging
+    (EMA) from the saved weights on; saves the averaged weights with both records."""
+    base, base_record = load_weights(weights)
+    config = replace(PRESETS["default"], net=base.config, time_budget_s=time_budget_s,
+                     learning_rate=learning_rate, warmup=0.03, final_lr_share=0.0,
+                     evals=evals, device=device)
+    lexicon = load_lexicon(Path(dict_path) if dict_path else None)
+    net, record = train(config, run_dir, lexicon, init=base)
+    save_weights(net, {**base_record, "finetune": record}, weights_out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kantor.export.speech.g2p",
                                      description=__doc__.split("\n\n")[0])
@@ -854,6 +902,17 @@ def main(argv: list[str] | None = None) -> int:
     export_cmd.add_argument("--dict")
     export_cmd.add_argument("--out", default=".cache/models/g2p")
     export_cmd.add_argument("--eval-limit", type=int)
+    tune_cmd = commands.add_parser("finetune", help="continue training saved weights")
+    tune_cmd.add_argument("--weights", required=True)
+    tune_cmd.add_argument("--weights-out", required=True)
+    tune_cmd.add_argument("--dict")
+    tune_cmd.add_argument("--run-dir", default=".cache/runs/g2p-finetune")
+    tune_cmd.add_argument("--time-budget", type=float, default=120.0)
+    tune_cmd.add_argument("--learning-rate", type=float, default=3e-4)
+    tune_cmd.add_argument("--device", default="auto")
+    rescore_cmd = commands.add_parser("rescore", help="re-score shipped files, rewrite cards")
+    rescore_cmd.add_argument("--dict")
+    rescore_cmd.add_argument("--out", default="engine/assets")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     for noisy in ("onnxscript", "onnx_ir", "torch"):
@@ -864,6 +923,13 @@ def main(argv: list[str] | None = None) -> int:
                                  args.time_budget, args.device,
                                  Path(args.weights_out) if args.weights_out else None,
                                  args.eval_limit, args.evals)
+    elif args.command == "rescore":
+        rescore(Path(args.out), load_lexicon(Path(args.dict) if args.dict else None))
+        return 0
+    elif args.command == "finetune":
+        finetune(Path(args.weights), Path(args.weights_out), Path(args.run_dir),
+                 args.time_budget, args.learning_rate, args.dict, args.device)
+        return 0
     else:
         dict_path = Path(args.dict) if args.dict else default_dict_path()
         net, record = load_weights(Path(args.weights))
