@@ -55,8 +55,10 @@ class VoiceConfig:
 
 
 PRESETS = {
-    "prosody": VoiceConfig("prosody", phone_blocks=3, dropout=0.2, epochs=24),
-    "acoustic": VoiceConfig("acoustic", phone_blocks=3, epochs=12, crop_frames=240),
+    "prosody": VoiceConfig("prosody", phone_blocks=3, dropout=0.2, epochs=20,
+                           train_limit=5000),
+    "acoustic": VoiceConfig("acoustic", phone_blocks=4, frame_channels=96, epochs=12,
+                            crop_frames=240, train_limit=8000),
     "prosody-tiny": VoiceConfig("prosody", 32, 1, epochs=2, train_limit=24, batch=8),
     "acoustic-tiny": VoiceConfig("acoustic", 32, 1, 16, 1, epochs=2, train_limit=24, batch=8),
 }
