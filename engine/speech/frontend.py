@@ -70,7 +70,11 @@ class FrontEnd:
 
     def phrases(self, text: str) -> list[SpokenPhrase]:
         """Phrases of pronounced words; [] for text with no words (empty, emoji only)."""
-        normalized = self.normalize(text)
+        return self.pronounce(self.normalize(text))
+
+    def pronounce(self, normalized: list[Phrase]) -> list[SpokenPhrase]:
+        """Phones for already normalised phrases (so a caller can pronounce a long text
+        sentence by sentence, as it speaks)."""
         # one batched G2P call for all the text's unknown words, not one call per word
         self.lexicon.guess_all(w for phrase in normalized for w in phrase.words)
         spoken = []

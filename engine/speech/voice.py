@@ -121,18 +121,27 @@ class Voice:
 
     def sentences(self, text: str, phonemes: bool = False) -> list[Sentence]:
         """The sentences to speak, as phone items."""
+        return list(self._sentences(text, phonemes))
+
+    def _sentences(self, text: str, phonemes: bool) -> Iterator[Sentence]:
+        """Sentences one at a time: the text is normalised at once (cheap), but words are
+        looked up (and unknown ones sent to the G2P) only when their sentence is next, so
+        a long text starts speaking as soon as its first sentence is ready."""
         if phonemes:
-            return parse_phonemes(text)
-        sentences: list[Sentence] = []
+            yield from parse_phonemes(text)
+            return
         pending: list = []
-        for phrase in self.front_end.phrases(text):
+        for phrase in self.front_end.normalize(text):
             pending.append(phrase)
             if phrase.mark in _SENTENCE_MARKS or phrase.break_after == "end":
-                sentences.append(self._sentence(pending))
+                sentence = self._sentence(self.front_end.pronounce(pending))
                 pending = []
+                if len(sentence.items) > 1:
+                    yield sentence
         if pending:
-            sentences.append(self._sentence(pending))
-        return [s for s in sentences if len(s.items) > 1]
+            sentence = self._sentence(self.front_end.pronounce(pending))
+            if len(sentence.items) > 1:
+                yield sentence
 
     @staticmethod
     def _sentence(phrases: list) -> Sentence:
@@ -149,15 +158,13 @@ class Voice:
             raise VoiceError(f"rate {rate} outside {RATE_RANGE}")
         if not PITCH_RANGE[0] <= pitch <= PITCH_RANGE[1]:
             raise VoiceError(f"pitch {pitch} outside {PITCH_RANGE}")
-        sentences = self.sentences(text, phonemes)
-        if not sentences:
-            return
         self.vocoder.reset()
         first = True
-        for sentence in sentences:
+        for sentence in self._sentences(text, phonemes):
             yield from self._speak(sentence, rate, math.log(pitch), first)
             first = False
-        yield self.vocoder.flush()
+        if not first:  # something was said: the vocoder's last samples
+            yield self.vocoder.flush()
 
     def _speak(self, sentence: Sentence, rate: float, log_pitch: float,
                first: bool) -> Iterator[np.ndarray]:
