@@ -228,6 +228,14 @@ class Lexicon:
         known = self._known(word)
         return known if known is not None else self._guess(word.lower())
 
+    def prepare(self) -> None:
+        """Load the fallback now and run it once, so the first unknown word a listener
+        types does not pay for loading the G2P."""
+        if self._fallback is AUTO:
+            self._fallback = load_g2p()
+        if callable(self._fallback):
+            self._fallback("kantorish")
+
     def guess_all(self, words: Iterable[str]) -> None:
         """Guess every out-of-vocabulary word among ``words`` in one batched call when the
         fallback has ``predict_batch`` (the neural G2P does), so later lookups find them

@@ -111,6 +111,7 @@ class Voice:
         from kantor.engine.speech.frontend import FrontEnd
 
         voice = cls(VoiceModels.load(folder, threads), FrontEnd.load())
+        voice.front_end.lexicon.prepare()
         for _ in voice.stream("Ready."):
             pass
         return voice
