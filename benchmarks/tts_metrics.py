@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from kantor.export.speech.g2p import edit_distance
+
 ASR_RATE = 16000  # Hz: what pocketsphinx's en-US model and DNSMOS expect
 
 _PUNCTUATION = re.compile(r"[^a-z0-9' ]+")
@@ -38,14 +40,7 @@ def normalise_words(text: str) -> list[str]:
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> int:
     """Substitutions + deletions + insertions turning ``reference`` into ``hypothesis``."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref_word in enumerate(reference, 1):
-        current = [i]
-        for j, hyp_word in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (ref_word != hyp_word)))
-        previous = current
-    return previous[-1]
+    return edit_distance(reference, hypothesis)
 
 
 def corpus_wer(references: list[str], hypotheses: list[str]) -> float:

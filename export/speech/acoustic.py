@@ -29,6 +29,7 @@ from kantor.engine.speech.features import BAP_SIZE, MCEP_SIZE
 from kantor.engine.speech.linguistic import FEATURES
 from kantor.engine.speech.phones import PHONES
 from kantor.engine.speech.prosody import FRAME_INPUTS, POINTS, frame_inputs, point_frames
+from kantor.export.speech.checkpoints import resume, save
 from kantor.export.speech.dataset import Example
 
 OUTPUTS = MCEP_SIZE + BAP_SIZE
@@ -290,17 +291,9 @@ def train(config: VoiceConfig, examples: list[Example], run_dir: Path,
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch)
-    record = {"config": asdict(config), "epochs": [], "seconds": 0.0}
-    first = 0
-    if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved["record"]["config"] != asdict(config):
-            raise ValueError(f"{checkpoint} was trained with another config; use a new run dir")
-        net.load_state_dict(saved["net"])
-        optimiser.load_state_dict(saved["optimiser"])
-        schedule.load_state_dict(saved["schedule"])
-        record = saved["record"]
-        first = len(record["epochs"])
+    record, first = resume(checkpoint, asdict(config), net, optimiser, schedule,
+                           {"config": asdict(config), "epochs": [], "seconds": 0.0})
+    if first:
         rng = np.random.default_rng(config.seed + first)
     order_key = [len(e.ids) for e in examples]
     best = record.get("best_valid_loss", math.inf)
@@ -338,8 +331,7 @@ def train(config: VoiceConfig, examples: list[Example], run_dir: Path,
         record["epochs"].append(entry)
         record["seconds"] += entry["seconds"]
         print(json.dumps(entry))
-        torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(),
-                    "schedule": schedule.state_dict(), "record": record}, checkpoint)
+        save(checkpoint, net, optimiser, schedule, record)
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()

@@ -46,6 +46,7 @@ from tqdm import tqdm
 from kantor.engine.models import ASSETS, OnnxModel, load_model, sha256_of
 from kantor.engine.speech.features import FRAME_SECONDS, HOP, SAMPLE_RATE, resample
 from kantor.engine.speech.phones import PAUSE, PHONE_INDEX, PHONES
+from kantor.export.speech.checkpoints import resume, save
 from kantor.export.speech.dataset import Example, load_examples
 from kantor.export.speech.festival import DEFAULT_DIR
 
@@ -271,16 +272,8 @@ def train(config: SegmentationConfig, data: list[Labelled], run_dir: Path,
         optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch)
     record: dict = {"config": asdict(config), "epochs": [], "seconds": 0.0,
                     "stopped_by_time_budget": False}
-    first = 0
-    if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved["record"]["config"] != asdict(config):
-            raise ValueError(f"{checkpoint} was trained with another config; use a new run dir")
-        net.load_state_dict(saved["net"])
-        optimiser.load_state_dict(saved["optimiser"])
-        schedule.load_state_dict(saved["schedule"])
-        record = saved["record"]
-        first = len(record["epochs"])
+    record, first = resume(checkpoint, asdict(config), net, optimiser, schedule, record)
+    if first:
         rng = np.random.default_rng(config.seed + first)
     lengths = np.array([len(d.labels) for d in data])
     for epoch in range(first, config.epochs):
@@ -314,9 +307,7 @@ def train(config: SegmentationConfig, data: list[Labelled], run_dir: Path,
         record["epochs"].append(entry)
         record["seconds"] += entry["seconds"]
         log.info("%s", json.dumps(entry))
-        torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(),
-                    "schedule": schedule.state_dict(), "record": record,
-                    "stats": stats}, checkpoint)
+        save(checkpoint, net, optimiser, schedule, record, stats=stats)
     net.eval()
     record["class_prior"] = stats["prior"].tolist()
     return net, record
