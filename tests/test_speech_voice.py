@@ -90,3 +90,15 @@ def test_phoneme_input_and_bad_input(voice):
         voice.synthesize("hello", rate=0.0)
     assert voice.synthesize("").size == 0
     assert voice.synthesize("   \n ").size == 0
+
+
+def test_split_sentences_speak_like_the_whole_text(voice):
+    text = "Hello, how are you today? I paid $3.50 (or so) for it; fine. Done"
+    pieces = voice.split(text)
+    assert len(pieces) == 3 and pieces[0].endswith("?")
+    whole = [[(i.phone, i.stress, i.word) for i in s.items] for s in voice.sentences(text)]
+    parts = [[(i.phone, i.stress, i.word) for i in s.items]
+             for piece in pieces for s in voice.sentences(piece)]
+    assert parts == whole  # phrase pauses kept
+    assert [s.question for s in voice.sentences(text)] == \
+        [s.question for piece in pieces for s in voice.sentences(piece)] == [True, False, False]

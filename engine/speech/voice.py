@@ -20,6 +20,7 @@ from kantor.engine.speech.features import SAMPLE_RATE
 from kantor.engine.speech.linguistic import PhoneItem, encode
 from kantor.engine.speech.phones import PAUSE, is_phone, split_stress
 from kantor.engine.speech.prosody import f0_track, round_durations
+from kantor.engine.speech.text import Phrase
 from kantor.engine.speech.vocoder import Vocoder
 
 FIRST_CHUNK_FRAMES = 8  # 40 ms
@@ -30,6 +31,14 @@ OPENING_PAUSE_FRAMES = 10
 RATE_RANGE = (0.25, 4.0)
 PITCH_RANGE = (0.25, 4.0)
 _SENTENCE_MARKS = (".", "!", "?", "?!", "...")
+
+
+def _phrase_text(phrase: Phrase) -> str:
+    """A normalised phrase as text that normalises back to the same phrase and break."""
+    mark = phrase.mark if phrase.mark and set(phrase.mark) <= set(".,;:!?") else ""
+    if not mark and phrase.break_after != "end":
+        mark = "," if phrase.break_after == "minor" else ";"
+    return " ".join(phrase.words) + mark
 
 
 class VoiceError(ValueError):
@@ -117,12 +126,25 @@ class Voice:
         return voice
 
     def split(self, text: str) -> list[str]:
-        """Text cut into sentences (for queueing long texts one sentence at a time)."""
-        return [s.text for s in self.sentences(text)]
+        """Text cut into sentences (for queueing long texts one sentence at a time), each
+        written back as normalised words with its phrase punctuation, so speaking the
+        pieces sounds like speaking the whole. Nothing is looked up here."""
+        return [" ".join(_phrase_text(p) for p in group) for group in self._groups(text)]
 
     def sentences(self, text: str, phonemes: bool = False) -> list[Sentence]:
         """The sentences to speak, as phone items."""
         return list(self._sentences(text, phonemes))
+
+    def _groups(self, text: str) -> Iterator[list[Phrase]]:
+        """Normalised phrases grouped into sentences."""
+        pending: list[Phrase] = []
+        for phrase in self.front_end.normalize(text):
+            pending.append(phrase)
+            if phrase.mark in _SENTENCE_MARKS or phrase.break_after == "end":
+                yield pending
+                pending = []
+        if pending:
+            yield pending
 
     def _sentences(self, text: str, phonemes: bool) -> Iterator[Sentence]:
         """Sentences one at a time: the text is normalised at once (cheap), but words are
@@ -131,16 +153,8 @@ class Voice:
         if phonemes:
             yield from parse_phonemes(text)
             return
-        pending: list = []
-        for phrase in self.front_end.normalize(text):
-            pending.append(phrase)
-            if phrase.mark in _SENTENCE_MARKS or phrase.break_after == "end":
-                sentence = self._sentence(self.front_end.pronounce(pending))
-                pending = []
-                if len(sentence.items) > 1:
-                    yield sentence
-        if pending:
-            sentence = self._sentence(self.front_end.pronounce(pending))
+        for group in self._groups(text):
+            sentence = self._sentence(self.front_end.pronounce(group))
             if len(sentence.items) > 1:
                 yield sentence
 
