@@ -146,13 +146,21 @@ def cmd_phonemize(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_voice(args: argparse.Namespace) -> int:
-    """`kantor train voice-prosody|voice-acoustic`: needs the rendered, analysed corpus."""
+def _trainer(module: str, name: str):
+    """``name`` from a training module, or a one-line error when torch is missing."""
+    import importlib
+
     try:
-        from kantor.export.speech.voice_pipeline import train_and_export_voice
+        return getattr(importlib.import_module(module), name)
     except ImportError as error:
         raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
                        f"{error}") from None
+
+
+def cmd_train_voice(args: argparse.Namespace) -> int:
+    """`kantor train voice-prosody|voice-acoustic`: needs the rendered, analysed corpus."""
+    train_and_export_voice = _trainer("kantor.export.speech.voice_pipeline",
+                                      "train_and_export_voice")
     kind = args.what.removeprefix("voice-")
     preset = kind if args.preset == "default" else f"{kind}-{args.preset}"
     run_dir = Path(args.run_dir or f".cache/runs/{args.what}")
@@ -167,11 +175,7 @@ def cmd_train_voice(args: argparse.Namespace) -> int:
 
 def cmd_train_aligner(args: argparse.Namespace) -> int:
     """`kantor train voice-aligner`: the segmentation model, from the rendered corpus."""
-    try:
-        from kantor.export.speech.segmentation import train_and_export
-    except ImportError as error:
-        raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
-                       f"{error}") from None
+    train_and_export = _trainer("kantor.export.speech.segmentation", "train_and_export")
     run_dir = Path(args.run_dir or ".cache/runs/voice-aligner")
     out = Path(args.out or ".cache/models/voice")
     try:
@@ -184,11 +188,7 @@ def cmd_train_aligner(args: argparse.Namespace) -> int:
 
 def cmd_train_g2p(args: argparse.Namespace) -> int:
     """`kantor train g2p`: the letters-to-phones model from CMUdict (a GPU helps)."""
-    try:
-        from kantor.export.speech.g2p import train_and_export
-    except ImportError as error:
-        raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
-                       f"{error}") from None
+    train_and_export = _trainer("kantor.export.speech.g2p", "train_and_export")
     paths = train_and_export(args.preset, Path(args.run_dir or ".cache/runs/g2p"),
                              Path(args.out or ".cache/models/g2p"),
                              eval_limit=args.eval_limit)
@@ -204,15 +204,11 @@ def cmd_train_harmonizer(args: argparse.Namespace) -> int:
         return cmd_train_aligner(args)
     if args.what.startswith("voice-"):
         return cmd_train_voice(args)
-    try:
-        from kantor.export.chorale.pipeline import train_and_export, train_and_export_live
-    except ImportError as error:
-        raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
-                       f"{error}") from None
     live = args.what == "live-harmonizer"
     preset = {("default", True): "live", ("tiny", True): "live-tiny"}.get(
         (args.preset, live), args.preset)
-    run = train_and_export_live if live else train_and_export
+    run = _trainer("kantor.export.chorale.pipeline",
+                   "train_and_export_live" if live else "train_and_export")
     run_dir = Path(args.run_dir or f".cache/runs/{'chorale-live' if live else 'chorale'}")
     out = Path(args.out or f".cache/models/{'chorale-live' if live else 'chorale'}")
     paths = run(preset, run_dir, out, eval_limit=args.eval_limit)

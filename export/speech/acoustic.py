@@ -29,7 +29,7 @@ from kantor.engine.speech.features import BAP_SIZE, MCEP_SIZE
 from kantor.engine.speech.linguistic import FEATURES
 from kantor.engine.speech.phones import PHONES
 from kantor.engine.speech.prosody import FRAME_INPUTS, POINTS, frame_inputs, point_frames
-from kantor.export.speech.checkpoints import resume, save
+from kantor.export.speech.checkpoints import resume, save, step
 from kantor.export.speech.dataset import Example
 
 OUTPUTS = MCEP_SIZE + BAP_SIZE
@@ -312,13 +312,9 @@ def train(config: VoiceConfig, examples: list[Example], run_dir: Path,
             batch = [examples[i] for i in chosen]
             loss = (prosody_loss(net, batch) if config.kind == "prosody"
                     else acoustic_loss(net, batch, config.crop_frames, rng))
-            optimiser.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimiser.step()
-            schedule.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            value = step(loss, net, optimiser, schedule)
+            total += value
+            bar.set_postfix(loss=f"{value:.3f}")
         entry = {"epoch": epoch + 1, "train_loss": total / len(batches),
                  "seconds": time.perf_counter() - began}
         if valid:

@@ -1,4 +1,5 @@
-"""Resumable training runs: one checkpoint file per run directory.
+"""Resumable training runs: one checkpoint file per run directory, and the optimiser step
+the speech trainers share.
 
 A checkpoint holds the network, optimiser and schedule states and the training record
 (whose ``config`` must match the run being resumed, so a run never silently continues
@@ -37,3 +38,16 @@ def save(checkpoint: Path, net, optimiser, schedule, record: dict, **extra) -> N
 
     torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(),
                 "schedule": schedule.state_dict(), "record": record, **extra}, checkpoint)
+
+
+def step(loss, net, optimiser, schedule, clip: float = 1.0) -> float:
+    """One optimiser step on ``loss`` (gradients clipped to norm ``clip``); returns the
+    loss as a float."""
+    from torch import nn
+
+    optimiser.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.parameters(), clip)
+    optimiser.step()
+    schedule.step()
+    return loss.item()

@@ -46,7 +46,7 @@ from tqdm import tqdm
 from kantor.engine.models import ASSETS, OnnxModel, load_model, sha256_of
 from kantor.engine.speech.features import FRAME_SECONDS, HOP, SAMPLE_RATE, resample
 from kantor.engine.speech.phones import PAUSE, PHONE_INDEX, PHONES
-from kantor.export.speech.checkpoints import resume, save
+from kantor.export.speech.checkpoints import resume, save, step
 from kantor.export.speech.dataset import Example, load_examples
 from kantor.export.speech.festival import DEFAULT_DIR
 
@@ -293,13 +293,9 @@ def train(config: SegmentationConfig, data: list[Labelled], run_dir: Path,
             inputs, labels = _batch([data[i] for i in chosen], config.crop_frames, rng,
                                     config.augment)
             loss = nn.functional.cross_entropy(net.logits(inputs), labels)
-            optimiser.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimiser.step()
-            schedule.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            value = step(loss, net, optimiser, schedule)
+            total += value
+            bar.set_postfix(loss=f"{value:.3f}")
         entry = {"epoch": epoch + 1, "train_loss": total / len(batches),
                  "seconds": time.perf_counter() - began}
         if valid:
