@@ -4,6 +4,7 @@
     kantor live [--api jack|alsa|coremidi]   harmonise a melody played into virtual MIDI ports
     kantor phonemize "TEXT" [--json]         normalised words, their phones and sources
     kantor say "TEXT" [-o out.wav | --raw]   speak text (or - for stdin, --file F) aloud
+    kantor serve [--config kantor.toml]      live harmoniser + speech, OSC and HTTP control
     kantor eval harmonizer [-o results.json] score the shipped model on held-out chorales
     kantor train harmonizer [--preset tiny]  train, export to ONNX, write model cards
 
@@ -31,35 +32,30 @@ class CliError(Exception):
     """A problem to report in one line with a non-zero exit status."""
 
 
-def _settings_from(args: argparse.Namespace):
-    from kantor.engine.chorale.gibbs import GibbsSettings
+def _options_from(args: argparse.Namespace):
+    from kantor.bridges.harmonizing import HarmonizeOptions
 
-    settings = GibbsSettings(seed=args.seed)
-    if args.iterations is not None:
-        settings.iterations = args.iterations
-    if args.temperature is not None:
-        settings.temperature_end = args.temperature
-    if args.chains is not None:
-        settings.chains = args.chains
-    if args.rule_weight is not None:
-        settings.rule_weight = args.rule_weight
-    if settings.iterations < 1 or settings.chains < 1:
-        raise CliError("--iterations and --chains must be at least 1")
-    if settings.temperature_end <= 0:
-        raise CliError("--temperature must be above 0")
-    return settings
+    return HarmonizeOptions(
+        iterations=args.iterations, temperature=args.temperature, chains=args.chains,
+        rule_weight=args.rule_weight, seed=args.seed,
+        key=getattr(args, "key", None), no_fermatas=getattr(args, "no_fermatas", False),
+        fermatas=getattr(args, "fermata", []), fix=getattr(args, "fix", []))
+
+
+def _settings_from(args: argparse.Namespace):
+    from kantor.engine.chorale.melody import MelodyError
+
+    try:
+        return _options_from(args).gibbs_settings()
+    except MelodyError as error:
+        raise CliError(str(error)) from None
 
 
 def cmd_harmonize(args: argparse.Namespace) -> int:
+    from kantor.bridges.harmonizing import harmonize
     from kantor.bridges.scorefiles import ScoreFileError, read_melody, write_harmonisation
     from kantor.engine.chorale.gibbs import ChoraleSampler
-    from kantor.engine.chorale.melody import (
-        MelodyError,
-        fermatas_at_beats,
-        fit_soprano_range,
-        harmonize_melody,
-        parse_fixed_note,
-    )
+    from kantor.engine.chorale.melody import MelodyError
 
     melody_path = Path(args.melody) if args.melody else BUNDLED_MELODY
     if not args.melody:
@@ -69,26 +65,18 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     for out in outputs:
         if out.suffix.lower() not in (".mid", ".midi", ".musicxml", ".xml"):
             raise CliError(f"{out}: the output must end in .mid or .musicxml")
+    options = _options_from(args)
     try:
-        melody = read_melody(melody_path)
-        fixed = [parse_fixed_note(text) for text in args.fix]
-        if args.key is not None:
-            melody.key_sharps = args.key
-        if args.no_fermatas or args.fermata:
-            melody.fermatas = None
-        if args.fermata:
-            melody.fermatas = fermatas_at_beats(melody, args.fermata)
-        melody = fit_soprano_range(melody)
+        sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
+        result, melody = harmonize(sampler, read_melody(melody_path), options)
         for warning in melody.warnings:
             log.warning("%s", warning)
-        settings = _settings_from(args)
-        sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
-        result = harmonize_melody(sampler, melody, fixed, settings)
         for out in outputs:
             out.parent.mkdir(parents=True, exist_ok=True)
             write_harmonisation(result.raw, melody, out)
     except (ScoreFileError, MelodyError, ModelError) as error:
         raise CliError(str(error)) from None
+    settings = options.gibbs_settings()
     bars = melody.n_steps / melody.steps_per_bar
     print(f"harmonised {bars:.1f} bars in {result.seconds:.2f} s "
           f"({settings.iterations} iterations, {settings.chains} chains, seed {settings.seed}); "
@@ -396,6 +384,81 @@ def cmd_say(args: argparse.Namespace) -> int:
             jack.stop()
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from kantor.bridges.serve_config import ConfigError, load_config
+    from kantor.bridges.service import KantorService, ServiceError
+
+    overrides = {
+        "host": args.host, "http_port": args.port, "osc_host": args.osc_host,
+        "osc_port": args.osc_port, "allow_remote": args.allow_remote or None,
+        "token": args.token, "api": args.api, "midi_name": args.name,
+        "in_port": args.in_port, "out_port": args.out_port,
+        "start_jack": args.start_jack or None, "temperature": args.temperature,
+        "lookahead": args.lookahead,
+        "channels": list(c + 1 for c in _channels(args.channels)) if args.channels else None,
+        "melody_channel": args.melody_channel, "velocity_scale": args.velocity_scale,
+        "thru": False if args.no_thru else None, "key": args.key, "seed": args.seed,
+        "assets": args.assets, "speech": False if args.no_audio else None,
+        "device": args.device, "hostapi": args.hostapi, "blocksize": args.blocksize,
+        "sample_rate": args.sample_rate, "speech_clients": args.speech_clients,
+        "max_chars": args.max_chars, "drain_seconds": args.drain_seconds,
+        "max_body_bytes": args.max_body_bytes,
+        "verbose": (args.verbose or args.serve_verbose or None)}
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as error:
+        raise CliError(str(error)) from None
+    if config.verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service = KantorService(config)
+    surfaces = []
+    try:
+        from kantor.bridges.http import HttpServer
+        from kantor.bridges.osc import OscServer
+
+        # Sockets first: a port in use fails in a second, not after the models load.
+        surfaces.append(HttpServer(service))
+        if config.osc_port:
+            surfaces.append(OscServer(service))
+        service.start()
+        for surface in surfaces:
+            surface.start()
+    except (ServiceError, OSError) as error:
+        for surface in surfaces:
+            surface.stop()  # not started: closes its socket
+        service.stop()
+        raise CliError(str(error)) from None
+    live = service.live.info
+    speech = service.speech.sink
+    osc = f"; OSC on udp {config.osc_host}:{surfaces[1].port}" if config.osc_port else ""
+    print(f"kantor serve: ready. Melody into '{live['input']}', voices out of "
+          f"'{live['output']}' ({live['api']}); speech to "
+          f"{speech.device.name if speech else 'clients only (--no-audio)'}; "
+          f"http://{config.host}:{config.http_port}/ (status page, API under /v1, "
+          f"schema /docs){osc}. Ctrl-C stops.", flush=True)
+    started = time.monotonic()
+    try:
+        while not stop.wait(1.0):
+            if service.live is not None and not service.live.alive:
+                log.error("the live harmoniser process ended unexpectedly; MIDI is off")
+                service.live = None
+            if args.duration and time.monotonic() - started >= args.duration:
+                break
+    finally:
+        for surface in reversed(surfaces):
+            surface.stop()
+        final = service.stop()
+        print(f"kantor serve: stopped; {final.get('sounding', 0)} notes left sounding, "
+              f"{final.get('notes_in', 0)} melody notes harmonised.", flush=True)
+    return 0
+
+
 def _channels(text: str) -> tuple[int, int, int, int]:
     try:
         channels = tuple(int(c) - 1 for c in text.split(","))
@@ -514,6 +577,52 @@ def build_parser() -> argparse.ArgumentParser:
                      help="if no JACK server runs (a headless machine), start a private one "
                           "with the dummy driver and play into it")
     say.set_defaults(handler=cmd_say)
+
+    serve = commands.add_parser(
+        "serve", help="run the live harmoniser and speech as one service with OSC and "
+                      "HTTP/WebSocket control")
+    serve.add_argument("--config", help="TOML settings file (flags override it)")
+    serve.add_argument("--verbose", dest="serve_verbose", action="store_true",
+                       help="log per-event timings")
+    net = serve.add_argument_group("control surfaces")
+    net.add_argument("--host", help="HTTP address (default 127.0.0.1)")
+    net.add_argument("--port", type=int, help="HTTP port (default 8765)")
+    net.add_argument("--osc-host", help="OSC address (default 127.0.0.1)")
+    net.add_argument("--osc-port", type=int, help="OSC UDP port (default 9000; 0 = no OSC)")
+    net.add_argument("--allow-remote", action="store_true",
+                     help="allow a non-loopback address (needs --token)")
+    net.add_argument("--token", help="required of every client (or $KANTOR_TOKEN)")
+    midi = serve.add_argument_group("live MIDI")
+    midi.add_argument("--api", choices=["alsa", "jack", "coremidi", "windows"])
+    midi.add_argument("--name", help="client name of Kantor's ports (default kantor)")
+    midi.add_argument("--in-port", help="read the melody from this existing port")
+    midi.add_argument("--out-port", help="send the voices to this existing port")
+    midi.add_argument("--start-jack", action="store_true",
+                      help="start a private JACK server (dummy driver) if none runs")
+    midi.add_argument("--temperature", type=float)
+    midi.add_argument("--lookahead", type=int)
+    midi.add_argument("--channels", help="output channels for S,A,T,B (default 1,2,3,4)")
+    midi.add_argument("--melody-channel", type=int)
+    midi.add_argument("--velocity-scale", type=float)
+    midi.add_argument("--no-thru", action="store_true", help="do not echo the melody")
+    midi.add_argument("--key", type=int, help="key signature in sharps (- = flats)")
+    midi.add_argument("--seed", type=int)
+    midi.add_argument("--assets", help="folder with the models and their cards")
+    speech = serve.add_argument_group("speech")
+    speech.add_argument("--no-audio", action="store_true",
+                        help="no audio output: speech only streams to clients")
+    speech.add_argument("--device", help="output device, by index or part of its name")
+    speech.add_argument("--hostapi", help="host API of the device (jack, alsa, ...)")
+    speech.add_argument("--blocksize", type=int, help="frames per audio callback (1024)")
+    speech.add_argument("--sample-rate", type=int, help="output rate (the device's)")
+    speech.add_argument("--speech-clients", type=int,
+                        help="clients streaming speech at once (default 4)")
+    speech.add_argument("--max-chars", type=int, help="longest text accepted (5000)")
+    speech.add_argument("--drain-seconds", type=float,
+                        help="on stop, let queued speech play this long (default 0: cancel)")
+    serve.add_argument("--max-body-bytes", type=int, help="largest upload (1000000)")
+    serve.add_argument("--duration", type=float, help="stop after this many seconds")
+    serve.set_defaults(handler=cmd_serve)
 
     phonemize = commands.add_parser("phonemize", help="show the words and phones the speech "
                                                       "front end makes of a text")

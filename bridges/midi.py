@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,10 +225,16 @@ class LiveMidiService:
     queue -> worker thread -> output port."""
 
     def __init__(self, harmonizer: LiveHarmonizer, ports: MidiPorts,
-                 queue_size: int = 1024) -> None:
+                 queue_size: int = 1024,
+                 on_answer: Callable[[list[int], list[list[int]], float], None] | None = None
+                 ) -> None:
         self.harmonizer = harmonizer
         self.ports = ports
-        self.queue: queue.Queue[tuple[float, list[int]]] = queue.Queue(maxsize=queue_size)
+        # Called by the worker after each message that was answered: (message, answers,
+        # seconds from arrival to sent). Keep it short: it runs on the live path.
+        self.on_answer = on_answer
+        self.queue: queue.Queue[tuple[float, list[int] | Callable[[], list[list[int]]]]] = \
+            queue.Queue(maxsize=queue_size)
         self.latency = LatencyRecorder()
         self.dropped_full_queue = 0
         self.note_ons_arrived = 0  # counted on arrival, before any queue
@@ -272,7 +279,16 @@ class LiveMidiService:
                 arrived, message = self.queue.get(timeout=0.05)
             except queue.Empty:
                 continue
-            self._handle(message, arrived)
+            if callable(message):  # a control call from call_soon, in order with the notes
+                self._call(message)
+            else:
+                self._handle(message, arrived)
+
+    def _call(self, function: Callable[[], list[list[int]]]) -> None:
+        try:
+            self._send_all(function() or [])
+        except Exception:  # a bad control call must not kill the worker
+            log.exception("control call failed")
 
     def _handle(self, message: list[int], arrived: float) -> None:
         try:
@@ -283,7 +299,10 @@ class LiveMidiService:
             answers = self.harmonizer.release_all()
         self._send_all(answers)
         if answers:
-            self.latency.record(time.perf_counter() - arrived)
+            seconds = time.perf_counter() - arrived
+            self.latency.record(seconds)
+            if self.on_answer is not None:
+                self.on_answer(message, answers, seconds)
 
     def _release_parked(self) -> None:
         self._parked.clear()
@@ -298,6 +317,16 @@ class LiveMidiService:
             except Exception as error:  # a vanished port: count it, keep going
                 self.send_errors += 1
                 log.debug("send failed: %s", error)
+
+    def call_soon(self, function: Callable[[], list[list[int]] | None]) -> bool:
+        """Run ``function`` on the worker thread, in order with the MIDI already queued
+        (so it never races the harmoniser), and send the messages it returns. False (and
+        nothing run) when the queue is full."""
+        try:
+            self.queue.put_nowait((time.perf_counter(), function))
+        except queue.Full:
+            return False
+        return True
 
     def panic(self) -> None:
         """Note-offs for everything Kantor sounds. Only call it when the worker is not

@@ -8,6 +8,7 @@ Writing puts each voice on its own MIDI track and channel, or its own MusicXML p
 
 from __future__ import annotations
 
+import io
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -115,10 +116,25 @@ def estimate_key_sharps(raw: np.ndarray) -> int:
     return int(line.analyze("key").sharps)
 
 
-def read_midi_melody(path: Path) -> Melody:
-    """The melody of a Standard MIDI File."""
+def read_melody_bytes(data: bytes, kind: str, name: str = "upload") -> Melody:
+    """Read a melody from the bytes of a file, in memory: ``kind`` is ``"midi"`` or
+    ``"musicxml"``; ``name`` labels errors and becomes the title."""
+    if not data:
+        raise ScoreFileError(f"{name}: the file is empty")
+    if kind == "midi":
+        return read_midi_melody(Path(name), data)
+    if kind == "musicxml":
+        return read_musicxml_melody(Path(name), data)
+    raise ScoreFileError(f"{name}: unknown melody format '{kind}' (midi or musicxml)")
+
+
+def read_midi_melody(path: Path, data: bytes | None = None) -> Melody:
+    """The melody of a Standard MIDI File (read from ``data`` when given, else ``path``)."""
     try:
-        midi = mido.MidiFile(str(path))
+        if data is not None:
+            midi = mido.MidiFile(file=io.BytesIO(data))
+        else:
+            midi = mido.MidiFile(str(path))
     except (OSError, EOFError, ValueError, KeyError, IndexError) as error:
         raise ScoreFileError(f"{path.name}: not a readable MIDI file ({error})") from None
     if midi.type == 2:
@@ -174,12 +190,16 @@ def read_midi_melody(path: Path) -> Melody:
                   title=path.stem, warnings=warnings)
 
 
-def read_musicxml_melody(path: Path) -> Melody:
-    """The first part of a MusicXML file as the melody."""
+def read_musicxml_melody(path: Path, data: bytes | None = None) -> Melody:
+    """The first part of a MusicXML file as the melody (from ``data`` when given)."""
     from music21 import converter, expressions, meter, tempo
 
     try:
-        score = converter.parse(str(path), format="musicxml")
+        if data is not None:
+            # parseData takes text; a file that is not UTF-8 is not MusicXML we can read
+            score = converter.parseData(data.decode("utf-8"), format="musicxml")
+        else:
+            score = converter.parse(str(path), format="musicxml")
     except Exception as error:  # music21 raises many kinds on broken files
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ScoreFileError(f"{path.name}: not a readable MusicXML file ({message})") from None
@@ -249,6 +269,11 @@ def voice_notes(raw: np.ndarray) -> list[list[tuple[int, int, int]]]:
 
 def write_midi(raw: np.ndarray, melody: Melody, path: Path, velocity: int = 80) -> None:
     """A type-1 MIDI file: a conductor track, then one track and channel per voice."""
+    Path(path).write_bytes(midi_bytes(raw, melody, velocity))
+
+
+def midi_bytes(raw: np.ndarray, melody: Melody, velocity: int = 80) -> bytes:
+    """The harmonisation as the bytes of a type-1 MIDI file (see :func:`write_midi`)."""
     tpb = OUTPUT_TICKS_PER_BEAT
     ticks_per_step = tpb // STEPS_PER_QUARTER
     midi = mido.MidiFile(type=1, ticks_per_beat=tpb)
@@ -276,7 +301,9 @@ def write_midi(raw: np.ndarray, melody: Melody, path: Path, velocity: int = 80) 
             track.append(message.copy(time=tick - now))
             now = tick
         midi.tracks.append(track)
-    midi.save(str(path))
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
 
 
 def _key_name(sharps: int) -> str:
@@ -286,6 +313,11 @@ def _key_name(sharps: int) -> str:
 
 def write_musicxml(raw: np.ndarray, melody: Melody, path: Path) -> None:
     """A four-part MusicXML score (S, A, T, B) with the melody's metre, key and fermatas."""
+    Path(path).write_bytes(musicxml_bytes(raw, melody))
+
+
+def musicxml_bytes(raw: np.ndarray, melody: Melody) -> bytes:
+    """The harmonisation as MusicXML bytes (see :func:`write_musicxml`)."""
     from music21 import clef, expressions, key, metadata, meter, note, stream
     from music21 import tempo as m21tempo
 
@@ -320,7 +352,9 @@ def write_musicxml(raw: np.ndarray, melody: Melody, path: Path) -> None:
     score = score.makeNotation()
     score.metadata = metadata.Metadata(title=melody.title or "Kantor harmonisation",
                                        composer="harmonised by Kantor")
-    score.write("musicxml", fp=str(path))
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    return GeneralObjectExporter(score).parse()
 
 
 def _spelled(midi: int, key_sharps: int):

@@ -62,6 +62,15 @@ CC_PARAMETERS = {
     24: ("rule_weight", lambda v: round(v / 127 * 8, 3)),
     25: ("key_sharps", lambda v: (v % 12) - 12 if v % 12 > 6 else v % 12),
 }
+# Parameters a control surface may set while playing: name -> (type, low, high).
+LIVE_PARAMETERS: dict[str, tuple[type, float, float]] = {
+    "temperature": (float, 0.0, 2.0),
+    "lookahead": (int, 0, 64),  # further clipped to the model's maximum
+    "rule_weight": (float, 0.0, 20.0),
+    "velocity_scale": (float, 0.0, 1.5),
+    "thru": (bool, 0, 1),
+    "key_sharps": (int, -7, 7),
+}
 CC_ALL_NOTES_OFF = 123
 CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
 LEGATO_GAP_S = 0.08  # a new note this soon after a release continues the phrase
@@ -121,6 +130,36 @@ class LiveHarmonizer:
         models = {v: load_model(Path(assets) / f"{LIVE_MODEL_STEM.format(voice=VOICES[v])}.onnx")
                   for v in LIVE_DECISION_ORDER}
         return cls(models, settings)
+
+    def check_parameter(self, name: str, value) -> float | int | bool:
+        """``value`` converted for parameter ``name`` (see :data:`LIVE_PARAMETERS`);
+        ValueError saying what is allowed when the name or value is not."""
+        if name not in LIVE_PARAMETERS:
+            raise ValueError(f"unknown live parameter '{name}' (settable: "
+                             f"{', '.join(LIVE_PARAMETERS)})")
+        kind, low, high = LIVE_PARAMETERS[name]
+        if name == "lookahead":
+            high = self.max_lookahead
+        if kind is bool:
+            if isinstance(value, str):
+                value = {"true": 1, "on": 1, "1": 1, "false": 0, "off": 0, "0": 0}.get(
+                    value.lower(), value)
+            if value not in (0, 1):  # True/False compare equal to 1/0
+                raise ValueError(f"{name} is on/off (true/false or 1/0), not {value!r}")
+            return bool(value)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} takes a number, not {value!r}") from None
+        if not low <= number <= high or (kind is int and number != int(number)):
+            kind_name = "a whole number" if kind is int else "a number"
+            raise ValueError(f"{name} takes {kind_name} from {low:g} to {high:g}, "
+                             f"not {value!r}")
+        return int(number) if kind is int else number
+
+    def parameters(self) -> dict[str, float | int | bool]:
+        """The settable parameters' current values."""
+        return {name: getattr(self.settings, name) for name in LIVE_PARAMETERS}
 
     # ----------------------------------------------------------------- preparation
     def prepare(self) -> None:

@@ -211,6 +211,12 @@ class SpeechStream:
         """Samples (at the output rate) synthesised and not yet handed out."""
         return max(0, self._write - max(self._read, self._discard_to))
 
+    @property
+    def busy(self) -> bool:
+        """Whether something said is still being synthesised or played (never raises)."""
+        return self._pending > 0 or self._read < max(self._write, self._discard_to) \
+            or self._done < self._finished
+
     def idle(self) -> bool:
         """True once everything said has been synthesised and handed to the consumer."""
         self._raise_producer_error()

@@ -1,0 +1,452 @@
+"""HTTP and WebSocket control of ``kantor serve`` (FastAPI, served by uvicorn).
+
+    GET  /                    status page (plain HTML + JS)
+    GET  /v1/status           ports, models and their cards, latency, drops, underflows
+    GET  /metrics             the same as Prometheus text
+    POST /v1/speak            {"text", "rate", "pitch", "phonemes"} -> spoken on the output
+    POST /v1/speech/cancel    silence the output, forget the queue
+    POST /v1/live/settings    {"temperature": 0.5, ...} -> the live parameters
+    POST /v1/live/panic       note-offs for everything the harmoniser sounds
+    POST /v1/harmonize        a melody file as the body (MIDI or MusicXML) -> a chorale
+    WS   /v1/speech/stream    text in; a JSON header, binary PCM frames, a JSON trailer out
+    GET  /openapi.json, /docs the schema
+
+Errors are JSON ``{"error": "..."}`` with a fitting status. With a token configured every
+request needs ``Authorization: Bearer TOKEN`` (WebSocket: that header or ``?token=``),
+except the status page itself, which carries no data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+from importlib import resources
+from typing import Annotated
+
+import uvicorn
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from kantor.bridges.harmonizing import HarmonizeOptions
+from kantor.bridges.metrics import CONTENT_TYPE, render
+from kantor.bridges.scorefiles import ScoreFileError
+from kantor.bridges.service import BusyError, KantorService
+from kantor.bridges.speech_service import STREAM_RATES, SpeechRequest, SpeechRequestError
+from kantor.engine.chorale.melody import MelodyError
+
+log = logging.getLogger(__name__)
+
+SPEECH_BODY_BYTES = 64 * 1024  # JSON bodies other than uploads
+WS_MESSAGE_BYTES = 64 * 1024
+STREAM_QUEUE_CHUNKS = 32  # PCM chunks between the synthesis thread and the socket
+MEDIA_TYPES = {"midi": "audio/midi", "musicxml": "application/vnd.recordare.musicxml+xml"}
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class SpeakBody(BaseModel):
+    """Text to speak on the service's audio output."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="English text; with phonemes=true, ARPAbet phones")
+    rate: float = Field(1.0, description="speaking rate multiplier (0.25-4)")
+    pitch: float = Field(1.0, description="pitch multiplier (0.25-4)")
+    phonemes: bool = Field(False, description="the text is ARPAbet ('HH AH0 L OW1')")
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over the limit (413) before any handler
+    reads them, whether the client declared the length or not."""
+
+    def __init__(self, app, service: KantorService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.service.config.max_body_bytes if scope["path"] == "/v1/harmonize" \
+            else SPEECH_BODY_BYTES
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(scope, receive, send, limit)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send, limit: int) -> None:
+        self.service.count("http body too large")
+        await error(413, f"request body over {limit} bytes")(scope, receive, send)
+
+
+def authorised(headers, query_token: str | None, token: str | None) -> bool:
+    """Whether a request may proceed: no token configured, or it presents the token."""
+    if token is None:
+        return True
+    presented = query_token or ""
+    header = headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        presented = header[7:].strip()
+    return hmac.compare_digest(presented.encode(), token.encode())
+
+
+def create_app(service: KantorService) -> FastAPI:
+    """The FastAPI application controlling ``service``."""
+    app = FastAPI(title="Kantor", version="1.0",
+                  description="Live chorale harmoniser and streaming speech, as a service.")
+    app.state.streams = set()  # cancel events of the streams running now
+    token = service.config.token
+    page = resources.files("kantor.bridges").joinpath("static/index.html").read_text()
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next):
+        if request.url.path != "/" and not authorised(request.headers, None, token):
+            service.count("http unauthorised")
+            return error(401, "this service needs 'Authorization: Bearer TOKEN'")
+        response = await call_next(request)
+        if response.status_code >= 400:
+            service.count(f"http {response.status_code}")
+        return response
+
+    app.add_middleware(BodyLimit, service=service)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
+                             for e in exc.errors())
+        return error(422, f"invalid request: {problems}")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def status_page() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/v1/status", summary="Ports, models, latency percentiles, drops, underflows")
+    def get_status() -> dict:
+        return service.status()
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics() -> Response:
+        return Response(render(service.status), media_type=CONTENT_TYPE)
+
+    @app.post("/v1/speak", status_code=202, summary="Speak text on the service's output")
+    def speak(body: SpeakBody):
+        try:
+            return service.speech.speak(SpeechRequest(body.text, body.rate, body.pitch,
+                                                      body.phonemes))
+        except SpeechRequestError as problem:
+            return error(problem.status, str(problem))
+
+    @app.post("/v1/speech/cancel", summary="Silence the output and forget queued speech")
+    def cancel_speech() -> dict:
+        service.speech.cancel()
+        return {"cancelled": True}
+
+    @app.post("/v1/live/settings", summary="Set live harmoniser parameters")
+    def live_settings(parameters: dict[str, float | int | bool | str]):
+        if service.live is None:
+            return error(503, "the live harmoniser is not running")
+        try:
+            return service.live.set(**parameters)
+        except ValueError as problem:
+            return error(422, str(problem))
+
+    @app.post("/v1/live/panic", summary="Release every note the harmoniser sounds")
+    def live_panic():
+        if service.live is None:
+            return error(503, "the live harmoniser is not running")
+        try:
+            service.live.panic()
+        except ValueError as problem:
+            return error(503, str(problem))
+        return {"panic": True}
+
+    @app.post("/v1/harmonize", summary="Harmonise a melody (MIDI or MusicXML body)",
+              response_class=Response,
+              responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
+    async def harmonize_melody(
+            request: Request,
+            input: Annotated[str | None, Query(pattern="^(midi|musicxml)$",
+                                               description="default: from the bytes")] = None,
+            output: Annotated[str, Query(pattern="^(midi|musicxml)$")] = "midi",
+            iterations: Annotated[int | None, Query(ge=1)] = None,
+            temperature: Annotated[float | None, Query(gt=0)] = None,
+            chains: Annotated[int | None, Query(ge=1)] = None,
+            rule_weight: Annotated[float | None, Query(ge=0)] = None,
+            seed: int = 0,
+            key: Annotated[int | None, Query(ge=-7, le=7)] = None,
+            no_fermatas: bool = False,
+            fermata: Annotated[list[float], Query(description="beats from 1")] = [],  # noqa: B006
+            fix: Annotated[list[str], Query(description="e.g. bass@1=G2")] = []):  # noqa: B006
+        data = await request.body()
+        kind = input or sniff_melody(data)
+        if kind is None:
+            return error(415, "the body is neither a Standard MIDI File nor MusicXML "
+                              "(compressed .mxl is not supported: send the .musicxml)")
+        options = HarmonizeOptions(iterations=iterations, temperature=temperature,
+                                   chains=chains, rule_weight=rule_weight, seed=seed, key=key,
+                                   no_fermatas=no_fermatas, fermatas=fermata, fix=fix)
+        try:
+            body, summary = await run_in_threadpool(service.harmonize_upload, data, kind,
+                                                    output, options)
+        except (ScoreFileError, MelodyError) as problem:
+            return error(422, str(problem))
+        except BusyError as problem:
+            return error(503, str(problem))
+        headers = {"X-Kantor-Rule-Breaks": str(summary["rule_breaks"]),
+                   "X-Kantor-Seconds": f"{summary['seconds']:.3f}",
+                   "X-Kantor-Warnings": json.dumps(summary["warnings"], ensure_ascii=True)}
+        return Response(body, media_type=MEDIA_TYPES[output], headers=headers)
+
+    @app.websocket("/v1/speech/stream")
+    async def speech_stream(websocket: WebSocket) -> None:
+        await _speech_stream(websocket, service, app.state.streams)
+
+    return app
+
+
+def sniff_melody(data: bytes) -> str | None:
+    """'midi', 'musicxml' or None, from a file's first bytes."""
+    if data.startswith(b"MThd"):
+        return "midi"
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"<") and (b"score-partwise" in data[:4096]
+                                  or b"score-timewise" in data[:4096]):
+        return "musicxml"
+    return None
+
+
+def parse_stream_request(text: str, max_chars: int) -> tuple[SpeechRequest, int]:
+    """A WebSocket text message: plain text, or JSON ``{"text", "rate", "pitch",
+    "phonemes", "sample_rate"}``. SpeechRequestError saying what is wrong."""
+    rate = None
+    if text.lstrip().startswith("{"):
+        try:
+            fields = json.loads(text)
+        except json.JSONDecodeError as problem:
+            raise SpeechRequestError(f"malformed JSON: {problem}") from None
+        unknown = set(fields) - {"text", "rate", "pitch", "phonemes", "sample_rate"}
+        if unknown:
+            raise SpeechRequestError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        rate = fields.get("sample_rate")
+        request = SpeechRequest(fields.get("text"), fields.get("rate", 1.0),
+                                fields.get("pitch", 1.0), fields.get("phonemes", False))
+        if not isinstance(request.phonemes, bool):
+            raise SpeechRequestError("phonemes must be true or false")
+    else:
+        request = SpeechRequest(text)
+    request.check(max_chars)
+    if rate is not None and rate not in STREAM_RATES:
+        raise SpeechRequestError(f"sample_rate must be one of {STREAM_RATES}")
+    return request, rate
+
+
+async def _speech_stream(websocket: WebSocket, service: KantorService, streams: set) -> None:
+    """One client connection: any number of requests, one at a time."""
+    config = service.config
+    if not authorised(websocket.headers, websocket.query_params.get("token"), config.token):
+        service.count("ws unauthorised")
+        await websocket.close(code=1008, reason="token required")
+        return
+    await websocket.accept()
+    voice = service.speech.acquire_voice()
+    if voice is None:
+        await websocket.send_json({"type": "error", "error": "every streaming voice is busy "
+                                   f"({config.speech_clients} clients); try again later"})
+        await websocket.close(code=1013, reason="busy")
+        return
+    pending = None  # a receive started while streaming, carried to the next request
+    try:
+        while True:
+            message = await (pending or websocket.receive())
+            pending = None
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                service.count("ws binary message")
+                await websocket.send_json({"type": "error", "error": "send text or JSON "
+                                           "text messages, not binary"})
+                continue
+            received = time.perf_counter()
+            if text.strip().lower() in ("cancel", '{"cancel": true}', '{"cancel":true}'):
+                await websocket.send_json({"type": "cancelled", "active": False})
+                continue
+            try:
+                request, rate = parse_stream_request(text, config.max_chars)
+            except SpeechRequestError as problem:
+                service.count("ws bad request")
+                await websocket.send_json({"type": "error", "error": str(problem)})
+                continue
+            pending = await _stream_one(websocket, service, voice, request,
+                                        rate or voice.sample_rate, received, streams)
+            if pending is False:  # the client went away mid-stream
+                return
+    except WebSocketDisconnect:
+        return
+    finally:
+        service.speech.release_voice(voice)
+
+
+async def _stream_one(websocket: WebSocket, service: KantorService, voice, request,
+                      rate: int, received: float, streams: set):
+    """Stream one request; returns a receive task still pending (or None, or False when the
+    client disconnected)."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue = asyncio.Queue(maxsize=STREAM_QUEUE_CHUNKS)
+    cancelled = threading.Event()
+    streams.add(cancelled)
+    done = object()
+
+    def produce() -> None:
+        item = done
+        try:
+            for pcm in service.speech.stream_pcm(voice, request, rate, cancelled):
+                asyncio.run_coroutine_threadsafe(chunks.put(pcm), loop).result()
+        except Exception as problem:  # the voice refused the text (e.g. bad phonemes)
+            item = problem
+        asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()
+
+    await websocket.send_json({"type": "start", "sample_rate": rate, "channels": 1,
+                               "format": "pcm_s16le"})
+    producer = threading.Thread(target=produce, name="kantor-ws-speech", daemon=True)
+    producer.start()
+    listener = asyncio.ensure_future(websocket.receive())
+    samples = chunk_count = 0
+    first_audio = None
+    failure = None
+    gone = client_cancelled = False
+    try:
+        while True:
+            getter = asyncio.ensure_future(chunks.get())
+            finished, _ = await asyncio.wait({getter, listener},
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if listener in finished:
+                message = listener.result()
+                if message["type"] == "websocket.disconnect":
+                    gone = True
+                    cancelled.set()
+                elif (message.get("text") or "").strip().lower() in (
+                        "cancel", '{"cancel": true}', '{"cancel":true}'):
+                    client_cancelled = True
+                    cancelled.set()
+                else:
+                    await websocket.send_json({"type": "error", "error": "one request at "
+                                               "a time: wait for the end, or send cancel"})
+                listener = None if gone else asyncio.ensure_future(websocket.receive())
+            if getter not in finished:
+                getter.cancel()
+                if gone:
+                    break
+                continue
+            item = getter.result()
+            if item is done:
+                break
+            if isinstance(item, Exception):
+                failure = item
+                break
+            if not gone and not cancelled.is_set():
+                if first_audio is None:
+                    first_audio = time.perf_counter() - received
+                await websocket.send_bytes(item)
+                samples += len(item) // 2
+                chunk_count += 1
+    finally:
+        cancelled.set()
+        streams.discard(cancelled)
+        while producer.is_alive():  # let a producer blocked on a full queue finish
+            try:
+                chunks.get_nowait()
+            except asyncio.QueueEmpty:
+                await asyncio.sleep(0.001)
+    total = time.perf_counter() - received
+    service.speech.record_stream(first_audio, cancelled=client_cancelled or gone,
+                                 failed=failure is not None)
+    if gone:
+        return False
+    if failure is not None:
+        service.count("ws synthesis failed")
+        await websocket.send_json({"type": "error", "error": str(failure)})
+    else:
+        await websocket.send_json({
+            "type": "end", "samples": samples, "chunks": chunk_count, "sample_rate": rate,
+            "cancelled": client_cancelled,
+            "audio_seconds": samples / rate,
+            "first_audio_ms": None if first_audio is None else first_audio * 1000,
+            "total_ms": total * 1000})
+    log.debug("streamed %d samples in %d chunks; first audio %s ms, total %.1f ms",
+              samples, chunk_count, "-" if first_audio is None
+              else f"{first_audio * 1000:.1f}", total * 1000)
+    return listener
+
+
+class HttpServer:
+    """uvicorn serving the app from a thread, on a socket bound before "ready"."""
+
+    def __init__(self, service: KantorService) -> None:
+        config = service.config
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.socket.bind((config.host, config.http_port))
+        except OSError as problem:
+            self.socket.close()
+            raise OSError(f"cannot listen for HTTP on {config.host}:{config.http_port}: "
+                          f"{problem.strerror}") from None
+        self.app = create_app(service)
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.app, log_level="info" if config.verbose else "warning",
+            access_log=config.verbose, ws_max_size=WS_MESSAGE_BYTES, lifespan="off",
+            timeout_graceful_shutdown=2, limit_concurrency=256))
+        self.thread = threading.Thread(target=self.server.run,
+                                       kwargs={"sockets": [self.socket]},
+                                       name="kantor-http", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise OSError("the HTTP server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop serving (open streams end at their next chunk) and close the socket."""
+        if self.thread.is_alive():
+            for cancelled in list(self.app.state.streams):
+                cancelled.set()
+            self.server.should_exit = True
+            self.thread.join(timeout=10)
+        self.socket.close()

@@ -1,0 +1,194 @@
+"""Settings of ``kantor serve``: defaults, then a TOML file, then command-line flags.
+
+A TOML file groups them in tables; every key is optional::
+
+    [http]      host = "127.0.0.1"   port = 8765
+    [osc]       host = "127.0.0.1"   port = 9000      # port = 0: no OSC
+    [security]  allow_remote = false token = "..."    # token also from $KANTOR_TOKEN
+    [midi]      api = "jack"  name = "kantor"  in_port = "..."  out_port = "..."
+                start_jack = false
+    [live]      temperature = 0.3  lookahead = 0  rule_weight = 4.0  velocity_scale = 0.85
+                thru = true  channels = [1, 2, 3, 4]  melody_channel = 1  fermata_cc = 64
+                key = 0  seed = 0
+    [speech]    enabled = true  device = "..."  hostapi = "jack"  blocksize = 1024
+                sample_rate = 48000  clients = 4  queue_size = 64  max_chars = 5000
+                drain_seconds = 0.0
+    [limits]    max_body_bytes = 1000000  harmonize_waiting = 2
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``kantor serve`` can be told (the module docstring shows the file)."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8765
+    osc_host: str = "127.0.0.1"
+    osc_port: int = 9000
+    allow_remote: bool = False
+    token: str | None = None
+    api: str | None = None
+    midi_name: str = "kantor"
+    in_port: str | None = None
+    out_port: str | None = None
+    start_jack: bool = False
+    temperature: float = 0.3
+    lookahead: int = 0
+    rule_weight: float = 4.0
+    velocity_scale: float = 0.85
+    thru: bool = True
+    channels: list[int] | None = None
+    melody_channel: int | None = None
+    fermata_cc: int = 64
+    key: int = 0
+    seed: int = 0
+    assets: str | None = None
+    speech: bool = True
+    device: str | int | None = None
+    hostapi: str | None = None
+    blocksize: int = 1024
+    sample_rate: int | None = None
+    speech_clients: int = 4
+    speech_queue: int = 64
+    max_chars: int = 5000
+    drain_seconds: float = 0.0
+    max_body_bytes: int = 1_000_000
+    harmonize_waiting: int = 2
+    verbose: bool = False
+
+    def live_settings(self) -> dict:
+        """Keyword arguments of :class:`kantor.engine.chorale.live.LiveSettings`."""
+        channels = tuple(c - 1 for c in (self.channels or (1, 2, 3, 4)))
+        return {"temperature": float(self.temperature), "lookahead": self.lookahead,
+                "rule_weight": float(self.rule_weight), "channels": channels,
+                "velocity_scale": float(self.velocity_scale), "thru": self.thru,
+                "fermata_cc": self.fermata_cc, "key_sharps": self.key, "seed": self.seed,
+                "melody_channel": None if self.melody_channel is None
+                else self.melody_channel - 1}
+
+    def check(self) -> None:
+        """ConfigError for values that cannot work, and for a non-loopback address without
+        both ``allow_remote`` and a token."""
+        for name in ("http_port", "osc_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name.replace('_', ' ')} must be 0-65535")
+        if self.http_port == 0:
+            raise ConfigError("the HTTP port cannot be 0")
+        for name, low, high in (("speech_clients", 1, 64), ("speech_queue", 1, 4096),
+                                ("max_chars", 1, 1_000_000), ("blocksize", 0, 16384),
+                                ("max_body_bytes", 1024, 100_000_000),
+                                ("harmonize_waiting", 0, 64), ("fermata_cc", 0, 127),
+                                ("key", -7, 7)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be {low}-{high}")
+        if self.channels is not None and (len(self.channels) != 4 or not all(
+                isinstance(c, int) and 1 <= c <= 16 for c in self.channels)):
+            raise ConfigError("channels takes four MIDI channels 1-16 for S, A, T, B")
+        if self.melody_channel is not None and not 1 <= self.melody_channel <= 16:
+            raise ConfigError("melody_channel must be 1-16")
+        if self.drain_seconds < 0:
+            raise ConfigError("drain_seconds must not be negative")
+        remote = [h for h in (self.host, self.osc_host if self.osc_port else "127.0.0.1")
+                  if not is_loopback(h)]
+        if remote and not self.allow_remote:
+            raise ConfigError(f"{remote[0]} is not a loopback address: anyone who can reach "
+                              "it could control this service; pass --allow-remote and a "
+                              "--token (or KANTOR_TOKEN) to mean it")
+        if remote and not self.token:
+            raise ConfigError("--allow-remote needs a token (--token or KANTOR_TOKEN): "
+                              "clients then send 'Authorization: Bearer TOKEN'")
+        if self.token is not None and len(self.token) < 12:
+            raise ConfigError("the token must be at least 12 characters")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: could resolve anywhere
+
+
+def _toml_keys() -> dict[tuple[str, str], tuple[str, tuple[type, ...]]]:
+    """(table, key) -> (field, accepted types), from the docstring's layout."""
+    tables = {
+        "http": {"host": "host", "port": "http_port"},
+        "osc": {"host": "osc_host", "port": "osc_port"},
+        "security": {"allow_remote": "allow_remote", "token": "token"},
+        "midi": {"api": "api", "name": "midi_name", "in_port": "in_port",
+                 "out_port": "out_port", "start_jack": "start_jack"},
+        "live": {k: k for k in ("temperature", "lookahead", "rule_weight", "velocity_scale",
+                                "thru", "channels", "melody_channel", "fermata_cc", "key",
+                                "seed", "assets")},
+        "speech": {"enabled": "speech", "device": "device", "hostapi": "hostapi",
+                   "blocksize": "blocksize", "sample_rate": "sample_rate",
+                   "clients": "speech_clients", "queue_size": "speech_queue",
+                   "max_chars": "max_chars", "drain_seconds": "drain_seconds"},
+        "limits": {"max_body_bytes": "max_body_bytes",
+                   "harmonize_waiting": "harmonize_waiting"},
+        "logging": {"verbose": "verbose"},
+    }
+    hints = typing.get_type_hints(ServeConfig)
+    keys = {}
+    for table, entries in tables.items():
+        for key, name in entries.items():
+            kinds = tuple(typing.get_origin(k) or k for k in typing.get_args(hints[name])
+                          if k is not type(None)) or (hints[name],)
+            if float in kinds:
+                kinds += (int,)  # TOML writes 1 for 1.0
+            keys[(table, key)] = (name, kinds)
+    return keys
+
+
+def load_config(path: str | Path | None, overrides: dict) -> ServeConfig:
+    """Defaults, then the TOML file at ``path`` (if any), then ``overrides`` (flags given
+    on the command line; None values are skipped), then $KANTOR_TOKEN if no token yet."""
+    config = ServeConfig()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such settings file") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"{path}: not a readable TOML file ({error})") from None
+        keys = _toml_keys()
+        for table, entries in data.items():
+            if not isinstance(entries, dict):
+                raise ConfigError(f"{path}: '{table}' must be a [table]")
+            for key, value in entries.items():
+                if (table, key) not in keys:
+                    raise ConfigError(f"{path}: unknown setting [{table}] {key}")
+                name, kinds = keys[(table, key)]
+                if (isinstance(value, bool) and bool not in kinds) or not isinstance(
+                        value, kinds):
+                    raise ConfigError(f"{path}: [{table}] {key} takes "
+                                      f"{' or '.join(k.__name__ for k in kinds)}, "
+                                      f"not {type(value).__name__}")
+                setattr(config, name, value)
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(config, name, value)
+    if config.token is None and os.environ.get("KANTOR_TOKEN"):
+        config.token = os.environ["KANTOR_TOKEN"]
+    config.check()
+    return config
