@@ -275,11 +275,13 @@ def parse_stream_request(text: str, max_chars: int) -> tuple[SpeechRequest, int]
 async def _speech_stream(websocket: WebSocket, service: KantorService, streams: set) -> None:
     """One client connection: any number of requests, one at a time."""
     config = service.config
+    await websocket.accept()  # then refuse with a reason a browser can read
     if not authorised(websocket.headers, websocket.query_params.get("token"), config.token):
         service.count("ws unauthorised")
+        await websocket.send_json({"type": "error", "error": "this service needs the token "
+                                   "('Authorization: Bearer TOKEN' or ?token=TOKEN)"})
         await websocket.close(code=1008, reason="token required")
         return
-    await websocket.accept()
     voice = service.speech.acquire_voice()
     if voice is None:
         await websocket.send_json({"type": "error", "error": "every streaming voice is busy "
@@ -417,7 +419,9 @@ class HttpServer:
     def __init__(self, service: KantorService) -> None:
         config = service.config
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        # proto given explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+        # that say IPPROTO_TCP, and Nagle holds a small PCM frame back ~10 ms
+        self.socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.socket.bind((config.host, config.http_port))

@@ -73,7 +73,8 @@ class PhraseTracker:
         sounding = self.harmonizer.sounding
         melody = self.harmonizer.thru_note if self.harmonizer.thru_note is not None \
             else message[1]
-        chord = (melody, sounding.get(1), sounding.get(2), sounding.get(3))
+        chord = tuple(None if p is None else int(p)  # plain ints: the status is JSON
+                      for p in (melody, sounding.get(1), sounding.get(2), sounding.get(3)))
         self.chords.append((time.time(), chord, seconds))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("note %s -> %s in %.2f ms", note_name(message[1]),

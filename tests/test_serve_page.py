@@ -1,0 +1,165 @@
+"""The status page of `kantor serve`, in real headless Chromium driven over CDP: it shows
+the running service's live data, speaks, shows the live harmoniser's latency and last
+phrase, and says when the status is refused for want of the token."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+
+from tests.cdp import Browser, find_browser
+from tests.jack_client import JackMidiClient
+from tests.serve_process import ServeProcess
+
+pytestmark = pytest.mark.jack
+
+TOKEN = "a-long-test-token-123"
+NOTE = re.compile(r"\b[A-G][b#]?-?\d\b")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = find_browser()
+    if executable is None:
+        pytest.fail("chromium is not installed: the status page tests need it "
+                    "(as root: `apt-get install chromium`)")
+    with Browser(executable) as page:
+        yield page
+    # Browser.close raised if any process of chromium's group were left; and the browser
+    # itself has exited:
+    assert page.process.returncode is not None
+
+
+@pytest.fixture(scope="module")
+def serve(jack_server):
+    """One service with its audio output on the test JACK server."""
+    process = ServeProcess(jack_server=jack_server)
+    yield process
+    assert process.stop() == 0, process.text()
+
+
+def status(serve) -> dict:
+    response = httpx.get(f"{serve.url}/v1/status", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_text(page: Browser, element_id: str, pattern: str, timeout: float = 10.0) -> str:
+    """Wait until the element's text matches the regular expression; that text."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = page.text(element_id)
+        if re.search(pattern, text):
+            return text
+        assert time.monotonic() < deadline, \
+            f"#{element_id} says {text!r}, not /{pattern}/, after {timeout} s " \
+            f"(#service: {page.text('service')!r}, " \
+            f"#status-error: {page.text('status-error')!r})"
+        time.sleep(0.1)
+
+
+def test_page_shows_the_running_service(browser, serve):
+    now = status(serve)
+    browser.navigate(serve.url + "/")
+    service = wait_text(browser, "service", r"^up \d+ s · pid \d+")
+    assert f"pid {now['service']['pid']}" in service
+    ports = wait_text(browser, "live-ports", "melody into")
+    assert serve.midi_in in ports and serve.midi_out in ports and "(jack)" in ports
+    output = now["speech"]["output"]
+    assert output is not None, "the service has no audio output"
+    speech = browser.text("speech-output")
+    assert speech.startswith(f"{output['device']} ({output['hostapi']}, "
+                             f"{output['sample_rate']} Hz)"), speech
+    models = browser.evaluate(
+        "[...document.getElementById('models').rows].map(r => [...r.cells].map(c =>"
+        " c.textContent))")
+    assert len(now["models"]) > 0
+    assert models == [[m["name"], m.get("version") or "", (m.get("sha256") or "")[:12]]
+                      for m in now["models"]]
+    assert browser.text("status-error") == ""
+    assert re.fullmatch(r"\d+/\d+ busy · \d+ streamed · refused \d+ · first audio .*",
+                        browser.text("speech-streaming"))
+    # and it keeps polling: the uptime shown moves on
+    first = int(re.match(r"up (\d+) s", service).group(1))
+    wait_text(browser, "service", rf"^up (?!{first} s)\d+ s", timeout=5)
+    assert browser.text("status-error") == ""
+
+
+def test_speaking_from_the_page(browser, serve):
+    before = status(serve)["speech"]
+    browser.navigate(serve.url + "/")
+    wait_text(browser, "speech-counts", r"^done \d+")
+    browser.type_into("speak-text", "Good morning.")
+    assert browser.evaluate("document.getElementById('speak-text').value") == "Good morning."
+    browser.click("speak-button")
+    assert wait_text(browser, "speak-result", r"queued|not spoken") == \
+        "queued 1 of 1 sentence(s)"
+    after = status(serve)["speech"]
+    assert after["speak_requests"] == before["speak_requests"] + 1
+    deadline = time.monotonic() + 30
+    while after["output"]["utterances_done"] <= before["output"]["utterances_done"]:
+        assert time.monotonic() < deadline, f"not spoken within 30 s: {after}"
+        time.sleep(0.2)
+        after = status(serve)["speech"]
+    assert after["output"]["failed"] == before["output"]["failed"]
+    done = after["output"]["utterances_done"]
+    wait_text(browser, "speech-counts", rf"^done {done} ")
+    wait_text(browser, "speech-latency", r"^p50 \d+\.\d\d ms")
+    assert browser.text("status-error") == ""
+
+
+def test_live_latency_and_last_phrase(browser, serve):
+    browser.navigate(serve.url + "/")
+    wait_text(browser, "live-ports", "melody into")
+    daw = JackMidiClient()
+    try:
+        daw.connect_to(serve.midi_in, serve.midi_out)
+        melody = (67, 66, 64, 62, 67)
+        for pitch in melody:
+            daw.send([0x90, pitch, 90])
+            assert daw.wait_for(lambda c: len(c.sounding) == 4, timeout=5), \
+                f"no chord for {pitch}: {daw.sounding}"
+            time.sleep(0.05)
+            daw.send([0x80, pitch, 0])
+            assert daw.wait_for(lambda c: not c.sounding, timeout=5), f"stuck: {daw.sounding}"
+            time.sleep(0.05)
+    finally:
+        daw.close()
+    latency = wait_text(browser, "live-latency", r"^p50 \d+\.\d\d ms · p99 \d+\.\d\d ms")
+    assert float(re.match(r"p50 ([\d.]+)", latency).group(1)) > 0
+    wait_text(browser, "live-notes", rf"^in ([{len(melody)}-9]|\d\d+) ")
+    phrase = wait_text(browser, "last-phrase", NOTE.pattern)
+    chords = phrase.split("  |  ")
+    assert len(chords) >= len(melody), phrase
+    for chord in chords:
+        assert len(chord.split(" ")) == 4 and all(NOTE.fullmatch(n) for n in chord.split()), \
+            phrase
+    # the soprano of the last chords is the melody played, the same as /v1/status says
+    assert [c.split(" ")[0] for c in chords[-len(melody):]] == \
+        ["G4", "F#4", "E4", "D4", "G4"], phrase
+    last = status(serve)["live"]["last_phrase"]
+    assert chords[-1] == " ".join(n or "–" for n in last[-1]["notes"])
+    assert browser.text("status-error") == ""
+
+
+def test_token_is_needed_for_the_status(browser, jack_server):
+    with ServeProcess("--token", TOKEN, "--no-audio", jack_server=jack_server) as serve:
+        assert httpx.get(serve.url + "/v1/status").status_code == 401
+        browser.navigate(serve.url + "/")
+        error = wait_text(browser, "status-error", "status unavailable")
+        assert error == "status unavailable: this service needs 'Authorization: Bearer TOKEN'"
+        assert browser.text("live-ports") == "–"
+        assert browser.text("service") == "connecting…"
+        browser.navigate(f"{serve.url}/#token={TOKEN}")
+        ports = wait_text(browser, "live-ports", "melody into")
+        assert serve.midi_in in ports
+        assert browser.text("status-error") == ""
+        assert browser.text("speech-output").startswith("no audio output")
+        # speaking with the token gets as far as the service: it has no audio output
+        browser.click("speak-button")
+        assert wait_text(browser, "speak-result", r"queued|not spoken").startswith(
+            "not spoken")
+        assert serve.stop() == 0, serve.text()
