@@ -6,18 +6,18 @@ BIN := $(VENV)/bin
 SYSTEM_RUNTIME := jackd2 libportaudio2 libsndfile1
 # ...and what the tests use on top (the speech issues add festival, sox, ...).
 SYSTEM_DEV := $(SYSTEM_RUNTIME) festival festvox-us-slt-hts fortunes wordnet-base flite \
-              espeak-ng sox
+              espeak-ng sox chromium
 OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
-        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-tts clean \
+        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-serve bench-tts clean \
         speech-corpus train-voice bench-vocoder train-g2p
 
-LIVE_ARGS ?=
+SERVE_ARGS ?=
 
-run: install-runtime  ## harmonise the bundled tune to out/, then harmonise live on MIDI ports
+run: install-runtime  ## harmonise the bundled tune to out/, then run the service (live MIDI, speech, HTTP/OSC)
 	$(BIN)/kantor harmonize -o $(OUT)/old-hundredth.mid -o $(OUT)/old-hundredth.musicxml
-	$(BIN)/kantor live --start-jack $(LIVE_ARGS)
+	$(BIN)/kantor serve --start-jack $(SERVE_ARGS)
 
 test: install-dev  ## lint, then the whole test suite
 	$(BIN)/ruff check .
@@ -76,6 +76,9 @@ train-live: install-dev  ## the live model (~17 min on 2 CPU cores)
 
 bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame periods (~12 min)
 	$(BIN)/python benchmarks/live_latency.py
+
+bench-serve: install-dev  ## kantor serve: WebSocket first audio, live MIDI with/without speech (~5 min)
+	$(BIN)/python benchmarks/serve.py
 
 speech-corpus: install-dev  ## render 10,300 sentences with Festival (~15 min) and analyse them (~20-60 min)
 	$(BIN)/python -m kantor.export.speech.festival

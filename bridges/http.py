@@ -7,6 +7,7 @@
     POST /v1/speech/cancel    silence the output, forget the queue
     POST /v1/live/settings    {"temperature": 0.5, ...} -> the live parameters
     POST /v1/live/panic       note-offs for everything the harmoniser sounds
+    GET  /v1/live/latencies   the latest live latencies, one per answered MIDI message
     POST /v1/harmonize        a melody file as the body (MIDI or MusicXML) -> a chorale
     WS   /v1/speech/stream    text in; a JSON header, binary PCM frames, a JSON trailer out
     GET  /openapi.json, /docs the schema
@@ -181,6 +182,14 @@ def create_app(service: KantorService) -> FastAPI:
             return service.live.set(**parameters)
         except ValueError as problem:
             return error(422, str(problem))
+
+    @app.get("/v1/live/latencies", summary="The live harmoniser's latest latencies (ms)")
+    def live_latencies(last: Annotated[int, Query(ge=1, le=65536)] = 1000):
+        """Arrival to answers sent, per answered MIDI message, oldest first; ``count`` is
+        how many were answered since the start (so a client can tell which are new)."""
+        if service.live is None:
+            return error(503, "the live harmoniser is not running")
+        return service.live.latencies(last)
 
     @app.post("/v1/live/panic", summary="Release every note the harmoniser sounds")
     def live_panic():

@@ -10,6 +10,7 @@ a pipe, one request and one reply at a time:
     ("set", {name: value})  -> ("ok", parameters) or ("error", message)
     ("panic", None)         -> ("ok", None)
     ("status", None)        -> ("ok", status dict)
+    ("latencies", n)        -> ("ok", {"count": answered so far, "ms": the last n, oldest first})
     ("stop", None)          -> ("ok", final status), then the child exits
 
 The child stops by itself, releasing its notes, when the pipe closes (the parent died).
@@ -173,6 +174,10 @@ def _serve_parent(connection, service, harmonizer, tracker) -> None:
 def _command(command: str, argument, service, harmonizer, tracker):
     if command == "status":
         return _status(service, harmonizer, tracker)
+    if command == "latencies":
+        count = service.latency.count
+        recent = service.latency.last(int(argument))
+        return {"count": count, "ms": [round(v * 1000, 4) for v in recent.tolist()]}
     if command == "panic":
         if not service.call_soon(harmonizer.release_all):
             raise ValueError("the live queue is full: panic not queued, try again")
@@ -266,6 +271,11 @@ class LiveProcess:
 
     def status(self) -> dict:
         return self.request("status")
+
+    def latencies(self, last: int) -> dict:
+        """{"count": messages answered so far, "ms": the last ``last`` latencies, oldest
+        first} - arrival to answers sent, in milliseconds."""
+        return self.request("latencies", last)
 
     def stop(self, timeout: float = 10.0) -> dict | None:
         """Release every note, close the ports and end the child; its final status."""

@@ -27,6 +27,16 @@ class LatencyRecorder:
         """The recorded latencies in seconds (up to ``capacity`` most recent)."""
         return self._values[:min(self._count, self._values.size)].copy()
 
+    def last(self, n: int) -> np.ndarray:
+        """The ``n`` most recent latencies in seconds, oldest first (fewer if fewer were
+        recorded or kept)."""
+        n = min(n, self._count, self._values.size)
+        end = self._count % self._values.size
+        if n <= end:
+            return self._values[end - n:end].copy()
+        return np.concatenate([self._values[self._values.size - (n - end):],
+                               self._values[:end]])
+
     def percentiles_ms(self, points: tuple[float, ...] = (50, 99, 99.9)) -> dict[str, float]:
         """Percentiles and max in milliseconds; empty if nothing was recorded."""
         values = self.values()
