@@ -133,12 +133,15 @@ def create_app(service: KantorService) -> FastAPI:
 
     @app.middleware("http")
     async def check_token(request: Request, call_next):
+        started = time.perf_counter()
         if request.url.path != "/" and not authorised(request.headers, None, token):
             service.count("http unauthorised")
             return error(401, "this service needs 'Authorization: Bearer TOKEN'")
         response = await call_next(request)
         if response.status_code >= 400:
             service.count(f"http {response.status_code}")
+        log.debug("%s %s -> %d in %.1f ms", request.method, request.url.path,
+                  response.status_code, (time.perf_counter() - started) * 1000)
         return response
 
     app.add_middleware(BodyLimit, service=service)

@@ -105,9 +105,14 @@ class KantorService:
             self.speech.start()
             self._prepare_sampler()
             self.models = model_cards(Path(config.assets) if config.assets else ASSETS)
-        except (MidiPortError, LiveProcessError, audio.AudioOutputError) as error:
+        except (MidiPortError, LiveProcessError) as error:
             self.stop()
             raise ServiceError(str(error)) from None
+        except audio.AudioOutputError as error:
+            self.stop()
+            reason = str(error).replace(f"; {audio.FILE_HINT}", "")  # `say`'s advice
+            raise ServiceError(f"{reason} (or run with --no-audio: speech then only streams "
+                               "to WebSocket clients)") from None
         except Exception:
             self.stop()
             raise
@@ -116,9 +121,10 @@ class KantorService:
     def _midi_api(self) -> str:
         try:
             return pick_api(self.config.api)
-        except MidiPortError:
+        except MidiPortError as error:
             if not self.config.start_jack:
-                raise
+                raise MidiPortError(f"{error}; or pass --start-jack to start a private JACK "
+                                    "server") from None
         self.jack = start_private_jack(f"kantor-jack-{os.getpid()}")
         log.info("no MIDI system was running: started a JACK server '%s' (dummy driver); "
                  "other JACK clients reach it with JACK_DEFAULT_SERVER=%s", self.jack.name,

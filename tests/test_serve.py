@@ -422,7 +422,13 @@ def test_stopping_releases_notes_and_leaves_nothing_behind(jack_server, sig):
         httpx.post(f"{service.url}/v1/speak", json={"text": SENTENCE * 4})
         daw.send([0x90, 67, 100])  # held through the stop
         assert daw.wait_for(lambda c: len(c.sounding) == 4, timeout=5)
-        code = service.stop(sig)
+        with connect(service.ws_url) as listener:  # a client mid-stream when the stop comes
+            listener.send(SENTENCE * 30)
+            assert json.loads(listener.recv(timeout=10))["type"] == "start"
+            code = service.stop(sig)
+            with pytest.raises(ConnectionClosed):  # closed by the service, not left hanging
+                while True:
+                    listener.recv(timeout=10)
         if sig == signal.SIGKILL:
             # the live process notices its parent is gone and releases its notes itself
             assert code == -signal.SIGKILL
