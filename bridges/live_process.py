@@ -5,7 +5,8 @@ and Python runs one thread at a time: a MIDI note arriving while a speech thread
 interpreter would wait for it (up to the 5 ms switch interval). So the live path - the
 MIDI ports, their queue and the harmoniser - lives in a child process that does nothing
 else, at a higher scheduling priority where the system allows. The parent talks to it over
-a pipe, one request and one reply at a time:
+a pipe, one request and one reply at a time (each numbered, so a reply that comes after
+its request timed out is recognised and skipped):
 
     ("set", {name: value})  -> ("ok", parameters) or ("error", message)
     ("panic", None)         -> ("ok", None)
@@ -155,20 +156,20 @@ def _serve_parent(connection, service, harmonizer, tracker) -> None:
         try:
             if not connection.poll(0.5):
                 continue
-            command, argument = connection.recv()
+            number, command, argument = connection.recv()
         except (EOFError, OSError):
             log.warning("the service went away: releasing notes and stopping")
             return
         if command == "stop":
             service.stop()
             final = _status(service, harmonizer, tracker)
-            connection.send(("ok", final))
+            connection.send((number, "ok", final))
             return
         try:
             reply = _command(command, argument, service, harmonizer, tracker)
-            connection.send(("ok", reply))
+            connection.send((number, "ok", reply))
         except ValueError as error:
-            connection.send(("error", str(error)))
+            connection.send((number, "error", str(error)))
 
 
 def _command(command: str, argument, service, harmonizer, tracker):
@@ -209,6 +210,7 @@ class LiveProcess:
         self._connection = None
         self._process = None
         self._lock = threading.Lock()
+        self._number = 0  # of the last request sent
         self.info: dict = {}
         self.final_status: dict | None = None
 
@@ -250,12 +252,18 @@ class LiveProcess:
         with self._lock:
             if not self.alive or self._connection is None:
                 raise LiveProcessError("the live harmoniser is not running")
+            self._number += 1
+            deadline = time.monotonic() + timeout
             try:
-                self._connection.send((command, argument))
-                if not self._connection.poll(timeout):
-                    raise LiveProcessError(f"the live harmoniser did not answer '{command}'")
-                kind, payload = self._connection.recv()
-            except (EOFError, OSError, BrokenPipeError) as error:
+                self._connection.send((self._number, command, argument))
+                while True:
+                    if not self._connection.poll(max(0.0, deadline - time.monotonic())):
+                        raise LiveProcessError(f"the live harmoniser did not answer "
+                                               f"'{command}' within {timeout:g} s")
+                    number, kind, payload = self._connection.recv()
+                    if number == self._number:
+                        break  # older numbers: late replies to requests that timed out
+            except (EOFError, OSError) as error:
                 raise LiveProcessError(f"the live harmoniser stopped ({error})") from None
         if kind == "error":
             raise ValueError(payload)

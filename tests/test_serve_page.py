@@ -164,7 +164,8 @@ def test_token_is_needed_for_the_status(browser, jack_server):
         assert httpx.get(serve.url + "/v1/status").status_code == 401
         browser.navigate(serve.url + "/")
         error = wait_text(browser, "status-error", "status unavailable")
-        assert error == "status unavailable: this service needs 'Authorization: Bearer TOKEN'"
+        assert error == ("status unavailable: 401: this service needs 'Authorization: Bearer "
+                         "TOKEN'")
         assert browser.text("live-ports") == "–"
         assert browser.text("service") == "connecting…"
         browser.navigate(f"{serve.url}/#token={TOKEN}")
@@ -176,5 +177,5 @@ def test_token_is_needed_for_the_status(browser, jack_server):
         browser.click("speak-button")
         # (409, not 401: the page sends its token with the POST too)
         assert wait_text(browser, "speak-result", r"queued|not spoken").startswith(
-            "not spoken: this service has no audio output")
+            "not spoken: 409: this service has no audio output")
         assert serve.stop() == 0, serve.text()
