@@ -69,6 +69,27 @@ def start_jack(period: int) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("jackd did not start")
 
 
+MELODY = [67, 69, 71, 72, 74, 72, 71, 69]
+
+
+def play_notes(out, sent: dict[int, float], lock, first: int, count: int, gap: float) -> None:
+    """Play ``count`` notes of the melody from note ``first`` on, one every ``gap`` seconds,
+    each released half-way; ``sent[pitch]`` is set to when its note-on left. A pitch
+    recurs only every 8 notes (the melody, then a fourth lower: inside the soprano range),
+    so an answer belongs to its pitch's latest send."""
+    next_time = time.perf_counter()
+    for i in range(first, first + count):
+        pitch = MELODY[i % len(MELODY)] - 5 * ((i // len(MELODY)) % 2)
+        with lock:
+            sent[pitch] = time.perf_counter()
+        out.send_message([0x90, pitch, 90])
+        next_time += gap / 2
+        time.sleep(max(0.0, next_time - time.perf_counter()))
+        out.send_message([0x80, pitch, 0])
+        next_time += gap / 2
+        time.sleep(max(0.0, next_time - time.perf_counter()))
+
+
 def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
          results) -> None:
     """The DAW side, in its own process (as a real DAW is): play ``notes`` notes, one
@@ -96,19 +117,9 @@ def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
     subprocess.run(["jack_connect", f"daw{label}:out", kantor_in], check=True)
     subprocess.run(["jack_connect", kantor_out, f"daw{label}-in:in"], check=True)
     time.sleep(0.3)
-    melody = [67, 69, 71, 72, 74, 72, 71, 69]
-    next_time = time.perf_counter()
-    for i in range(notes):
-        pitch = melody[i % len(melody)] - 5 * ((i // len(melody)) % 2)  # inside S range
-        with lock:
-            sent[pitch] = time.perf_counter()
-        out.send_message([0x90, pitch, 90])
-        next_time += gap / 2
-        time.sleep(max(0.0, next_time - time.perf_counter()))
-        out.send_message([0x80, pitch, 0])
-        next_time += gap / 2
-        time.sleep(max(0.0, next_time - time.perf_counter()))
+    play_notes(out, sent, lock, 0, notes, gap)
     time.sleep(0.5)
+    inp.cancel_callback()  # closing under a live callback can crash rtmidi
     for port in (out, inp):
         port.close_port()
         port.delete()

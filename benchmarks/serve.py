@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from live_latency import PassThrough, start_jack, summary
+from live_latency import MELODY, PassThrough, play_notes, start_jack, summary
 from websockets.sync.client import connect
 
 from kantor.bridges.midi import LiveMidiService, MidiPorts
@@ -77,7 +77,6 @@ SENTENCES = [
     "of audio must arrive long before the rest of it has been synthesised.",
 ]
 LONG_TEXT = " ".join(SENTENCES * 3)  # minutes of speech, within the 64-sentence queue
-MELODY = [67, 69, 71, 72, 74, 72, 71, 69]
 
 
 def first_audio_ms(url: str, texts: list[str]) -> tuple[list[float], list[float]]:
@@ -201,21 +200,12 @@ def daw(connection, gap: float) -> None:
             continue
         with lock:
             trips.clear()
-        next_time = time.perf_counter()
-        for _ in range(count):
-            pitch = MELODY[index % len(MELODY)] - 5 * ((index // len(MELODY)) % 2)
-            index += 1
-            with lock:
-                sent[pitch] = time.perf_counter()
-            out.send_message([0x90, pitch, 90])
-            next_time += gap / 2
-            time.sleep(max(0.0, next_time - time.perf_counter()))
-            out.send_message([0x80, pitch, 0])
-            next_time += gap / 2
-            time.sleep(max(0.0, next_time - time.perf_counter()))
+        play_notes(out, sent, lock, index, count, gap)
+        index += count
         time.sleep(0.3)
         with lock:
             connection.send(list(trips))
+    inp.cancel_callback()  # closing under a live callback can crash rtmidi
     for port in (out, inp):
         port.close_port()
         port.delete()

@@ -213,6 +213,8 @@ class MidiPorts:
         self.midi_out.send_message(message)
 
     def close(self) -> None:
+        if getattr(self, "midi_in", None) is not None:
+            self.midi_in.cancel_callback()  # never close an input under a live callback
         for port in (getattr(self, "midi_in", None), getattr(self, "midi_out", None)):
             if port is not None:
                 port.close_port()

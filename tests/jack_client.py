@@ -64,6 +64,9 @@ class JackMidiClient:
             return [m for _, m in self.received[index:]]
 
     def close(self) -> None:
+        # Closing an input whose callback is still set can free it under rtmidi's thread
+        # (a heap abort, "munmap_chunk(): invalid pointer", seen after the flood test)
+        self.inp.cancel_callback()
         for port in (self.out, self.inp):
             port.close_port()
             port.delete()
