@@ -599,14 +599,18 @@ def build_parser() -> argparse.ArgumentParser:
     midi.add_argument("--out-port", help="send the voices to this existing port")
     midi.add_argument("--start-jack", action="store_true",
                       help="start a private JACK server (dummy driver) if none runs")
-    midi.add_argument("--temperature", type=float)
-    midi.add_argument("--lookahead", type=int)
+    midi.add_argument("--temperature", type=float,
+                      help="0 = always the likeliest answer (default 0.3)")
+    midi.add_argument("--lookahead", type=int,
+                      help="steps (16ths) the melody is sent early, under MIDI clock")
     midi.add_argument("--channels", help="output channels for S,A,T,B (default 1,2,3,4)")
-    midi.add_argument("--melody-channel", type=int)
-    midi.add_argument("--velocity-scale", type=float)
+    midi.add_argument("--melody-channel", type=int,
+                      help="only this input channel is melody")
+    midi.add_argument("--velocity-scale", type=float,
+                      help="lower voices' velocity relative to the melody's (0.85)")
     midi.add_argument("--no-thru", action="store_true", help="do not echo the melody")
     midi.add_argument("--key", type=int, help="key signature in sharps (- = flats)")
-    midi.add_argument("--seed", type=int)
+    midi.add_argument("--seed", type=int, help="random seed of the live sampler")
     midi.add_argument("--assets", help="folder with the models and their cards")
     speech = serve.add_argument_group("speech")
     speech.add_argument("--no-audio", action="store_true",

@@ -320,6 +320,11 @@ class LiveMidiService:
                 self.send_errors += 1
                 log.debug("send failed: %s", error)
 
+    @property
+    def worker_id(self) -> int | None:
+        """The worker thread's system id (for scheduling), once started."""
+        return self._worker.native_id
+
     def call_soon(self, function: Callable[[], list[list[int]] | None]) -> bool:
         """Run ``function`` on the worker thread, in order with the MIDI already queued
         (so it never races the harmoniser), and send the messages it returns. False (and

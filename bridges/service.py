@@ -201,6 +201,7 @@ class KantorService:
             return {"running": False, "error": str(error)}
         status["running"] = True
         status["pid"] = self.live.pid
+        status["scheduling"] = self.live.info.get("scheduling")
         return status
 
     def status(self) -> dict:

@@ -109,6 +109,9 @@ def test_status_shows_ports_models_and_counters(serve, http):
     live = status["live"]
     assert live["running"] and live["api"] == "jack"
     assert live["ports"] == {"input": serve.midi_in, "output": serve.midi_out}
+    expected = {"SCHED_FIFO 10"} if os.geteuid() == 0 else {"SCHED_FIFO 10", "nice -10",
+                                                             "normal"}
+    assert live["scheduling"] in expected  # root (CI) gets real-time scheduling
     ports = jack_ports()
     assert serve.midi_in in ports and serve.midi_out in ports
     assert all(p in ports for p in status["speech"]["output"]["ports"])
