@@ -378,11 +378,13 @@ async def _stream_one(websocket: WebSocket, service: KantorService, voice, reque
                 else:
                     await websocket.send_json({"type": "error", "error": "one request at "
                                                "a time: wait for the end, or send cancel"})
-                listener = None if gone else asyncio.ensure_future(websocket.receive())
+                if gone:
+                    getter.cancel()  # a chunk it may hold is dropped with the rest
+                    listener = None
+                    break
+                listener = asyncio.ensure_future(websocket.receive())
             if getter not in finished:
                 getter.cancel()
-                if gone:
-                    break
                 continue
             item = getter.result()
             if item is done:

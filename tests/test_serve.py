@@ -207,6 +207,19 @@ def test_websocket_cancel_stops_a_stream(serve):
         assert trailer["type"] == "end" and len(pcm) > 0
 
 
+def test_clients_leaving_mid_stream_give_their_voices_back(serve, http):
+    for _ in range(6):  # more than the pool: a leaked voice would show
+        with connect(serve.ws_url) as ws:
+            ws.send(SENTENCE * 10)
+            assert json.loads(ws.recv(timeout=30))["type"] == "start"
+            assert isinstance(ws.recv(timeout=30), bytes)
+        # leaving the block closes the socket mid-stream
+    assert wait_until(lambda: http.get("/v1/status").json()["speech"]["streaming"]
+                      ["clients_busy"] == 0, timeout=10)
+    with connect(serve.ws_url) as ws:
+        assert stream(ws, "Back again.")[2]["type"] == "end"
+
+
 def test_websocket_refuses_clients_beyond_its_voices(serve, http):
     refused_before = http.get("/v1/status").json()["speech"]["streaming"]["refused"]
     with contextlib.ExitStack() as held:
