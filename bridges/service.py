@@ -163,7 +163,8 @@ class KantorService:
         """Harmonise a melody file's bytes; (file bytes in ``output`` format, summary).
         ScoreFileError/MelodyError for bad input; BusyError when too many wait."""
         if not self._harmonize_slots.acquire(blocking=False):
-            self.harmonize_counts["refused_busy"] += 1
+            with self._counter_lock:
+                self.harmonize_counts["refused_busy"] += 1
             raise BusyError("harmoniser busy: too many requests waiting, try again shortly")
         try:
             with self._harmonize_lock:  # one at a time: the sampler uses every core it has
