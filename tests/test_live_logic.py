@@ -216,3 +216,23 @@ def test_event_mode_history_holds_the_previous_chord(make):
     previous = h.grid[:, h.past - 4:h.past]
     assert (previous[:, 0] >= FIRST_PITCH_TOKEN).all()
     assert (previous[:, 1:] == HOLD).all()
+
+
+def test_prepare_leaves_no_trace_and_loads_every_kernel(make):
+    """prepare() plays one note to load the compiled rule kernels; afterwards the
+    harmoniser is as if nothing was played (counters, sounding notes, random stream)."""
+    h = make(seed=3)
+    assert h.stats.notes_in == 0 and h.stats.notes_out == 0 and not h.sounding_notes
+    assert h.step == -1
+    fresh = np.random.default_rng(3)
+    assert h._rng.random() == fresh.random()
+    import subprocess
+    import sys
+
+    probe = ("from kantor.engine.chorale import live, rules\n"
+             "h = live.LiveHarmonizer.load(); h.prepare()\n"
+             "print(len(live._grid_pitches.signatures), "
+             "len(rules._candidate_violations.signatures))")
+    counts = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert counts == ["1", "1"]  # compiled (or loaded from cache) before the first note

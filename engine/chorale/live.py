@@ -197,6 +197,15 @@ class LiveHarmonizer:
                 self._logits(v)
         self.reset()
         self._prepared = True
+        # The first note also loads the compiled rule kernels (Numba dispatch, ~25 ms):
+        # play one now and forget it - state, counters and random stream as if unplayed.
+        channel = self.settings.melody_channel or 0
+        self.process([0x90 | channel, 67, 64], 0.0)
+        self.process([0x80 | channel, 67, 0], 0.5)
+        self.release_all()
+        self.reset()
+        self.stats = LiveStats()
+        self._rng = np.random.default_rng(self.settings.seed)
 
     def reset(self) -> None:
         """Forget the music so far (outputs must have been released first)."""
