@@ -21,11 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from kantor.engine.models import ASSETS, ModelError
+from kantor.engine.models import ASSETS, BUNDLED_MELODY, ModelError
 
 log = logging.getLogger("kantor")
-
-BUNDLED_MELODY = ASSETS / "melodies" / "old-hundredth.musicxml"
 
 
 class CliError(Exception):

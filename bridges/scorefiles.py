@@ -136,7 +136,9 @@ def read_midi_melody(path: Path, data: bytes | None = None) -> Melody:
         else:
             midi = mido.MidiFile(str(path))
     except (OSError, EOFError, ValueError, KeyError, IndexError) as error:
-        raise ScoreFileError(f"{path.name}: not a readable MIDI file ({error})") from None
+        reason = str(error) or ("it ends too early" if isinstance(error, EOFError)
+                                else type(error).__name__)  # mido's EOFError says nothing
+        raise ScoreFileError(f"{path.name}: not a readable MIDI file ({reason})") from None
     if midi.type == 2:
         raise ScoreFileError(f"{path.name}: MIDI type 2 (independent sequences) is not "
                              "supported; save it as type 0 or 1")

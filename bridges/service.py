@@ -21,7 +21,7 @@ from kantor.bridges.scorefiles import midi_bytes, musicxml_bytes, read_melody_by
 from kantor.bridges.serve_config import ServeConfig
 from kantor.bridges.speech_service import SpeechService
 from kantor.engine.chorale.gibbs import ChoraleSampler
-from kantor.engine.models import ASSETS, read_card
+from kantor.engine.models import ASSETS, BUNDLED_MELODY, read_card
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,6 @@ class KantorService:
     def _prepare_sampler(self) -> None:
         """Load the offline sampler and harmonise a few bars once: its kernels compile and
         its sessions warm before the first request."""
-        from kantor.bridges.cli import BUNDLED_MELODY
-
         self.sampler = ChoraleSampler.load(Path(self.config.assets)
                                            if self.config.assets else ASSETS)
         melody = read_melody_bytes(BUNDLED_MELODY.read_bytes(), "musicxml", "warm-up")

@@ -16,6 +16,8 @@ import numpy as np
 import onnxruntime as ort
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+# The hymn tune harmonised when no melody is given (and the service's warm-up).
+BUNDLED_MELODY = ASSETS / "melodies" / "old-hundredth.musicxml"
 
 
 class ModelError(RuntimeError):
