@@ -27,6 +27,7 @@ import numpy as np
 import sounddevice as _sd
 import soundfile as _sf
 
+from kantor.bridges.outputs import AtomicPath, OutputError, check_output
 from kantor.engine.speech.stream import SpeechStream
 
 # How to get audio out when no device works: every device error says it.
@@ -241,22 +242,60 @@ class _FileSink:
 
 class WavSink(_FileSink):
     """A mono sound file (WAV by default; the format follows the suffix), 16-bit PCM
-    unless ``subtype`` says otherwise ("FLOAT", "PCM_24", ...)."""
+    unless ``subtype`` says otherwise ("FLOAT", "PCM_24", ...). It is written beside the
+    target and renamed over it by :meth:`close`, so a failure (a full disk) or
+    :meth:`abort` leaves no partial file; AudioOutputError in one line."""
 
-    def __init__(self, path: str | Path, samplerate: int, subtype: str = "PCM_16") -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, samplerate: int, subtype: str = "PCM_16",
+                 inputs: tuple[str | Path, ...] = ()) -> None:
         self.samplerate = int(samplerate)
         try:
-            self._file = _sf.SoundFile(self.path, "w", samplerate=self.samplerate,
-                                       channels=1, subtype=subtype)
+            self.path = check_output(path, inputs)
+        except OutputError as error:
+            raise AudioOutputError(str(error)) from None
+        kind = self.path.suffix.lstrip(".").upper()
+        if kind not in _sf.available_formats():
+            raise AudioOutputError(f"cannot write {self.path}: '{self.path.suffix}' is not a "
+                                   "sound file type libsndfile writes (use .wav, .flac, .ogg)")
+        self._atomic = AtomicPath(self.path)
+        self._file = None
+        try:
+            temporary = self._atomic.__enter__()
+            self._file = _sf.SoundFile(temporary, "w", samplerate=self.samplerate,
+                                       channels=1, subtype=subtype, format=kind)
         except (_sf.LibsndfileError, ValueError, TypeError, OSError) as error:
+            self.abort()
             raise AudioOutputError(f"cannot write {self.path}: {error}") from None
 
     def write(self, block: np.ndarray) -> None:
-        self._file.write(block)
+        try:
+            self._file.write(block)
+        except (_sf.LibsndfileError, OSError, RuntimeError, AssertionError) as error:
+            # libsndfile writes less than asked on a full disk (soundfile asserts on it)
+            self.abort()
+            raise AudioOutputError(f"cannot write {self.path}: "
+                                   f"{error or 'the disk took only part of it'}") from None
 
     def close(self) -> None:
-        self._file.close()
+        """Finish the file and put it in place (AudioOutputError if that fails)."""
+        if self._file is None:
+            return
+        try:
+            self._file.close()
+            self._file = None
+            self._atomic.__exit__(None, None, None)
+        except (_sf.LibsndfileError, OSError, RuntimeError) as error:
+            self.abort()
+            raise AudioOutputError(f"cannot write {self.path}: {error}") from None
+
+    def abort(self) -> None:
+        """Stop writing and leave the target as it was."""
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+        self._atomic.discard()
+        self._atomic.__exit__(None, None, None)
 
 
 def to_pcm16(block: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ def _settings_from(args: argparse.Namespace):
 
 def cmd_harmonize(args: argparse.Namespace) -> int:
     from kantor.bridges.harmonizing import harmonize
+    from kantor.bridges.outputs import OutputError, check_output
     from kantor.bridges.scorefiles import ScoreFileError, read_melody, write_harmonisation
     from kantor.engine.chorale.gibbs import ChoraleSampler
     from kantor.engine.chorale.melody import MelodyError
@@ -65,14 +66,16 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
             raise CliError(f"{out}: the output must end in .mid or .musicxml")
     options = _options_from(args)
     try:
+        # before any work: a directory, the input itself or an unmakeable folder
+        outputs = [check_output(out, inputs=[melody_path]) for out in outputs]
+        melody = read_melody(melody_path)  # a bad file fails before the models load
         sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
-        result, melody = harmonize(sampler, read_melody(melody_path), options)
+        result, melody = harmonize(sampler, melody, options)
         for warning in melody.warnings:
             log.warning("%s", warning)
         for out in outputs:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_harmonisation(result.raw, melody, out)
-    except (ScoreFileError, MelodyError, ModelError) as error:
+            write_harmonisation(result.raw, melody, out)  # whole or not at all
+    except (ScoreFileError, MelodyError, ModelError, OutputError) as error:
         raise CliError(str(error)) from None
     settings = options.gibbs_settings()
     bars = melody.n_steps / melody.steps_per_bar
@@ -331,7 +334,8 @@ def cmd_say(args: argparse.Namespace) -> int:
         voice = Voice.load()
         rate = args.sample_rate or voice.sample_rate
         if args.output:
-            sink = audio.WavSink(args.output, rate)
+            sink = audio.WavSink(args.output, rate,
+                                 inputs=(args.file,) if args.file else ())
         elif args.raw:
             sink = audio.RawSink(sys.stdout.buffer, rate)
         else:
@@ -360,6 +364,10 @@ def cmd_say(args: argparse.Namespace) -> int:
         threading.Thread(target=feed, daemon=True).start()
         try:
             sink.play(stream, said=said)
+        except BaseException:
+            if isinstance(sink, audio.WavSink):
+                sink.abort()  # no partial file
+            raise
         finally:
             if isinstance(sink, audio.DeviceSink):
                 sink.stop()

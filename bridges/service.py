@@ -7,6 +7,7 @@ Control surfaces only call this object; it knows nothing of HTTP or OSC.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -17,7 +18,12 @@ from kantor.bridges import audio
 from kantor.bridges.harmonizing import HarmonizeOptions, harmonize
 from kantor.bridges.live_process import LiveConfig, LiveProcess, LiveProcessError
 from kantor.bridges.midi import MidiPortError, pick_api, start_private_jack
-from kantor.bridges.scorefiles import midi_bytes, musicxml_bytes, read_melody_bytes
+from kantor.bridges.scorefiles import (
+    SERVICE_LIMITS,
+    midi_bytes,
+    musicxml_bytes,
+    read_melody_bytes,
+)
 from kantor.bridges.serve_config import ServeConfig
 from kantor.bridges.speech_service import SpeechService
 from kantor.engine.chorale.gibbs import ChoraleSampler
@@ -25,8 +31,6 @@ from kantor.engine.models import ASSETS, BUNDLED_MELODY, read_card
 
 log = logging.getLogger(__name__)
 
-# Melodies longer than this (16ths) are refused by the service: ~64 bars of 4/4.
-MAX_MELODY_STEPS = 1024
 SERVICE_MODELS = ("chorale-live-alto", "chorale-live-tenor", "chorale-live-bass",
                   "chorale-soprano", "chorale-alto", "chorale-tenor", "chorale-bass",
                   "voice-prosody", "voice-acoustic-encoder", "voice-acoustic",
@@ -69,6 +73,7 @@ class KantorService:
         self.started_at = time.time()
         self._harmonize_lock = threading.Lock()
         self._harmonize_slots = threading.BoundedSemaphore(1 + config.harmonize_waiting)
+        self.read_limits = dataclasses.replace(SERVICE_LIMITS, max_bytes=config.max_body_bytes)
         self.harmonize_counts = {"requests": 0, "failed": 0, "refused_busy": 0}
         self.last_harmonisation: dict | None = None
         self.counters: dict[str, int] = {}  # control surfaces' errors, by kind
@@ -168,12 +173,8 @@ class KantorService:
             with self._harmonize_lock:  # one at a time: the sampler uses every core it has
                 self.harmonize_counts["requests"] += 1
                 try:
-                    melody = read_melody_bytes(data, kind, name)
-                    if melody.n_steps > MAX_MELODY_STEPS:
-                        from kantor.engine.chorale.melody import MelodyError
-
-                        raise MelodyError(f"the melody lasts {melody.n_steps} 16ths; this "
-                                          f"service takes at most {MAX_MELODY_STEPS}")
+                    # the limits hold while reading: no file costs more than they allow
+                    melody = read_melody_bytes(data, kind, name, self.read_limits)
                     result, melody = harmonize(self.sampler, melody, options)
                     body = midi_bytes(result.raw, melody) if output == "midi" \
                         else musicxml_bytes(result.raw, melody)

@@ -47,6 +47,10 @@ from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
 log = logging.getLogger(__name__)
 
 MODEL_STEM = "chorale-{voice}"
+# Windows per ONNX Runtime call. Its activations grow with the batch (~60 KB a window for
+# the shipped models, and its arena keeps the peak), so 16 chains of a 64-bar melody in
+# one call took ~1 GB; in slices of 2048 a request stays near 150 MB.
+MAX_BATCH = 2048
 
 
 @dataclass
@@ -104,8 +108,14 @@ class ChoraleSampler:
 
     # ----------------------------------------------------------------- network calls
     def logits(self, voice: int, tokens: np.ndarray, meta: np.ndarray) -> np.ndarray:
-        """Raw logits ``float32 [B, vocab]`` for ``tokens [B, 4, W]`` and ``meta [B, W, 4]``."""
-        return self.models[voice].run({"tokens": tokens, "meta": meta})[0]
+        """Raw logits ``float32 [B, vocab]`` for ``tokens [B, 4, W]`` and ``meta [B, W, 4]``.
+        Batches over ``MAX_BATCH`` windows run in slices (same logits, bounded memory)."""
+        model = self.models[voice]
+        if tokens.shape[0] <= MAX_BATCH:
+            return model.run({"tokens": tokens, "meta": meta})[0]
+        return np.concatenate([model.run({"tokens": tokens[i:i + MAX_BATCH],
+                                          "meta": meta[i:i + MAX_BATCH]})[0]
+                               for i in range(0, tokens.shape[0], MAX_BATCH)])
 
     def windows(self, padded: np.ndarray, padded_meta: np.ndarray, chains: np.ndarray,
                 positions: np.ndarray, voice: int) -> tuple[np.ndarray, np.ndarray]:
