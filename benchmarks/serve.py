@@ -284,7 +284,7 @@ def live_latency_by_condition(service: ServeProcess, http: httpx.Client, blocks:
                 load.__exit__()
                 ws_requests[condition] += load.requests
             if condition.startswith("serve, speaking"):
-                http.post("/v1/speech/cancel")
+                http.post("/v1/speech/cancel", headers={"Content-Type": "application/json"})
             print(f"block {block + 1}/{blocks} {condition}: {len(new)} answers, processing "
                   f"p99 {np.percentile(new, 99) if new else float('nan'):.2f} ms", flush=True)
     finally:

@@ -12,14 +12,26 @@
     WS   /v1/speech/stream    text in; a JSON header, binary PCM frames, a JSON trailer out
     GET  /openapi.json, /docs the schema
 
-Errors are JSON ``{"error": "..."}`` with a fitting status. With a token configured every
-request needs ``Authorization: Bearer TOKEN`` (WebSocket: that header or ``?token=``),
-except the status page itself, which carries no data.
+Errors are JSON ``{"error": "..."}`` with a fitting status, each counted in the status.
+With a token configured every request needs ``Authorization: Bearer TOKEN`` (WebSocket:
+that header or ``?token=``), except the status page itself, which carries no data.
+
+Web pages cannot drive the service: the Host header must name this machine (loopback, the
+bound address or ``allowed_hosts``: no DNS rebinding), an Origin header must be the
+service's own (or in ``allowed_origins``), and a POST must carry a Content-Type that a web
+form cannot send (``application/json``; for ``/v1/harmonize`` the file's type, e.g.
+``audio/midi``), so a cross-site page cannot make one without the browser asking first.
+
+No client can starve the others: request headers must arrive within
+``HEADER_TIMEOUT_S`` and bodies within ``BODY_TIMEOUT_S``; past ``MAX_CONNECTIONS`` open
+connections the oldest idle one is closed to make room; WebSocket clients that send
+nothing for ``WS_IDLE_S`` or stop reading for ``WS_SEND_TIMEOUT_S`` lose their voice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -35,6 +47,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from kantor.bridges.harmonizing import HarmonizeOptions
 from kantor.bridges.metrics import CONTENT_TYPE, render
@@ -49,6 +63,16 @@ SPEECH_BODY_BYTES = 64 * 1024  # JSON bodies other than uploads
 WS_MESSAGE_BYTES = 64 * 1024
 STREAM_QUEUE_CHUNKS = 32  # PCM chunks between the synthesis thread and the socket
 MEDIA_TYPES = {"midi": "audio/midi", "musicxml": "application/vnd.recordare.musicxml+xml"}
+HEADER_TIMEOUT_S = 10.0  # from connecting (or the last response) to a request's headers
+BODY_TIMEOUT_S = 30.0  # between two pieces of a request body
+MAX_CONNECTIONS = 192  # open HTTP connections before idle ones are closed for new ones
+HARD_CONNECTION_LIMIT = 256  # busy connections beyond this get 503 (uvicorn)
+WS_IDLE_S = 60.0  # a streaming client that sends nothing this long gives its voice back
+WS_SEND_TIMEOUT_S = 5.0  # a client that reads nothing this long is dropped
+# Content types a web form (or a "simple" cross-site fetch) can send without a preflight
+SIMPLE_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data",
+                        "text/plain")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -85,7 +109,13 @@ class BodyLimit:
             return
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                self.service.count("http body timeout")
+                await error(408, f"the request body stalled for {BODY_TIMEOUT_S:g} s")(
+                    scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunks.append(message.get("body", b""))
@@ -110,6 +140,68 @@ class BodyLimit:
     async def _refuse(self, scope, receive, send, limit: int) -> None:
         self.service.count("http body too large")
         await error(413, f"request body over {limit} bytes")(scope, receive, send)
+
+
+def _host_name(value: str) -> str:
+    """The name of a Host header or origin authority, without port or brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class BrowserGuard:
+    """ASGI middleware: refuse requests a web page could make on a visitor's behalf. The
+    Host must name this machine (DNS rebinding), an Origin must be allowed, and POSTs need
+    a Content-Type a form cannot send. Refusals are 403/415 JSON errors, counted; refused
+    WebSocket handshakes get 403."""
+
+    def __init__(self, app, service: KantorService) -> None:
+        self.app = app
+        self.service = service
+        config = service.config
+        self.hosts = {*LOOPBACK_NAMES, config.host.lower(), *(h.lower() for h in
+                                                              config.allowed_hosts or ())}
+        self.origins = {o.lower().rstrip("/") for o in config.allowed_origins or ()}
+        for name in (*LOOPBACK_NAMES, config.host, *(config.allowed_hosts or ())):
+            authority = f"[{name}]" if ":" in name else name
+            self.origins.add(f"http://{authority}:{config.http_port}".lower())
+
+    def problem(self, scope) -> tuple[int, str, str] | None:
+        """(status, counter, message) for a request to refuse, else None."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host")
+        if host is not None and _host_name(host) not in self.hosts:
+            return (403, "foreign host", f"Host '{host[:100]}' is not this service's name "
+                    "(add it to allowed_hosts to serve it)")
+        origin = headers.get("origin")
+        if origin is not None and origin.lower().rstrip("/") not in self.origins:
+            return (403, "foreign origin", f"requests from pages at '{origin[:100]}' are not "
+                    "allowed (add it to allowed_origins to allow it)")
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            if not media or media in SIMPLE_CONTENT_TYPES:
+                return (415, "simple content type", "send Content-Type: application/json "
+                        "(for /v1/harmonize the file's type, e.g. audio/midi): a web form "
+                        f"cannot, so no page can post here for its visitor (got '{media}')")
+        return None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refused = self.problem(scope)
+        if refused is None:
+            await self.app(scope, receive, send)
+            return
+        status, counter, message = refused
+        self.service.count(f"{'ws' if scope['type'] == 'websocket' else 'http'} {counter}")
+        log.info("refused %s %s: %s", scope["type"], scope["path"], message)
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect; closing before accepting answers 403
+            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            return
+        await error(status, message)(scope, receive, send)
 
 
 def authorised(headers, query_token: str | None, token: str | None) -> bool:
@@ -137,7 +229,12 @@ def create_app(service: KantorService) -> FastAPI:
         if request.url.path != "/" and not authorised(request.headers, None, token):
             service.count("http unauthorised")
             return error(401, "this service needs 'Authorization: Bearer TOKEN'")
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as problem:  # a bug, not the client's fault: logged, counted
+            log.exception("%s %s failed", request.method, request.url.path)
+            response = error(500, f"internal error ({type(problem).__name__}); see the "
+                                  "service's log")
         if response.status_code >= 400:
             service.count(f"http {response.status_code}")
         log.debug("%s %s -> %d in %.1f ms", request.method, request.url.path,
@@ -145,6 +242,12 @@ def create_app(service: KantorService) -> FastAPI:
         return response
 
     app.add_middleware(BodyLimit, service=service)
+    app.add_middleware(BrowserGuard, service=service)  # outermost: before any body is read
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, exc: StarletteHTTPException):
+        # Starlette's own refusals (404, 405, a body that is not JSON) in the same shape
+        return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -268,6 +371,10 @@ def parse_stream_request(text: str, max_chars: int) -> tuple[SpeechRequest, int]
             fields = json.loads(text)
         except json.JSONDecodeError as problem:
             raise SpeechRequestError(f"malformed JSON: {problem}") from None
+        except (RecursionError, ValueError) as problem:  # nesting, 5000-digit numbers
+            raise SpeechRequestError(f"malformed JSON: {type(problem).__name__}") from None
+        if not isinstance(fields, dict):
+            raise SpeechRequestError("a JSON request is an object: {\"text\": ...}")
         unknown = set(fields) - {"text", "rate", "pitch", "phonemes", "sample_rate"}
         if unknown:
             raise SpeechRequestError(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -303,7 +410,12 @@ async def _speech_stream(websocket: WebSocket, service: KantorService, streams: 
     pending = None  # a receive started while streaming, carried to the next request
     try:
         while True:
-            message = await (pending or websocket.receive())
+            try:  # an idle client must not hold a voice for ever
+                message = await asyncio.wait_for(pending or websocket.receive(), WS_IDLE_S)
+            except asyncio.TimeoutError:
+                service.count("ws idle")
+                await _close_quietly(websocket, 1000, f"idle for {WS_IDLE_S:g} s")
+                return
             pending = None
             if message["type"] == "websocket.disconnect":
                 return
@@ -319,6 +431,8 @@ async def _speech_stream(websocket: WebSocket, service: KantorService, streams: 
                 continue
             try:
                 request, rate = parse_stream_request(text, config.max_chars)
+                # bounded audio: normalising 5000 characters takes a few ms, off the loop
+                await run_in_threadpool(service.speech.check_length, request)
             except SpeechRequestError as problem:
                 service.count("ws bad request")
                 await websocket.send_json({"type": "error", "error": str(problem)})
@@ -331,6 +445,12 @@ async def _speech_stream(websocket: WebSocket, service: KantorService, streams: 
         return
     finally:
         service.speech.release_voice(voice)
+
+
+async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close, bounded in time, whatever state the client left the socket in."""
+    with contextlib.suppress(asyncio.TimeoutError, RuntimeError, OSError, WebSocketDisconnect):
+        await asyncio.wait_for(websocket.close(code=code, reason=reason), WS_SEND_TIMEOUT_S)
 
 
 async def _stream_one(websocket: WebSocket, service: KantorService, voice, request,
@@ -395,7 +515,16 @@ async def _stream_one(websocket: WebSocket, service: KantorService, voice, reque
             if not gone and not cancelled.is_set():
                 if first_audio is None:
                     first_audio = time.perf_counter() - received
-                await websocket.send_bytes(item)
+                try:  # a client that stops reading fills its socket: drop it
+                    await asyncio.wait_for(websocket.send_bytes(item), WS_SEND_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    service.count("ws not reading")
+                    gone = True
+                    cancelled.set()
+                    if listener is not None:
+                        listener.cancel()
+                        listener = None
+                    break
                 samples += len(item) // 2
                 chunk_count += 1
     finally:
@@ -427,6 +556,57 @@ async def _stream_one(websocket: WebSocket, service: KantorService, voice, reque
     return listener
 
 
+def guarded_protocol(service: KantorService) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, with a deadline for request headers and a cap on open
+    connections that closes the oldest idle one instead of refusing newcomers: connections
+    that never send a byte (or dribble their headers) cannot occupy the service."""
+
+    class GuardedH11Protocol(H11Protocol):
+        idle_since: float = 0.0
+        upgraded = False  # handed to the WebSocket protocol: its own timeouts apply
+
+        @property
+        def idle(self) -> bool:
+            """No request in progress (none started, or the last one answered)."""
+            return self.cycle is None or self.cycle.response_complete
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.idle_since = time.monotonic()
+            self._expect_headers()
+            open_http = [c for c in self.connections if isinstance(c, GuardedH11Protocol)]
+            if len(open_http) > MAX_CONNECTIONS:
+                idle = sorted((c for c in open_http if c.idle and c is not self),
+                              key=lambda c: c.idle_since)
+                for connection in idle[:len(open_http) - MAX_CONNECTIONS]:
+                    service.count("http idle connection closed for a new one")
+                    connection.transport.close()
+
+        def handle_websocket_upgrade(self, event) -> None:
+            self.upgraded = True
+            super().handle_websocket_upgrade(event)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.idle_since = time.monotonic()
+            self._expect_headers()
+
+        def _expect_headers(self) -> None:
+            """Close the connection if no new request's headers are complete in time
+            (uvicorn's keep-alive timer stops at the first byte; this one does not)."""
+            waiting_after = self.cycle
+
+            def deadline() -> None:
+                if self.cycle is waiting_after and self.idle and not self.upgraded \
+                        and not self.transport.is_closing():
+                    service.count("http header timeout")
+                    self.transport.close()
+
+            self.loop.call_later(HEADER_TIMEOUT_S, deadline)
+
+    return GuardedH11Protocol
+
+
 class HttpServer:
     """uvicorn serving the app from a thread, on a socket bound before "ready"."""
 
@@ -447,7 +627,8 @@ class HttpServer:
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, log_level="info" if config.verbose else "warning",
             access_log=config.verbose, ws_max_size=WS_MESSAGE_BYTES, lifespan="off",
-            timeout_graceful_shutdown=2, limit_concurrency=256))
+            timeout_graceful_shutdown=2, limit_concurrency=HARD_CONNECTION_LIMIT,
+            http=guarded_protocol(service)))
         self.thread = threading.Thread(target=self.server.run,
                                        kwargs={"sockets": [self.socket]},
                                        name="kantor-http", daemon=True)

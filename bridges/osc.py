@@ -33,6 +33,9 @@ from kantor.engine.chorale.live import LIVE_PARAMETERS
 
 log = logging.getLogger(__name__)
 
+# A datagram is at most 64 KB, but a bundle of tiny messages could still ask for much work
+MAX_MESSAGES_PER_PACKET = 64
+
 
 class OscCommandError(ValueError):
     """A message the service cannot carry out; the text goes back to the sender."""
@@ -50,9 +53,17 @@ class _Handler(socketserver.BaseRequestHandler):
             server.service.count("osc malformed")
             self._reply(sock, "/kantor/error", [f"not an OSC packet: {problem}"])
             return
-        for timed in packet.messages:
+        if not packet.messages:  # a bundle of nothing still deserves an answer
+            server.service.count("osc empty bundle")
+            self._reply(sock, "/kantor/error", ["an OSC bundle without messages"])
+            return
+        for timed in packet.messages[:MAX_MESSAGES_PER_PACKET]:
             address, reply = server.dispatch(timed.message.address, list(timed.message.params))
             self._reply(sock, address, reply)
+        if len(packet.messages) > MAX_MESSAGES_PER_PACKET:
+            server.service.count("osc bundle too large")
+            self._reply(sock, "/kantor/error", [f"only the first {MAX_MESSAGES_PER_PACKET} "
+                                                "messages of a bundle are carried out"])
 
     def _reply(self, sock, address: str, arguments: list) -> None:
         try:
@@ -109,6 +120,10 @@ class OscServer:
             self.service.count("osc bad message")
             log.info("OSC %s %s refused: %s", address, arguments[:3], problem)
             return "/kantor/error", [f"{address}: {problem}"]
+        except Exception as problem:  # a bug, not the sender's fault: answered, logged
+            self.service.count("osc internal error")
+            log.exception("OSC %s failed", address)
+            return "/kantor/error", [f"{address}: internal error ({type(problem).__name__})"]
         log.debug("OSC %s %s", address, arguments[:3])
         return result
 

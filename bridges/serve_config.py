@@ -5,6 +5,8 @@ A TOML file groups them in tables; every key is optional::
     [http]      host = "127.0.0.1"   port = 8765
     [osc]       host = "127.0.0.1"   port = 9000      # port = 0: no OSC
     [security]  allow_remote = false token = "..."    # token also from $KANTOR_TOKEN
+                allowed_hosts = ["kantor.local"]      # Host names besides loopback's
+                allowed_origins = ["http://daw.local:3000"]  # pages that may call the API
     [midi]      api = "jack"  name = "kantor"  in_port = "..."  out_port = "..."
                 start_jack = false
     [live]      temperature = 0.3  lookahead = 0  rule_weight = 4.0  velocity_scale = 0.85
@@ -45,6 +47,8 @@ class ServeConfig:
     osc_port: int = 9000
     allow_remote: bool = False
     token: str | None = None
+    allowed_hosts: list[str] | None = None  # Host header names besides loopback's and host
+    allowed_origins: list[str] | None = None  # browser origins besides the status page's
     api: str | None = None
     midi_name: str = "kantor"
     in_port: str | None = None
@@ -115,6 +119,10 @@ class ServeConfig:
         if remote and not self.token:
             raise ConfigError("--allow-remote needs a token (--token or KANTOR_TOKEN): "
                               "clients then send 'Authorization: Bearer TOKEN'")
+        for name in ("allowed_hosts", "allowed_origins"):
+            values = getattr(self, name)
+            if values is not None and not all(isinstance(v, str) and v for v in values):
+                raise ConfigError(f"{name} takes a list of names")
         if self.token is not None and len(self.token) < 12:
             raise ConfigError("the token must be at least 12 characters")
 
@@ -134,7 +142,8 @@ def _toml_keys() -> dict[tuple[str, str], tuple[str, tuple[type, ...]]]:
     tables = {
         "http": {"host": "host", "port": "http_port"},
         "osc": {"host": "osc_host", "port": "osc_port"},
-        "security": {"allow_remote": "allow_remote", "token": "token"},
+        "security": {"allow_remote": "allow_remote", "token": "token",
+                     "allowed_hosts": "allowed_hosts", "allowed_origins": "allowed_origins"},
         "midi": {"api": "api", "name": "midi_name", "in_port": "in_port",
                  "out_port": "out_port", "start_jack": "start_jack"},
         "live": {k: k for k in ("temperature", "lookahead", "rule_weight", "velocity_scale",

@@ -27,7 +27,7 @@ from kantor.bridges.scorefiles import (
 from kantor.bridges.serve_config import ServeConfig
 from kantor.bridges.speech_service import SpeechService
 from kantor.engine.chorale.gibbs import ChoraleSampler
-from kantor.engine.models import ASSETS, BUNDLED_MELODY, read_card
+from kantor.engine.models import ASSETS, BUNDLED_MELODY, ModelError, read_card
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class KantorService:
             self.speech.start()
             self._prepare_sampler()
             self.models = model_cards(Path(config.assets) if config.assets else ASSETS)
-        except (MidiPortError, LiveProcessError) as error:
+        except (MidiPortError, LiveProcessError, ModelError) as error:
             self.stop()
             raise ServiceError(str(error)) from None
         except audio.AudioOutputError as error:

@@ -22,12 +22,16 @@ import numpy as np
 from kantor.bridges import audio
 from kantor.engine.realtime import LatencyRecorder
 from kantor.engine.speech.stream import SpeechStream, SpeechStreamError
-from kantor.engine.speech.voice import PITCH_RANGE, RATE_RANGE, Voice
+from kantor.engine.speech.text import TextError
+from kantor.engine.speech.voice import PITCH_RANGE, RATE_RANGE, Voice, VoiceError, parse_phonemes
 
 log = logging.getLogger(__name__)
 
 # Output rates a streaming client may ask for (the voice's own is 24 kHz).
 STREAM_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+# Words a text may become when read out, per character allowed: English prose is ~0.2
+# words a character, but "$$$..." is a word a character (5000 of them: 29 minutes).
+WORDS_PER_CHAR = 0.25
 
 
 class SpeechRequestError(ValueError):
@@ -59,6 +63,12 @@ class SpeechRequest:
             if isinstance(value, bool) or not isinstance(value, int | float) or \
                     not math.isfinite(value) or not low <= value <= high:
                 raise SpeechRequestError(f"{name} must be a number from {low} to {high}")
+        if self.phonemes:
+            try:  # cheap, and refused now rather than after the request was accepted
+                if not parse_phonemes(self.text):
+                    raise SpeechRequestError("nothing to say: no phonemes in the text")
+            except VoiceError as problem:
+                raise SpeechRequestError(str(problem)) from None
 
 
 class SpeechService:
@@ -123,10 +133,27 @@ class SpeechService:
 
     # -- the service's own output ----------------------------------------------------------------
 
+    def check_length(self, request: SpeechRequest) -> None:
+        """SpeechRequestError (413) for a text that reads out as more words than
+        ``max_chars * WORDS_PER_CHAR``, or 422 for one the front end cannot read:
+        normalising only, a few ms for 5000 characters, nothing synthesised."""
+        request.check(self.max_chars)
+        if request.phonemes:
+            return
+        try:
+            words = sum(len(phrase.words) for phrase in self.voice.front_end.normalize(
+                request.text))
+        except TextError as problem:
+            raise SpeechRequestError(str(problem)) from None
+        limit = max(1, int(self.max_chars * WORDS_PER_CHAR))
+        if words > limit:
+            raise SpeechRequestError(f"the text reads out as {words} words; this service "
+                                     f"speaks at most {limit} per request", status=413)
+
     def speak(self, request: SpeechRequest) -> dict:
         """Queue ``request`` on the audio output, sentence by sentence; what was queued and
         what was dropped because the queue was full."""
-        request.check(self.max_chars)
+        self.check_length(request)
         if self.stream is None:
             raise SpeechRequestError("this service has no audio output (started with "
                                      "--no-audio); stream speech over /v1/speech/stream",

@@ -32,14 +32,27 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _card_class(card_path: Path) -> type[dict]:
+    class Card(dict):
+        """A card's JSON object: a missing key is a ModelError naming the card, so every
+        ``card["context"]`` in the engine fails in one line instead of a KeyError."""
+
+        def __missing__(self, key):
+            raise ModelError(f"model card {card_path.name} has no '{key}': reinstall Kantor "
+                             "or re-export the model")
+
+    return Card
+
+
 def read_card(onnx_path: Path) -> dict:
-    """The JSON card beside ``onnx_path``; ModelError if absent or unreadable."""
+    """The JSON card beside ``onnx_path``; ModelError if absent or unreadable, and when a
+    key the engine needs is missing."""
     card_path = Path(onnx_path).with_suffix(".json")
     try:
-        return json.loads(card_path.read_text())
+        return json.loads(card_path.read_text(), object_hook=_card_class(card_path))
     except FileNotFoundError:
         raise ModelError(f"model card {card_path} is missing") from None
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: JSON's errors
         raise ModelError(f"model card {card_path} is unreadable: {error}") from None
 
 

@@ -33,6 +33,10 @@ from tests.serve_process import ServeProcess, free_port
 pytestmark = pytest.mark.jack
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
+# POSTs carry a Content-Type no web form can send (the service refuses the others)
+JSON = {"Content-Type": "application/json"}
+MIDI = {"Content-Type": "audio/midi"}
+MUSICXML = {"Content-Type": "application/vnd.recordare.musicxml+xml"}
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +162,7 @@ def test_speak_plays_on_the_service_output(http):
 def test_cancel_silences_the_output(http):
     before = http.get("/v1/status").json()["speech"]["output"]
     http.post("/v1/speak", json={"text": "This sentence is rather long. " * 8})
-    assert http.post("/v1/speech/cancel").json() == {"cancelled": True}
+    assert http.post("/v1/speech/cancel", headers=JSON).json() == {"cancelled": True}
     assert wait_until(lambda: not http.get("/v1/status").json()["speech"]["output"]
                       ["speaking"], timeout=5)
     after = http.get("/v1/status").json()["speech"]["output"]
@@ -258,8 +262,8 @@ def test_malformed_websocket_input_gets_errors_and_the_service_goes_on(serve, ht
         _, pcm, trailer = stream(ws, json.dumps({"text": "HH AH0 L OW1", "phonemes": True}))
         assert trailer["type"] == "end" and len(pcm) > 0
         ws.send(json.dumps({"text": "QQ ZZ1", "phonemes": True}))  # unknown phones
-        replies = [json.loads(ws.recv(timeout=30)) for _ in range(2)]
-        assert replies[0]["type"] == "start" and replies[1]["type"] == "error"
+        reply = json.loads(ws.recv(timeout=30))  # refused before any audio starts
+        assert reply["type"] == "error" and "unknown phoneme 'QQ'" in reply["error"]
     with connect(serve.ws_url) as ws:  # a message over the 64 KiB limit closes that socket
         ws.send("x" * 70000)
         with pytest.raises(ConnectionClosed) as closed:
@@ -280,19 +284,23 @@ def test_malformed_http_input_gets_clear_errors(http):
         (http.post("/v1/speak", json={"text": ""}), 422, "empty"),
         (http.post("/v1/speak", json={"text": "x" * 6000}), 413, "at most 5000"),
         (http.post("/v1/speak", json={"text": "hi", "rate": 0}), 422, "rate"),
-        (http.post("/v1/speak", content=b"x" * 70000), 413, "over 65536 bytes"),
+        (http.post("/v1/speak", content=b"x" * 70000, headers=JSON), 413, "over 65536 bytes"),
         (http.post("/v1/live/settings", json={"temperature": 9}), 422, "temperature"),
         (http.post("/v1/live/settings", json={"volume": 1}), 422, "unknown live parameter"),
-        (http.post("/v1/harmonize", content=b"not music"), 415, "neither"),
-        (http.post("/v1/harmonize", content=b"MThd\x00\x00\x00\x06broken"), 422,
+        (http.post("/v1/harmonize", content=b"not music", headers=MIDI), 415, "neither"),
+        (http.post("/v1/harmonize", content=b"MThd\x00\x00\x00\x06broken", headers=MIDI), 422,
          "not a readable MIDI file"),
-        (http.post("/v1/harmonize?input=musicxml", content=b"<score-partwise><oops"), 422,
+        (http.post("/v1/harmonize?input=musicxml", content=b"<score-partwise><oops",
+                   headers=MUSICXML), 422,
          "not a readable MusicXML"),
-        (http.post("/v1/harmonize?iterations=0", content=BUNDLED_MELODY.read_bytes()), 422,
+        (http.post("/v1/harmonize?iterations=0", content=BUNDLED_MELODY.read_bytes(),
+                   headers=MUSICXML), 422,
          "iterations"),
-        (http.post("/v1/harmonize?fix=bass@1=Z9", content=BUNDLED_MELODY.read_bytes()), 422,
+        (http.post("/v1/harmonize?fix=bass@1=Z9", content=BUNDLED_MELODY.read_bytes(),
+                   headers=MUSICXML), 422,
          "Z9"),
-        (http.post("/v1/harmonize", content=b"x" * 1_000_001), 413, "over 1000000 bytes"),
+        (http.post("/v1/harmonize", content=b"x" * 1_000_001, headers=MIDI), 413,
+         "over 1000000 bytes"),
     ]
     for response, status, text in cases:
         assert response.status_code == status, (response.request.url, response.text)
@@ -302,14 +310,15 @@ def test_malformed_http_input_gets_clear_errors(http):
         for _ in range(20):
             yield b"x" * 8192
 
-    assert http.post("/v1/speak", content=chunks()).status_code == 413
+    assert http.post("/v1/speak", content=chunks(), headers=JSON).status_code == 413
     assert http.get("/v1/status").json()["live"]["running"]
 
 
 def test_harmonize_upload_returns_midi_and_musicxml(http):
     upload = BUNDLED_MELODY.read_bytes()
     melody = read_melody_bytes(upload, "musicxml")
-    response = http.post("/v1/harmonize?seed=3&iterations=10&fix=bass@1=G2", content=upload)
+    response = http.post("/v1/harmonize?seed=3&iterations=10&fix=bass@1=G2", content=upload,
+                         headers=MUSICXML)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "audio/midi"
     assert int(response.headers["x-kantor-rule-breaks"]) >= 0
@@ -319,10 +328,11 @@ def test_harmonize_upload_returns_midi_and_musicxml(http):
     soprano = [m.note for m in tracks[0]]
     assert soprano == [int(p) for p in melody.soprano if p >= 0]
     assert tracks[3][0].note == 43  # the pinned G2
-    again = http.post("/v1/harmonize?seed=3&iterations=10&fix=bass@1=G2", content=upload)
+    again = http.post("/v1/harmonize?seed=3&iterations=10&fix=bass@1=G2", content=upload,
+                         headers=MUSICXML)
     assert again.content == response.content  # same seed, same chorale
     score = http.post("/v1/harmonize?output=musicxml&iterations=5",
-                      content=response.content)  # its own MIDI as the melody
+                      content=response.content, headers=MIDI)  # its own MIDI as the melody
     assert score.status_code == 200
     assert score.headers["content-type"] == "application/vnd.recordare.musicxml+xml"
     from music21 import converter
@@ -408,7 +418,7 @@ def test_live_midi_is_answered_while_speech_streams(serve, daw, http):
 def test_panic_over_http_releases_held_notes(daw, http):
     daw.send([0x90, 72, 90])
     assert daw.wait_for(lambda c: len(c.sounding) == 4, timeout=3)
-    assert http.post("/v1/live/panic").json() == {"panic": True}
+    assert http.post("/v1/live/panic", headers=JSON).json() == {"panic": True}
     assert daw.wait_for(lambda c: not c.sounding, timeout=3), daw.sounding
     daw.send([0x80, 72, 0])
 
@@ -522,8 +532,8 @@ def test_settings_file_and_its_errors(jack_server, tmp_path):
         assert status["live"]["parameters"]["temperature"] == pytest.approx(0.7)
         assert status["live"]["parameters"]["key_sharps"] == -2
         assert status["speech"]["output"] is None
-        assert httpx.post(f"{service.url}/v1/harmonize",
-                          content=b"x" * 6000).status_code == 413
+        assert httpx.post(f"{service.url}/v1/harmonize", content=b"x" * 6000,
+                          headers=MIDI).status_code == 413
     bad = tmp_path / "bad.toml"
     bad.write_text("[live]\ntempo = 3\n")
     result = run_serve("--config", str(bad))
