@@ -153,6 +153,38 @@ def test_beam_search_agrees_with_itself_and_with_greedy_at_width_one(shipped, le
         G2P(shipped.encoder, shipped.decoder, beam=0)
 
 
+def test_shipped_graphs_decode_what_their_torch_network_decodes(shipped):
+    """The cached step graphs against the network they hold, rebuilt in torch from their
+    weights and decoded over the whole prefix each step, as it was trained."""
+    pytest.importorskip("torch")
+    import torch
+
+    from kantor.export.speech.g2p import greedy_decode, net_from_onnx
+
+    net = net_from_onnx(ASSETS)
+    words = [*HELD_OUT, "blorftastic", "x", "supercalifragilistic"]
+    letters = np.zeros((len(words), max(map(len, words))), dtype=np.int64)
+    for row, word in enumerate(words):
+        letters[row, :len(word)] = [LETTER_INDEX[c] for c in word]
+    greedy = G2P(shipped.encoder, shipped.decoder, beam=1)
+    assert greedy.decode(letters) == greedy_decode(net, torch.from_numpy(letters))
+
+
+def test_the_card_records_a_conversion_that_kept_the_accuracy(shipped):
+    card = shipped.card
+    converted = card["converted_from"]
+    assert converted["version"] == "1.0.0"
+    assert converted["max_abs_logit_difference_vs_old_graphs"] <= card["onnx_parity_tolerance"]
+    for split in ("test", "valid"):
+        for metric in ("per", "wer", "per_first", "wer_first"):
+            assert card["metrics"][split][metric] <= converted["old_metrics"][split][metric]
+
+
+def test_a_decoder_without_a_cache_is_refused(shipped):
+    with pytest.raises(ModelError, match="not a cached decoder step"):
+        G2P(shipped.encoder, shipped.encoder)
+
+
 def test_front_end_guesses_a_texts_unknown_words_in_one_batch(shipped):
     from kantor.engine.speech.frontend import FrontEnd
 

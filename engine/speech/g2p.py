@@ -1,12 +1,13 @@
 """Neural grapheme-to-phoneme conversion (Deep Voice component 2) on ONNX Runtime.
 
-A word's letters go through an encoder graph once; a decoder-step graph then turns the
-encoder's memory and the phones so far into scores for the next phone. Decoding is a beam
-search (``beam`` hypotheses per word, all words' hypotheses in one decoder call per step;
-the finished hypothesis with the best length-normalised log-probability wins), or greedy
-(the argmax each step) with ``beam=1``. The decoder recomputes over the whole prefix each
-step: words are short (at most ``MAX_LETTERS`` letters, ``MAX_PHONES`` phones), so a
-key/value cache would save little and complicate the graph.
+A word's letters go through an encoder graph once, which also projects them to every
+decoder layer's cross-attention keys and values; a decoder-step graph then turns those and
+the newest phone into scores for the next phone, reading the keys and values of the
+earlier phones from a cache it returns grown by one phone (so a step costs one phone's
+work, not the whole prefix's). Decoding is a beam search (``beam`` hypotheses per word,
+all words' hypotheses in one decoder call per step; the finished hypothesis with the best
+length-normalised log-probability wins), or greedy (the argmax each step) with
+``beam=1``. Words leave the batch as soon as they are decoded.
 
 Phones are ARPAbet with stress digits on vowels, as in the CMU dictionary
 (``"canter"`` -> ``["K", "AE1", "N", "T", "ER0"]``).
@@ -45,12 +46,20 @@ SYMBOL_INDEX = {s: i for i, s in enumerate(SYMBOLS)}
 MAX_LETTERS = 30
 MAX_PHONES = 32
 NAME = "g2p"
+# The graphs' interface (see export/speech/g2p.py, _Graphs): the encoder returns
+# memory_keys_L and memory_values_L for each decoder layer L = 0, 1, ...; the decoder takes
+# those, past_keys_L and past_values_L, and returns logits and present_keys_L, ...
+DECODER_INPUTS = ("phones", "position", "letters")
 # Default decoding, chosen on the valid split (see the model card's "decoding").
 DEFAULT_BEAM = 3
 # Hypotheses are ranked by log-probability / (symbols incl. the end token) ** this.
 DEFAULT_LENGTH_PENALTY = 1.0
 
 _NOT_A_LETTER = re.compile(f"[^{re.escape(LETTERS)}]")
+
+
+def _cache_names(layers: int, prefix: str) -> list[str]:
+    return [f"{prefix}_{kind}_{i}" for i in range(layers) for kind in ("keys", "values")]
 
 
 def clean_word(word: str) -> str:
@@ -81,6 +90,18 @@ class G2P:
         if not isinstance(self.beam, int) or not 1 <= self.beam <= len(PHONE_SYMBOLS):
             raise ValueError(f"beam must be an integer in 1..{len(PHONE_SYMBOLS)}, "
                              f"not {self.beam!r}")
+        inputs = {i.name: i.shape for i in self.decoder.session.get_inputs()}
+        layers = sum(name.startswith("past_keys_") for name in inputs)
+        self._memory_names = _cache_names(layers, "memory")
+        self._past_names = _cache_names(layers, "past")
+        outputs = [o.name for o in self.encoder.session.get_outputs()]
+        if (layers == 0 or outputs != self._memory_names
+                or set(inputs) != {*DECODER_INPUTS, *self._memory_names, *self._past_names}):
+            raise ModelError(f"{self.decoder.path.name} is not a cached decoder step (inputs "
+                             f"{sorted(inputs)}); re-export it with this version of Kantor")
+        # each cache is [words, beams, heads, phones so far, head width]
+        shape = inputs["past_keys_0"]
+        self._cache_tail = (int(shape[2]), 0, int(shape[4]))
 
     @classmethod
     def load(cls, path: Path | None = None, name: str = NAME, threads: int = 1,
@@ -143,54 +164,87 @@ class G2P:
             return self.decode_greedy(letters)
         return self.decode_beam(letters, self.beam, self.length_penalty)
 
+    def _empty_cache(self, words: int) -> list[np.ndarray]:
+        """The decoder's key/value caches before the first phone (one hypothesis per
+        word): for each layer, keys and values float32 [words, 1, heads, 0, width]."""
+        empty = np.zeros((words, 1, *self._cache_tail), dtype=np.float32)
+        return [empty] * len(self._past_names)
+
+    def _step(self, phones: np.ndarray, position: int, letters: np.ndarray,
+              memory: list[np.ndarray], cache: list[np.ndarray]
+              ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One decoder step: log-probabilities float64 [words, beams, symbols] of the
+        symbol after ``phones`` (int64 [words, beams], each hypothesis's newest symbol, at
+        index ``position`` of its sequence), and the caches grown by that symbol. Padding
+        and the start token are never allowed next."""
+        logits, *cache = self.decoder.run({
+            "phones": phones, "position": np.array(position, dtype=np.int64),
+            "letters": letters, **dict(zip(self._memory_names, memory, strict=True)),
+            **dict(zip(self._past_names, cache, strict=True))})
+        logits = logits.astype(np.float64)
+        logits[..., PAD] = -np.inf
+        logits[..., BOS] = -np.inf
+        top = logits.max(axis=-1, keepdims=True)
+        logp = logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+        return logp, cache
+
     def decode_beam(self, letters: np.ndarray, beam: int,
                     length_penalty: float = DEFAULT_LENGTH_PENALTY) -> list[list[int]]:
         """Beam search over a batch of letter rows (see :meth:`decode`). Each step runs the
-        decoder once on the ``beam`` hypotheses of every word not yet finished; a finished
-        hypothesis stays in its beam (extended by padding at no cost) until all ``beam``
-        hypotheses of its word have ended; the winner is the finished one with the highest
-        log-probability / (symbols incl. the end token) ** ``length_penalty``."""
-        (memory,) = self.encoder.run({"letters": letters})
+        decoder once on the ``beam`` hypotheses of every word not yet finished (one at the
+        first step, when they would all be the same); a finished hypothesis stays in its
+        beam (extended by padding at no cost) until all ``beam`` hypotheses of its word
+        have ended, and a word whose hypotheses have all ended leaves the batch; the winner
+        is the finished one with the highest log-probability / (symbols incl. the end
+        token) ** ``length_penalty``."""
+        memory = self.encoder.run({"letters": letters})
         batch, k, vocab = letters.shape[0], beam, len(SYMBOLS)
-        memory = np.repeat(memory, k, axis=0)
-        letters = np.repeat(letters, k, axis=0)
-        phones = np.full((batch, k, 1), BOS, dtype=np.int64)
+        # each hypothesis's symbols: start token, phones, end token, then padding
+        phones = np.full((batch, k, MAX_PHONES + 2), PAD, dtype=np.int64)
+        phones[:, :, 0] = BOS
         scores = np.full((batch, k), -np.inf)
         scores[:, 0] = 0.0  # one live hypothesis at the start, not k copies of it
         finished = np.zeros((batch, k), dtype=bool)
         lengths = np.zeros((batch, k), dtype=np.int64)
-        for _ in range(MAX_PHONES + 1):
-            live = np.flatnonzero(~finished.all(axis=1))
-            if live.size == 0:
+        live = np.arange(batch)  # the words in the decoder's batch, in order
+        cache = self._empty_cache(batch)
+        for step in range(MAX_PHONES + 1):
+            still = ~finished[live].all(axis=1)
+            if not still.any():
                 break
-            rows = (live[:, None] * k + np.arange(k)).ravel()
-            (logits,) = self.decoder.run({"memory": memory[rows], "letters": letters[rows],
-                                          "phones": phones[live].reshape(live.size * k, -1)})
-            logits = logits.astype(np.float64)
-            logits[:, PAD] = -np.inf  # never emit padding or a second start token
-            logits[:, BOS] = -np.inf
-            top = logits.max(axis=1, keepdims=True)
-            logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-            logp = logp.reshape(live.size, k, vocab)
+            if not still.all():
+                live, letters = live[still], letters[still]
+                memory = [m[still] for m in memory]
+                cache = [c[still] for c in cache]
+            width = cache[0].shape[1]  # hypotheses in the cache: 1 at the first step
+            logp, cache = self._step(phones[live, :width, step], step, letters, memory,
+                                     cache)
+            if width < k:
+                logp = np.concatenate(
+                    [logp, np.full((live.size, k - width, vocab), -np.inf)], axis=1)
             done = finished[live]
-            if phones.shape[2] == MAX_PHONES + 1:  # runaway hypotheses: end them here
+            if step == MAX_PHONES:  # runaway hypotheses: end them here
                 end = logp[..., EOS].copy()
                 logp[:] = -np.inf
                 logp[..., EOS] = end
             logp[done] = -np.inf  # a finished hypothesis carries on as itself, padded
             logp[done, PAD] = 0.0
-            candidates = (scores[live][:, :, None] + logp).reshape(live.size, k * vocab)
+            live_scores = scores[live]
+            candidates = (live_scores[:, :, None] + logp).reshape(live.size, k * vocab)
             best = np.argsort(-candidates, axis=1, kind="stable")[:, :k]
             source, symbol = best // vocab, best % vocab
             was_done = np.take_along_axis(done, source, axis=1)
             scores[live] = np.take_along_axis(candidates, best, axis=1)
             lengths[live] = np.take_along_axis(lengths[live], source, axis=1) + ~was_done
             finished[live] = was_done | (symbol == EOS)
-            kept = np.take_along_axis(phones[live], source[:, :, None], axis=1)
-            grown = np.full((batch, k, phones.shape[2] + 1), PAD, dtype=np.int64)
-            grown[:, :, :-1] = phones
-            grown[live] = np.concatenate([kept, symbol[:, :, None]], axis=2)
-            phones = grown
+            history = np.take_along_axis(phones[live], source[:, :, None], axis=1)
+            history[:, :, step + 1] = symbol
+            phones[live] = history
+            # each hypothesis continues its source's cache: one flat row gather per cache
+            rows = (np.arange(live.size)[:, None] * width + np.minimum(source, width - 1))
+            rows = rows.ravel()
+            cache = [c.reshape(live.size * width, *c.shape[2:])[rows]
+                     .reshape(live.size, k, *c.shape[2:]) for c in cache]
         ranked = np.where(finished, scores / np.maximum(lengths, 1) ** length_penalty,
                           -np.inf)
         out = []
@@ -202,26 +256,26 @@ class G2P:
 
     def decode_greedy(self, letters: np.ndarray) -> list[list[int]]:
         """Greedy decoding (the argmax each step) of a batch of letter rows (see
-        :meth:`decode`)."""
-        (memory,) = self.encoder.run({"letters": letters})
+        :meth:`decode`); words leave the batch as they end."""
+        memory = self.encoder.run({"letters": letters})
         batch = letters.shape[0]
-        phones = np.full((batch, 1), BOS, dtype=np.int64)
-        done = np.zeros(batch, dtype=bool)
-        for _ in range(MAX_PHONES + 1):
-            (logits,) = self.decoder.run({"memory": memory, "letters": letters,
-                                          "phones": phones})
-            logits[:, PAD] = -np.inf  # never emit padding or a second start token
-            logits[:, BOS] = -np.inf
-            step = logits.argmax(axis=1)
-            step[done] = PAD
-            if phones.shape[1] == MAX_PHONES + 1:  # a runaway word: end it here
-                step[~done] = EOS
-            done |= step == EOS
-            phones = np.concatenate([phones, step[:, None]], axis=1)
-            if done.all():
+        out: list[list[int]] = [[] for _ in range(batch)]
+        live = np.arange(batch)
+        newest = np.full((batch, 1), BOS, dtype=np.int64)
+        cache = self._empty_cache(batch)
+        for step in range(MAX_PHONES + 1):
+            logp, cache = self._step(newest, step, letters, memory, cache)
+            symbol = logp[:, 0].argmax(axis=1)
+            if step == MAX_PHONES:  # a runaway word: end it here
+                symbol[:] = EOS
+            going = symbol != EOS
+            for word, phone in zip(live[going], symbol[going], strict=True):
+                out[word].append(int(phone))
+            if not going.any():
                 break
-        out = []
-        for row in phones[:, 1:]:
-            ends = np.flatnonzero(row == EOS)
-            out.append([int(k) for k in row[:ends[0] if ends.size else row.size]])
+            if not going.all():
+                live, letters = live[going], letters[going]
+                memory = [m[going] for m in memory]
+                cache = [c[going] for c in cache]
+            newest = symbol[going, None]
         return out

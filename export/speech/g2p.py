@@ -6,8 +6,10 @@ test (5 %), valid (2 %) or train by the sha256 of the word, so the split is fixe
 pronunciations of a word share a split. Training uses every listed pronunciation.
 
 Model: a pre-LayerNorm Transformer encoder-decoder (letters in, phones with stress out),
-exported to ONNX as an encoder graph and a decoder-step graph which the engine
-(:mod:`kantor.engine.speech.g2p`) decodes greedily with numpy.
+exported to ONNX as an encoder graph and a decoder-step graph with a key/value cache,
+which the engine (:mod:`kantor.engine.speech.g2p`) drives with numpy (beam search or
+greedy). Training and its validation use the torch network's full-prefix decoder; the
+export checks the cached step graph against it.
 
 Scoring (the standard CMUdict practice): a word is right if the prediction equals any of
 its listed pronunciations (WER = share of words not right); PER = phone edits against the
@@ -19,6 +21,7 @@ figures against the first pronunciation alone are reported too.
     python -m kantor.export.speech.g2p export --weights w.pt --out engine/assets
     python -m kantor.export.speech.g2p finetune --weights w.pt --weights-out w2.pt --device cuda
     python -m kantor.export.speech.g2p rescore --out engine/assets  # after a decoding change
+    python -m kantor.export.speech.g2p convert --from old/ --out engine/assets  # 1.0.0 files
 
 torch is imported inside the functions that need it, so the data and scoring helpers
 work without it.
@@ -64,7 +67,8 @@ from kantor.engine.speech.g2p import (
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "1.0.0"
+# 1.1.0: the 1.0.0 network's weights unchanged, exported as a cached decoder step
+MODEL_VERSION = "1.1.0"
 PARITY_TOLERANCE = 1e-4
 TEST_PER_MILLE = 50  # words whose hash falls in [0, 50) of 1000 are test ...
 VALID_PER_MILLE = 20  # ... and [50, 70) valid
@@ -566,11 +570,30 @@ def train(config: TrainConfig, run_dir: Path, lexicon: Lexicon, init=None
 # --------------------------------------------------------------------------- export
 
 class _Graphs:
-    """The two exported graphs as torch modules around one network."""
+    """The two exported graphs as torch modules around one network.
+
+    The encoder graph reads the letters once and projects its memory to every decoder
+    layer's cross-attention keys and values. The decoder graph runs one step for
+    ``beams`` hypotheses of each word, reading the keys and values of the phones so far
+    from a cache and returning them with the new phone's appended. A step therefore costs
+    one phone's work, not the whole prefix's (the full-prefix decoder it replaced made a
+    word of n phones cost ~n²/2 phone passes).
+
+    Shapes (d = d_model, H heads, dh = d / H), one tensor per decoder layer l, so the
+    graph slices and stacks nothing: ``memory_keys_l``, ``memory_values_l`` [words, H,
+    letters, dh]; ``past_keys_l``, ``past_values_l`` [words, beams, H, phones so far, dh]
+    in, ``present_*`` with one phone more out. The beams of a word share its memory,
+    which is never copied per beam.
+    """
 
     @staticmethod
     def build(net):
+        import torch
         from torch import nn
+
+        config = net.config
+        heads, width = config.heads, config.d_model // config.heads
+        scale = 1.0 / math.sqrt(width)  # as in training's Attention
 
         class EncoderGraph(nn.Module):
             def __init__(self):
@@ -578,21 +601,62 @@ class _Graphs:
                 self.net = net
 
             def forward(self, letters):
-                return self.net.encode(letters)
+                memory = self.net.encode(letters)
+                batch, s, _ = memory.shape
+                out = []
+                for layer in self.net.decoder:
+                    for project in (layer.cross_attn.k, layer.cross_attn.v):
+                        out.append(project(memory).reshape(batch, s, heads, width)
+                                   .transpose(1, 2))
+                return tuple(out)
 
         class DecoderStep(nn.Module):
             def __init__(self):
                 super().__init__()
                 self.net = net
 
-            def forward(self, memory, letters, phones):
-                return self.net.decode(memory, letters, phones)[:, -1]
+            def forward(self, phones, position, letters, memory, past):
+                words, beams = phones.shape
+                rows, d = words * beams, config.d_model
+                # [rows, d] between attentions: the linear layers run as plain 2-D GEMMs
+                x = (self.net.phone_embedding(phones.reshape(rows))
+                     + self.net.phone_position[position])
+                source_blocked = (letters == PAD)[:, None, None, :]
+                present = []
+                for index, layer in enumerate(self.net.decoder):
+                    attention = layer.self_attn
+                    y = layer.norms[0](x)
+                    q = attention.q(y).reshape(words, beams, heads, 1, width)
+                    k = torch.cat([past[2 * index],
+                                   attention.k(y).reshape(words, beams, heads, 1, width)], 3)
+                    v = torch.cat([past[2 * index + 1],
+                                   attention.v(y).reshape(words, beams, heads, 1, width)], 3)
+                    present += [k, v]
+                    scores = q @ k.transpose(-1, -2) * scale  # every cached phone is visible
+                    out = scores.softmax(-1) @ v
+                    x = x + attention.o(out.reshape(rows, d))
+                    cross = layer.cross_attn
+                    q = (cross.q(layer.norms[1](x)).reshape(words, beams, heads, width)
+                         .transpose(1, 2))  # [words, H, beams, dh]
+                    scores = q @ memory[2 * index].transpose(-1, -2) * scale
+                    scores = scores.masked_fill(source_blocked, -1e9)
+                    out = scores.softmax(-1) @ memory[2 * index + 1]
+                    x = x + cross.o(out.transpose(1, 2).reshape(rows, d))
+                    x = x + layer.ff(layer.norms[2](x))
+                logits = self.net.out(self.net.decoder_norm(x))
+                return logits.reshape(words, beams, -1), *present
 
         return EncoderGraph().eval(), DecoderStep().eval()
 
 
+def cache_names(layers: int, prefix: str) -> list[str]:
+    """``PREFIX_keys_0, PREFIX_values_0, PREFIX_keys_1, ...`` (memory, past or present)."""
+    return [f"{prefix}_{kind}_{i}" for i in range(layers) for kind in ("keys", "values")]
+
+
 def example_inputs(net, batch: int, letters: int, phones: int, seed: int = 0):
-    """Random valid inputs: letter rows with trailing padding, a phone prefix."""
+    """Random valid inputs: letter rows with trailing padding, a phone sequence that
+    starts with the start token."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -601,9 +665,45 @@ def example_inputs(net, batch: int, letters: int, phones: int, seed: int = 0):
     x[torch.arange(letters)[None, :] >= lengths[:, None]] = PAD
     y = torch.randint(3, len(SYMBOLS), (batch, phones), generator=generator)
     y[:, 0] = BOS
+    return x, y
+
+
+def step_parity(net, sessions, x, y, beams: int = 1) -> dict:
+    """Largest absolute differences between ONNX Runtime (the cached step graph run phone
+    by phone over ``y``) and torch (the full-prefix decoder, as trained) on letters ``x``:
+    {"memory": cross-attention keys and values, "logits": next-symbol scores}. Each word
+    is decoded in ``beams`` rows at once (with shifted phones), as the beam search runs
+    them."""
+    import torch
+
+    encoder, decoder = sessions
+    layers = net.config.decoder_layers
+    words, steps = y.shape
+    rows = [torch.roll(y, shifts=b, dims=0) for b in range(beams)]  # [words, T] each
+    y_rows = torch.stack(rows, 1)  # [words, beams, T]
+    x_rows = x.repeat_interleave(beams, 0)
     with torch.no_grad():
-        memory = net.encode(x)
-    return x, memory, y
+        memory = net.encode(x_rows)
+        expected = net.decode(memory, x_rows, y_rows.reshape(words * beams, steps)).numpy()
+        graph_memory = [m.numpy() for m in _Graphs.build(net)[0](x)]
+    expected = expected.reshape(words, beams, steps, -1)
+    onnx_memory = encoder.run(None, {"letters": x.numpy()})
+    errors = {"memory": max(float(np.abs(a - b).max())
+                            for a, b in zip(onnx_memory, graph_memory, strict=True)),
+              "logits": 0.0}
+    config = net.config
+    empty = np.zeros((words, beams, config.heads, 0, config.d_model // config.heads),
+                     dtype=np.float32)
+    cache = [empty] * (2 * layers)
+    for t in range(steps):
+        logits, *cache = decoder.run(None, {
+            "phones": y_rows.numpy()[:, :, t], "position": np.array(t),
+            "letters": x.numpy(),
+            **dict(zip(cache_names(layers, "memory"), onnx_memory, strict=True)),
+            **dict(zip(cache_names(layers, "past"), cache, strict=True))})
+        difference = np.abs(logits - expected[:, :, t]).max()
+        errors["logits"] = max(errors["logits"], float(difference))
+    return errors
 
 
 def round_to_half(net) -> None:
@@ -647,8 +747,10 @@ def store_half(path: Path) -> int:
 
 
 def export_onnx(net, folder: Path, name: str = NAME) -> dict:
-    """Write ``NAME-encoder.onnx`` and ``NAME-decoder.onnx`` (float16 weights) and return
-    the largest absolute difference of memory and logits, ONNX Runtime vs torch."""
+    """Write ``NAME-encoder.onnx`` and ``NAME-decoder.onnx`` (float16 weights, cached
+    decoder step) and return the largest absolute differences of the memory's keys and
+    values and of the logits, ONNX Runtime step by step vs the torch full-prefix
+    decoder."""
     import onnxruntime as ort
     import torch
 
@@ -657,40 +759,91 @@ def export_onnx(net, folder: Path, name: str = NAME) -> dict:
     round_to_half(net)
     encoder, decoder = _Graphs.build(net)
     encoder_path, decoder_path = model_paths(folder, name)
-    batch = torch.export.Dim("batch", min=1, max=65536)
+    words_dim = torch.export.Dim("words", min=1, max=65536)
+    beams_dim = torch.export.Dim("beams", min=1, max=len(SYMBOLS))
     letters_dim = torch.export.Dim("letters", min=1, max=MAX_LETTERS)
-    phones_dim = torch.export.Dim("phones", min=1, max=MAX_PHONES + 1)
-    x, memory, y = example_inputs(net, batch=4, letters=7, phones=5)
+    past_dim = torch.export.Dim("past", min=0, max=MAX_PHONES + 1)
+    layers = net.config.decoder_layers
+    x, _ = example_inputs(net, batch=4, letters=7, phones=5)
     torch.onnx.export(encoder, (x,), str(encoder_path), dynamo=True, external_data=False,
-                      input_names=["letters"], output_names=["memory"],
-                      dynamic_shapes=({0: batch, 1: letters_dim},), verbose=False)
-    torch.onnx.export(decoder, (memory, x, y), str(decoder_path), dynamo=True,
-                      external_data=False, input_names=["memory", "letters", "phones"],
-                      output_names=["logits"],
-                      dynamic_shapes=({0: batch, 1: letters_dim}, {0: batch, 1: letters_dim},
-                                      {0: batch, 1: phones_dim}), verbose=False)
+                      input_names=["letters"], output_names=cache_names(layers, "memory"),
+                      dynamic_shapes=({0: words_dim, 1: letters_dim},), verbose=False)
+    with torch.no_grad():
+        memory = list(encoder(x))
+    config = net.config
+    past = [torch.zeros(4, 3, config.heads, 5, config.d_model // config.heads)
+            for _ in range(2 * layers)]
+    phones = torch.randint(3, len(SYMBOLS), (4, 3))
+    torch.onnx.export(
+        decoder, (phones, torch.tensor(5), x, memory, past), str(decoder_path), dynamo=True,
+        external_data=False,
+        input_names=["phones", "position", "letters", *cache_names(layers, "memory"),
+                     *cache_names(layers, "past")],
+        output_names=["logits", *cache_names(layers, "present")],
+        dynamic_shapes=({0: words_dim, 1: beams_dim}, None, {0: words_dim, 1: letters_dim},
+                        [{0: words_dim, 2: letters_dim} for _ in memory],
+                        [{0: words_dim, 1: beams_dim, 3: past_dim} for _ in past]),
+        verbose=False)
     for path in (encoder_path, decoder_path):
         store_half(path)
-    # parity on shapes unlike the tracing example, including length 1 and the maxima
+    # parity on shapes unlike the tracing example, including length 1, a first step with
+    # an empty cache, the maxima, and several beams to a word
     options = ort.SessionOptions()
     options.log_severity_level = 3
     sessions = [ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
                 for p in (encoder_path, decoder_path)]
     errors = {"memory": 0.0, "logits": 0.0}
-    for seed, (b, s, t) in enumerate([(1, 1, 1), (3, 12, 9), (16, MAX_LETTERS, MAX_PHONES + 1),
-                                      (64, 9, 2)]):
-        x, memory, y = example_inputs(net, b, s, t, seed=seed + 1)
-        with torch.no_grad():
-            logits = decoder(memory, x, y).numpy()
-        (onnx_memory,) = sessions[0].run(None, {"letters": x.numpy()})
-        (onnx_logits,) = sessions[1].run(None, {"memory": memory.numpy(),
-                                                "letters": x.numpy(), "phones": y.numpy()})
-        errors["memory"] = max(errors["memory"],
-                               float(np.abs(onnx_memory - memory.numpy()).max()))
-        errors["logits"] = max(errors["logits"], float(np.abs(onnx_logits - logits).max()))
+    for seed, (b, s, t, beams) in enumerate([(1, 1, 1, 1), (3, 12, 9, 1),
+                                             (16, MAX_LETTERS, MAX_PHONES + 1, 3),
+                                             (64, 9, 2, 2)]):
+        x, y = example_inputs(net, b, s, t, seed=seed + 1)
+        for key, value in step_parity(net, sessions, x, y, beams).items():
+            errors[key] = max(errors[key], value)
     if max(errors.values()) > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX export differs from torch: {errors}")
     return {k: float(f"{v:.3g}") for k, v in errors.items()}
+
+
+def net_from_onnx(folder: Path, name: str = NAME):
+    """Rebuild the torch network from the weights inside an exported encoder/decoder pair
+    (either layout: the cached step graphs or the earlier full-prefix decoder), so shipped
+    graphs can be re-exported in another layout without the training checkpoint.
+
+    Named initializers (biases, norms, embeddings, positions) map by name; each Linear's
+    weight is the MatMul operand whose output is added to that Linear's named bias. The
+    architecture comes from the card. ValueError if a parameter is not found."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    encoder_path, decoder_path = model_paths(folder, name)
+    card = json.loads(decoder_path.with_suffix(".json").read_text())
+    architecture = card["architecture"]
+    net = build_net(NetConfig(**{k: architecture[k] for k in NetConfig.__dataclass_fields__}))
+    state: dict[str, np.ndarray] = {}
+    for path in (encoder_path, decoder_path):
+        graph = onnx.load(str(path)).graph
+        values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        for node in graph.node:  # float16 storage: "x__f16" -Cast-> "x"
+            if node.op_type == "Cast" and node.input[0] in values:
+                values[node.output[0]] = values[node.input[0]].astype(np.float32)
+        products = {n.output[0]: n.input[1] for n in graph.node
+                    if n.op_type == "MatMul" and n.input[1] in values}
+        for node in graph.node:
+            if node.op_type == "Add" and node.input[0] in products and (
+                    node.input[1].startswith("net.") and node.input[1].endswith(".bias")):
+                module = node.input[1][len("net."):-len(".bias")]
+                state[f"{module}.weight"] = values[products[node.input[0]]].T
+        for key, value in values.items():
+            if key.startswith("net.") and not key.endswith("__f16"):
+                state[key[len("net."):]] = value
+    wanted = net.state_dict()
+    missing = sorted(set(wanted) - set(state))
+    if missing:
+        raise ValueError(f"{folder}: no weights found for {', '.join(missing)}")
+    net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(state[k]))
+                         .reshape(wanted[k].shape).float() for k in wanted})
+    return net.eval()
 
 
 def decoding_note() -> str:
@@ -700,12 +853,45 @@ def decoding_note() -> str:
     else:
         search = (f"beam search, width {DEFAULT_BEAM}, hypotheses ranked by log-probability"
                   f" / (phones + end token) ** {DEFAULT_LENGTH_PENALTY:g}")
-    return f"{search}; the decoder recomputes over the whole prefix each step"
+    return (f"{search}; the decoder caches every layer's keys and values, so each step "
+            "computes one phone per hypothesis")
+
+
+def graph_interface(config: NetConfig) -> dict:
+    """The card's description of both graphs' inputs and outputs (see :class:`_Graphs`)."""
+    heads, width, layers = config.heads, config.d_model // config.heads, config.decoder_layers
+    memory = {"dtype": "float32", "shape": ["words", heads, "S", width],
+              "note": "layer L's cross-attention keys (or values) of the letters"}
+    past = {"dtype": "float32", "shape": ["words", "beams", heads, "T", width],
+            "note": "layer L's self-attention keys (or values) of the T symbols so far "
+                    "(T = 0 at the first step)"}
+    present = {**past, "shape": ["words", "beams", heads, "T + 1", width],
+               "note": "past with the new symbol's appended"}
+    return {
+        "encoder": {"file": f"{NAME}-encoder.onnx",
+                    "inputs": {"letters": {"dtype": "int64", "shape": ["words", "S"],
+                                           "note": "letter index + 1, 0 = padding"}},
+                    "outputs": {name: memory for name in cache_names(layers, "memory")}},
+        "decoder": {"file": f"{NAME}-decoder.onnx",
+                    "inputs": {"phones": {"dtype": "int64", "shape": ["words", "beams"],
+                                          "note": "each hypothesis's newest symbol (the "
+                                                  "start token first)"},
+                               "position": {"dtype": "int64", "shape": [],
+                                            "note": "that symbol's index (= T)"},
+                               "letters": {"dtype": "int64", "shape": ["words", "S"]},
+                               **{n: memory for n in cache_names(layers, "memory")},
+                               **{n: past for n in cache_names(layers, "past")}},
+                    "outputs": {"logits": {"dtype": "float32",
+                                           "shape": ["words", "beams", len(SYMBOLS)],
+                                           "note": "scores of the next symbol"},
+                                **{n: present for n in cache_names(layers, "present")}}},
+    }
 
 
 def write_cards(folder: Path, net, record: dict, lexicon_info: dict, metrics: dict,
-                parity: dict, name: str = NAME) -> dict:
-    """Write the JSON cards beside both graphs (last: they carry the files' hashes)."""
+                parity: dict, name: str = NAME, extra: dict | None = None) -> dict:
+    """Write the JSON cards beside both graphs (last: they carry the files' hashes);
+    ``extra`` entries are added to both cards."""
     encoder_path, decoder_path = model_paths(folder, name)
     hashes = {"encoder": sha256_of(encoder_path), "decoder": sha256_of(decoder_path)}
     parameters = parameter_count(net)
@@ -720,22 +906,7 @@ def write_cards(folder: Path, net, record: dict, lexicon_info: dict, metrics: di
         "special_symbols": {"pad": PAD, "start": BOS, "end": EOS},
         "max_letters": MAX_LETTERS,
         "max_phones": MAX_PHONES,
-        "graphs": {
-            "encoder": {"file": encoder_path.name,
-                        "inputs": {"letters": {"dtype": "int64", "shape": ["batch", "S"],
-                                               "note": "letter index + 1, 0 = padding"}},
-                        "outputs": {"memory": {"dtype": "float32",
-                                               "shape": ["batch", "S", net.config.d_model]}}},
-            "decoder": {"file": decoder_path.name,
-                        "inputs": {"memory": {"dtype": "float32",
-                                              "shape": ["batch", "S", net.config.d_model]},
-                                   "letters": {"dtype": "int64", "shape": ["batch", "S"]},
-                                   "phones": {"dtype": "int64", "shape": ["batch", "T"],
-                                              "note": "start token then the phones so far"}},
-                        "outputs": {"logits": {"dtype": "float32",
-                                               "shape": ["batch", len(SYMBOLS)],
-                                               "note": "scores of the next symbol"}}},
-        },
+        "graphs": graph_interface(net.config),
         "decoding": decoding_note(),
         "architecture": {"type": "pre-LayerNorm Transformer encoder-decoder, learned "
                                  "positions, GELU", **net.config.to_json()},
@@ -748,6 +919,7 @@ def write_cards(folder: Path, net, record: dict, lexicon_info: dict, metrics: di
         "metrics": metrics,
         "onnx_parity_max_abs_error": parity,
         "onnx_parity_tolerance": PARITY_TOLERANCE,
+        **(extra or {}),
     }
     for graph, path in (("encoder", encoder_path), ("decoder", decoder_path)):
         companion = "decoder" if graph == "encoder" else "encoder"
@@ -821,6 +993,78 @@ def export_and_card(net, record: dict, lexicon: Lexicon, dict_path: Path, out_di
     metrics = evaluate_shipped(out_dir, lexicon, name, limit=eval_limit)
     write_cards(out_dir, net, record, info, metrics, parity, name)
     return list(model_paths(out_dir, name))
+
+
+def full_prefix_parity(old_folder: Path, new_folder: Path, lexicon: Lexicon,
+                       words: int = 256, name: str = NAME) -> float:
+    """Largest absolute logit difference between the 1.0.0 full-prefix graphs in
+    ``old_folder`` (encoder: letters -> memory; decoder: memory, letters and the whole
+    phone prefix -> next-symbol logits) and the cached step graphs in ``new_folder``,
+    teacher-forced along the first pronunciation of ``words`` held-out (test) words."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    old = [ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+           for p in model_paths(old_folder, name)]
+    new = G2P.load(new_folder, name=name)
+    chosen = dict(list(split_lexicon(lexicon)["test"].items())[:words])
+    letters, phones = encode_pairs(chosen, all_pronunciations=False)
+    width = int((letters != PAD).sum(1).max())
+    letters = letters[:, :width]
+    (memory,) = old[0].run(None, {"letters": letters})
+    new_memory = new.encoder.run({"letters": letters})
+    cache = new._empty_cache(len(letters))
+    error = 0.0
+    for t in range(int((phones != PAD).sum(1).max()) - 1):
+        (expected,) = old[1].run(None, {"memory": memory, "letters": letters,
+                                        "phones": phones[:, :t + 1]})
+        logits, *cache = new.decoder.run({
+            "phones": phones[:, t:t + 1], "position": np.array(t), "letters": letters,
+            **dict(zip(new._memory_names, new_memory, strict=True)),
+            **dict(zip(new._past_names, cache, strict=True))})
+        # rows whose pronunciation has ended are padding from here on: not compared
+        going = phones[:, t] != PAD
+        error = max(error, float(np.abs(logits[going, 0] - expected[going]).max()))
+    return error
+
+
+def convert_full_prefix(old_folder: Path, out_dir: Path, lexicon: Lexicon,
+                        dict_path: Path, name: str = NAME) -> list[Path]:
+    """Re-export a 1.0.0 model (full-prefix decoder graph) as cached step graphs with the
+    same weights: rebuild the torch network from the ONNX initializers, export, check the
+    new graphs against torch and against the old graphs, score them through the engine
+    and write cards that keep the training record. ``out_dir`` may be ``old_folder``."""
+    import shutil
+    import tempfile
+
+    old_card = json.loads(model_paths(old_folder, name)[1].with_suffix(".json").read_text())
+    net = net_from_onnx(old_folder, name)
+    with tempfile.TemporaryDirectory() as scratch:
+        staging = Path(scratch)
+        parity = export_onnx(net, staging, name)
+        info = lexicon_summary(lexicon, dict_path)
+        write_cards(staging, net, old_card["training"], info, {}, parity, name)
+        old_parity = full_prefix_parity(old_folder, staging, lexicon, name=name)
+        if old_parity > PARITY_TOLERANCE:
+            raise RuntimeError(f"the converted graphs differ from {old_folder}'s by "
+                               f"{old_parity:.3g} in the logits")
+        metrics = evaluate_shipped(staging, lexicon, name)
+        extra = {"converted_from": {
+            "version": old_card["version"], "decoder_sha256": old_card["sha256"],
+            "encoder_sha256": old_card["companion_sha256"],
+            "how": "torch network rebuilt from the ONNX initializers "
+                   "(kantor.export.speech.g2p net_from_onnx), re-exported; weights unchanged",
+            "max_abs_logit_difference_vs_old_graphs": float(f"{old_parity:.3g}"),
+            "old_metrics": old_card["metrics"]}}
+        write_cards(staging, net, old_card["training"], info, metrics, parity, name, extra)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for path in model_paths(staging, name):
+            for file in (path, path.with_suffix(".json")):
+                shutil.copy(file, out_dir / file.name)
+            paths.append(out_dir / path.name)
+    return paths
 
 
 def save_weights(net, record: dict, path: Path) -> None:
@@ -910,6 +1154,11 @@ def main(argv: list[str] | None = None) -> int:
     tune_cmd.add_argument("--time-budget", type=float, default=120.0)
     tune_cmd.add_argument("--learning-rate", type=float, default=3e-4)
     tune_cmd.add_argument("--device", default="auto")
+    convert_cmd = commands.add_parser(
+        "convert", help="re-export 1.0.0 (full-prefix) graphs as cached step graphs")
+    convert_cmd.add_argument("--from", dest="source", default="engine/assets")
+    convert_cmd.add_argument("--dict")
+    convert_cmd.add_argument("--out", default="engine/assets")
     rescore_cmd = commands.add_parser("rescore", help="re-score shipped files, rewrite cards")
     rescore_cmd.add_argument("--dict")
     rescore_cmd.add_argument("--out", default="engine/assets")
@@ -923,6 +1172,10 @@ def main(argv: list[str] | None = None) -> int:
                                  args.time_budget, args.device,
                                  Path(args.weights_out) if args.weights_out else None,
                                  args.eval_limit, args.evals)
+    elif args.command == "convert":
+        dict_path = Path(args.dict) if args.dict else default_dict_path()
+        paths = convert_full_prefix(Path(args.source), Path(args.out),
+                                    load_lexicon(dict_path), dict_path)
     elif args.command == "rescore":
         rescore(Path(args.out), load_lexicon(Path(args.dict) if args.dict else None))
         return 0
