@@ -82,12 +82,60 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     print(f"harmonised {bars:.1f} bars in {result.seconds:.2f} s "
           f"({settings.iterations} iterations, {settings.chains} chains, seed {settings.seed}); "
           f"rule breaks: {result.violations}")
+    key = melody.resolved_key()
+    print(f"key: {key} ({'as given' if melody.key else 'read from the melody'}, "
+          f"{melody.key_sharps:+d} sharps)")
     for out in outputs:
         print(f"wrote {out}")
     return 0
 
 
+def cmd_eval_style(args: argparse.Namespace) -> int:
+    """`kantor eval harmonizer --style`: Kantor's settings of held-out melodies against
+    Bach's, feature by feature and by a discriminator (JSON + plot)."""
+    from kantor.engine.chorale.gibbs import ChoraleSampler
+    from kantor.engine.chorale.melody import harmonize_melody
+    from kantor.export.chorale.corpus import load_corpus
+    from kantor.export.chorale.style import HEADLINE, evaluate_style, melody_of, write_report
+
+    sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
+    settings = _settings_from(args)
+    seconds: list[float] = []
+
+    def kantor(chorale, seed: int):
+        settings.seed = seed
+        result = harmonize_melody(sampler, melody_of(chorale), settings=settings)
+        seconds.append(result.seconds)
+        return result.raw
+
+    report, _ = evaluate_style(load_corpus(), {"kantor": kantor}, split=args.split,
+                               seeds=tuple(range(args.seeds)), limit=args.limit)
+    report["sampler"] = {k: v for k, v in vars(settings).items() if k != "seed"}
+    report["seconds_per_setting"] = {"mean": sum(seconds) / len(seconds), "max": max(seconds)}
+    output = Path(args.output or f"benchmarks/results/harmonizer_style_{args.split}.json")
+    write_report(report, output)
+    system = report["systems"]["kantor"]
+    disc = system["discriminator"]
+    print(f"discriminator balanced accuracy {disc['balanced_accuracy']:.1%} "
+          f"(95% CI {disc['ci95'][0]:.1%}-{disc['ci95'][1]:.1%}; 50% = cannot tell)")
+    final = system["final_chord"]
+    print(f"final chord with Bach's root and bass: {final['same_root_and_bass']}/"
+          f"{final['settings']}")
+    gap = system["progression_vs_bach"]
+    print(f"chord progressions under Bach's bigram: {gap['nats_per_chord']:+.2f} nats/chord "
+          f"against Bach's own (95% CI {gap['ci95'][0]:+.2f} to {gap['ci95'][1]:+.2f})")
+    bach, mine = report["features"]["bach"], report["features"]["kantor"]
+    print(f"{'feature':32s} {'Bach':>7s} {'Kantor':>7s}")
+    for name in HEADLINE:
+        if bach.get(name) is not None and mine.get(name) is not None:
+            print(f"{name:32s} {bach[name]:7.3f} {mine[name]:7.3f}")
+    print(f"wrote {output} and {output.with_suffix('.png')}")
+    return 0
+
+
 def cmd_eval_harmonizer(args: argparse.Namespace) -> int:
+    if args.style:
+        return cmd_eval_style(args)
     from kantor.engine.chorale.gibbs import ChoraleSampler
     from kantor.export.chorale.corpus import load_corpus
     from kantor.export.chorale.evaluate import evaluate
@@ -511,8 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     harmonize.add_argument("--fix", action="append", default=[], metavar="VOICE@BEAT=PITCH",
                            help="pin a note, e.g. bass@1=G2 or alto@3.5=D4:2 (beats from 1, "
                                 "optional length in beats); repeatable")
-    harmonize.add_argument("--key", type=int, help="key signature in sharps (negative for "
-                                                   "flats), overriding the file's")
+    harmonize.add_argument("--key", help="the key: a name such as 'b minor', 'Eb major' or "
+                           "'d dorian', or a signature in sharps (negative for flats) with "
+                           "the tonic and mode read from the melody (default: the file's "
+                           "signature, tonic and mode read from the melody)")
     harmonize.add_argument("--no-fermatas", action="store_true",
                            help="ignore fermatas (from the file or guessed at long notes)")
     harmonize.add_argument("--fermata", action="append", type=float, default=[],
@@ -526,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", help="write the JSON report here")
     evaluate.add_argument("--split", default="test", choices=["test", "valid"])
     evaluate.add_argument("--limit", type=int, help="only the first N chorales")
+    evaluate.add_argument("--style", action="store_true",
+                          help="compare Kantor's settings with Bach's feature by feature and "
+                               "by a discriminator (writes benchmarks/results/"
+                               "harmonizer_style_SPLIT.json + .png unless -o)")
+    evaluate.add_argument("--seeds", type=int, default=3,
+                          help="settings per melody for --style (default 3)")
     _add_sampling_options(evaluate)
     evaluate.set_defaults(handler=cmd_eval_harmonizer)
 

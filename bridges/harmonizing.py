@@ -4,9 +4,11 @@ a melody plus the sampler's steering options in, a :class:`Harmonisation` out.""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings, Harmonisation
+from kantor.engine.chorale.keys import Key, KeyParseError, parse_key
 from kantor.engine.chorale.melody import (
     Melody,
     MelodyError,
@@ -31,7 +33,9 @@ class HarmonizeOptions:
     chains: int | None = None
     rule_weight: float | None = None  # nats per broken voice-leading rule
     seed: int = 0
-    key: int | None = None  # key signature in sharps, overriding the file's
+    # The key, overriding the file's: "b minor", "Eb", "d dorian" (tonic, mode and the
+    # usual signature), or a signature in sharps (the key is then read from the melody).
+    key: int | str | None = None
     no_fermatas: bool = False
     fermatas: list[float] = field(default_factory=list)  # beats from 1
     fix: list[str] = field(default_factory=list)  # "bass@1=G2", see parse_fixed_note
@@ -58,12 +62,27 @@ class HarmonizeOptions:
         return settings
 
 
+def parse_key_option(key: int | str) -> tuple[int, Key | None]:
+    """(signature in sharps, key or None) from ``--key``: a key name such as "b minor",
+    or a number of sharps (negative for flats) leaving the tonic and mode to the melody."""
+    text = str(key).strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        sharps = int(text)
+        if not -7 <= sharps <= 7:
+            raise MelodyError("key must be -7..7 sharps (negative for flats) or a key name "
+                              "such as 'b minor'")
+        return sharps, None
+    try:
+        named, sharps = parse_key(text)
+    except KeyParseError as error:
+        raise MelodyError(str(error)) from None
+    return sharps, named
+
+
 def prepare_melody(melody: Melody, options: HarmonizeOptions) -> Melody:
     """Apply the key and fermata overrides and fit the melody into the soprano range."""
     if options.key is not None:
-        if not -7 <= options.key <= 7:
-            raise MelodyError("key must be -7..7 sharps (negative for flats)")
-        melody.key_sharps = int(options.key)
+        melody.key_sharps, melody.key = parse_key_option(options.key)
     if options.no_fermatas or options.fermatas:
         melody.fermatas = None
     if options.fermatas:

@@ -99,8 +99,11 @@ def test_bad_pins_and_empty_melodies_are_refused(sampler):
 
 def test_metadata_grid_matches_melody():
     melody = hymn_line()
-    assert np.array_equal(melody.metadata(), build_metadata(melody.n_steps, 0, 16,
-                                                            melody.fermatas, 1))
+    key = melody.resolved_key()  # estimated from the melody: it ends on its tonic
+    assert key.tonic == int(melody.soprano[melody.soprano >= 0][-1]) % 12
+    assert np.array_equal(melody.metadata(), build_metadata(
+        melody.n_steps, 0, 16, melody.fermatas, 1, mode=int(key.minor),
+        tonic_degree=key.degree_of(1)))
 
 
 def test_fermatas_at_beats_cover_the_sounding_note():

@@ -7,9 +7,14 @@ A chorale is held two ways:
 * **tokens** ``int64 [4, T]``: indices into each voice's :class:`VoiceVocabulary`, what the
   voice networks read and predict.
 
-Metadata, one row per step (``int64 [T, 4]``, columns :data:`META_FIELDS`):
+Metadata, one row per step (``int64 [T, 8]``, columns :data:`META_FIELDS`):
 ``tick`` (16th within the beat, 0-3), ``downbeat`` (1 on the first step of a bar),
-``fermata`` (1 under a fermata) and ``key`` (key signature as sharps mod 12, 0-11).
+``fermata`` (1 under a fermata), ``key`` (key signature as sharps mod 12, 0-11),
+``mode`` (0 major, 1 minor), ``tonic`` (the tonic in semitones above the signature's
+major tonic: 0 major, 9 minor, 2 Dorian-notated ...; see :mod:`.keys`), ``to_fermata``
+and ``to_end`` (steps to the next fermata and to the last step, in
+:data:`DISTANCE_BUCKETS`), so a network knows where cadences and the end are even
+beyond its window. A model reads the columns its card names (older models: the first 4).
 
 Voices are ordered soprano, alto, tenor, bass (index 0-3) everywhere in Kantor.
 """
@@ -35,8 +40,14 @@ SPECIAL_TOKENS: tuple[str, ...] = ("START", "END", "MASK", "REST", "HOLD")
 # soprano it frames the harmony), then the alto and the tenor fill it in.
 LIVE_DECISION_ORDER: tuple[int, ...] = (3, 1, 2)
 
-META_FIELDS: tuple[str, ...] = ("tick", "downbeat", "fermata", "key")
-META_SIZES: tuple[int, ...] = (STEPS_PER_QUARTER, 2, 2, 12)
+META_FIELDS: tuple[str, ...] = ("tick", "downbeat", "fermata", "key", "mode", "tonic",
+                                 "to_fermata", "to_end")
+# Lower bounds of the distance classes, in 16th steps: 0 | 1-2 | 3-4 | 5-8 | 9-12 | 13-16
+# | 17-32 | 33 and beyond (also: no fermata ahead, or a live player whose end is unknown).
+DISTANCE_BUCKETS: tuple[int, ...] = (0, 1, 3, 5, 9, 13, 17, 33)
+FAR = len(DISTANCE_BUCKETS) - 1
+META_SIZES: tuple[int, ...] = (STEPS_PER_QUARTER, 2, 2, 12, 2, 12, len(DISTANCE_BUCKETS),
+                               len(DISTANCE_BUCKETS))
 
 # Textbook ranges (MIDI, inclusive) used for the yardstick and the sampler's range rule;
 # the vocabularies below are wider because Bach himself goes beyond them.
@@ -132,22 +143,56 @@ def transpose_key(key: int, semitones: int) -> int:
     return (key + 7 * semitones) % 12
 
 
+def meta_columns(card: dict) -> np.ndarray:
+    """Indices into :data:`META_FIELDS` of the metadata a model reads, from its card
+    (models trained before the key and distance fields read the first four)."""
+    fields = card.get("inputs", {}).get("meta", {}).get("fields", META_FIELDS[:4])
+    unknown = [f for f in fields if f not in META_FIELDS]
+    if unknown:
+        raise ValueError(f"the model reads metadata this engine does not know: {unknown}")
+    return np.array([META_FIELDS.index(f) for f in fields], dtype=np.int64)
+
+
+def distance_bucket(steps: np.ndarray | int) -> np.ndarray:
+    """Class of a distance in steps (see :data:`DISTANCE_BUCKETS`); negative reads as far."""
+    steps = np.asarray(steps, dtype=np.int64)
+    classes = np.searchsorted(DISTANCE_BUCKETS, steps, side="right") - 1
+    return np.where(steps < 0, FAR, classes)
+
+
+def steps_to_next(mask: np.ndarray) -> np.ndarray:
+    """For every step, how many steps until ``mask`` is next True (0 where it is True,
+    -1 where it never is again)."""
+    mask = np.asarray(mask, dtype=bool)
+    n = mask.size
+    marked = np.where(mask, np.arange(n), n)
+    following = np.minimum.accumulate(marked[::-1])[::-1]
+    return np.where(following < n, following - np.arange(n), -1)
+
+
 def build_metadata(n_steps: int, bar_offset_steps: int, steps_per_bar: int,
-                   fermata_steps: np.ndarray | None, key_sharps: int) -> np.ndarray:
-    """Metadata ``int64 [T, 4]`` for a piece on the 16th grid.
+                   fermata_steps: np.ndarray | None, key_sharps: int,
+                   mode: int = 0, tonic_degree: int | None = None) -> np.ndarray:
+    """Metadata ``int64 [T, 8]`` for a piece on the 16th grid.
 
     ``bar_offset_steps`` is how many steps of the first bar precede step 0 (a pickup of
     one quarter in 4/4 has 12); ``steps_per_bar`` is 16 for 4/4 and 12 for 3/4.
     ``fermata_steps`` is a boolean mask ``[T]`` or None; ``key_sharps`` counts sharps
-    (negative for flats).
+    (negative for flats); ``mode`` is 0 for major, 1 for minor; ``tonic_degree`` is the
+    tonic in semitones above the signature's major tonic (default: 0 if major, 9 if minor).
     """
     steps = np.arange(n_steps) + bar_offset_steps
     meta = np.zeros((n_steps, len(META_FIELDS)), dtype=np.int64)
     meta[:, 0] = steps % STEPS_PER_QUARTER
     meta[:, 1] = (steps % steps_per_bar) == 0
-    if fermata_steps is not None:
-        meta[:, 2] = np.asarray(fermata_steps, dtype=bool)
+    fermatas = (np.zeros(n_steps, dtype=bool) if fermata_steps is None
+                else np.asarray(fermata_steps, dtype=bool))
+    meta[:, 2] = fermatas
     meta[:, 3] = key_sharps % 12
+    meta[:, 4] = int(bool(mode))
+    meta[:, 5] = (9 if mode else 0) if tonic_degree is None else tonic_degree % 12
+    meta[:, 6] = distance_bucket(steps_to_next(fermatas))
+    meta[:, 7] = distance_bucket(np.arange(n_steps)[::-1])
     return meta
 
 
@@ -170,4 +215,7 @@ def pad_for_windows(tokens: np.ndarray, meta: np.ndarray, context: int
     meta_padded[:, 0] = (first_tick + idx) % STEPS_PER_QUARTER
     meta_padded[:context, 2] = 0
     meta_padded[context + n_steps:, 2] = 0
+    if meta.shape[1] > 7:  # after the end: no fermata ahead, the end behind
+        meta_padded[context + n_steps:, 6] = FAR
+        meta_padded[context + n_steps:, 7] = 0
     return padded, meta_padded

@@ -31,12 +31,14 @@ from kantor.engine.chorale.encoding import (
     HOLD,
     HOLD_PITCH,
     MASK,
+    META_FIELDS,
     REST,
     REST_PITCH,
     START,
     TEXTBOOK_RANGES,
     VOICES,
     VoiceVocabulary,
+    meta_columns,
     pad_for_windows,
     sounding_pitches,
     tokens_to_raw,
@@ -95,6 +97,11 @@ class ChoraleSampler:
         self.models = models
         card = models[0].card
         self.context = int(card["context"])
+        try:
+            self.meta_columns = meta_columns(card)
+        except ValueError as error:
+            raise ModelError(str(error)) from None
+        self._reads_all_meta = self.meta_columns.size == len(META_FIELDS)
         self.vocabularies = [VoiceVocabulary(**{k: m.card["vocabulary"][k]
                                                 for k in ("voice", "low", "high")})
                              for m in models]
@@ -108,9 +115,12 @@ class ChoraleSampler:
 
     # ----------------------------------------------------------------- network calls
     def logits(self, voice: int, tokens: np.ndarray, meta: np.ndarray) -> np.ndarray:
-        """Raw logits ``float32 [B, vocab]`` for ``tokens [B, 4, W]`` and ``meta [B, W, 4]``.
+        """Raw logits ``float32 [B, vocab]`` for ``tokens [B, 4, W]`` and ``meta [B, W, F]``
+        (every field of :data:`META_FIELDS`; the model gets the ones its card names).
         Batches over ``MAX_BATCH`` windows run in slices (same logits, bounded memory)."""
         model = self.models[voice]
+        if not self._reads_all_meta:
+            meta = np.ascontiguousarray(meta[..., self.meta_columns])
         if tokens.shape[0] <= MAX_BATCH:
             return model.run({"tokens": tokens, "meta": meta})[0]
         return np.concatenate([model.run({"tokens": tokens[i:i + MAX_BATCH],

@@ -33,11 +33,13 @@ import numpy as np
 
 from kantor.engine.chorale.encoding import (
     END,
+    FAR,
     FIRST_PITCH_TOKEN,
     HOLD,
     HOLD_PITCH,
     LIVE_DECISION_ORDER,
     MASK,
+    META_FIELDS,
     REST,
     REST_PITCH,
     START,
@@ -45,6 +47,7 @@ from kantor.engine.chorale.encoding import (
     TEXTBOOK_RANGES,
     VOICES,
     VoiceVocabulary,
+    meta_columns,
 )
 from kantor.engine.chorale.rules import candidate_violations
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
@@ -61,6 +64,7 @@ CC_PARAMETERS = {
     23: ("thru", lambda v: v >= 64),
     24: ("rule_weight", lambda v: round(v / 127 * 8, 3)),
     25: ("key_sharps", lambda v: (v % 12) - 12 if v % 12 > 6 else v % 12),
+    26: ("minor", lambda v: v >= 64),
 }
 # Parameters a control surface may set while playing: name -> (type, low, high).
 LIVE_PARAMETERS: dict[str, tuple[type, float, float]] = {
@@ -70,6 +74,7 @@ LIVE_PARAMETERS: dict[str, tuple[type, float, float]] = {
     "velocity_scale": (float, 0.0, 1.5),
     "thru": (bool, 0, 1),
     "key_sharps": (int, -7, 7),
+    "minor": (bool, 0, 1),
 }
 CC_ALL_NOTES_OFF = 123
 CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
@@ -89,6 +94,7 @@ class LiveSettings:
     fermata_cc: int = 64  # held down = fermata (sustain pedal by default)
     melody_channel: int | None = None  # None: any input channel is the melody
     key_sharps: int = 0  # key signature the networks are told
+    minor: bool = False  # the mode: minor means the signature's relative minor is the tonic
     steps_per_bar: int = 16
     seed: int = 0
 
@@ -116,6 +122,10 @@ class LiveHarmonizer:
         self.models = models
         card = models[LIVE_DECISION_ORDER[0]].card
         self.past = int(card["past"])
+        try:
+            self.meta_columns = meta_columns(card)
+        except ValueError as error:
+            raise ModelError(str(error)) from None
         self.max_lookahead = int(card["lookahead_max"])
         self.vocabularies = [VoiceVocabulary(**{k: c[k] for k in ("voice", "low", "high")})
                              for c in card["vocabularies"]]
@@ -168,9 +178,9 @@ class LiveHarmonizer:
         # Grid columns: [0, past) is history, ``past`` is the step being decided, the
         # rest is the melody ahead (lookahead). Meta follows the same columns.
         self.grid = np.full((4, self.window), START, dtype=np.int64)
-        self.meta = np.zeros((self.window, 4), dtype=np.int64)
+        self.meta = np.zeros((self.window, len(META_FIELDS)), dtype=np.int64)
         self._inputs = np.zeros((1, 4, self.window), dtype=np.int64)
-        self._meta_in = np.zeros((1, self.window, 4), dtype=np.int64)
+        self._meta_in = np.zeros((1, self.window, self.meta_columns.size), dtype=np.int64)
         self._token_pitch = [v.token_pitches() for v in self.vocabularies]
         self._candidates = [p[None, :].copy() for p in self._token_pitch]
         self._lows = np.array([v.low for v in self.vocabularies], dtype=np.int64)
@@ -426,6 +436,9 @@ class LiveHarmonizer:
             row[1] = step % self.settings.steps_per_bar == 0
             row[2] = self.fermata
             row[3] = self.settings.key_sharps % 12
+            row[4] = int(self.settings.minor)
+            row[5] = 9 if self.settings.minor else 0  # the relative minor's tonic
+            row[6] = row[7] = FAR  # a player's next cadence and end are not known
 
     # ----------------------------------------------------------------- deciding
     def _logits(self, voice: int) -> np.ndarray:
@@ -438,7 +451,7 @@ class LiveHarmonizer:
         soprano beyond the lookahead (event mode has none)."""
         inputs = self._inputs[0]
         inputs[:] = self.grid
-        self._meta_in[0] = self.meta
+        self._meta_in[0] = self.meta[:, self.meta_columns]
         centre = self.past
         inputs[1:, centre:] = MASK
         for u in decided:

@@ -21,6 +21,7 @@ from kantor.engine.chorale.encoding import (
     build_metadata,
 )
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings, Harmonisation
+from kantor.engine.chorale.keys import Key, estimate_key
 
 _NOTE_NAME = re.compile(r"^([A-Ga-g])([#b]*)(-?\d)$")
 _PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
@@ -43,6 +44,7 @@ class Melody:
     steps_per_bar: int = 16
     bar_offset_steps: int = 0  # steps of the first bar before step 0 (a pickup)
     key_sharps: int = 0
+    key: Key | None = None  # tonic and mode; None: estimated from the melody
     fermatas: np.ndarray | None = None  # bool [T]
     tempo_bpm: float = 90.0
     start_step: int = 0
@@ -54,9 +56,15 @@ class Melody:
     def n_steps(self) -> int:
         return int(self.soprano.shape[0])
 
+    def resolved_key(self) -> Key:
+        """The key the harmoniser is told: the user's, or the melody's estimated one."""
+        return self.key or estimate_key(self.soprano, self.key_sharps)
+
     def metadata(self) -> np.ndarray:
+        key = self.resolved_key()
         return build_metadata(self.n_steps, self.bar_offset_steps, self.steps_per_bar,
-                              self.fermatas, self.key_sharps)
+                              self.fermatas, self.key_sharps, mode=int(key.minor),
+                              tonic_degree=key.degree_of(self.key_sharps))
 
 
 @dataclass(frozen=True)

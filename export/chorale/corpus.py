@@ -29,10 +29,11 @@ from kantor.engine.chorale.encoding import (
     transpose_key,
     transpose_raw,
 )
+from kantor.engine.chorale.keys import key_of_setting
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: metadata with mode, tonic and distances to fermata/end
 DEFAULT_CACHE = Path(".cache/chorales")
 SPLIT_NAMES = ("train", "valid", "test")
 
@@ -146,7 +147,9 @@ def parse_chorale(path: str) -> Chorale | str:
     key_sharps = int(signatures[0].sharps) if signatures else 0
     bar_offset, steps_per_bar = _bar_grid(soprano)
     fermatas = _fermata_steps(soprano, n_steps)
-    meta = build_metadata(n_steps, bar_offset, steps_per_bar, fermatas, key_sharps)
+    key = key_of_setting(raw)
+    meta = build_metadata(n_steps, bar_offset, steps_per_bar, fermatas, key_sharps,
+                          mode=int(key.minor), tonic_degree=key.degree_of(key_sharps))
     if lost:
         log.debug("%s: %d notes shorter than the grid dropped", path, lost)
     return Chorale(name=Path(path).stem, raw=raw, meta=meta, key_sharps=key_sharps)

@@ -52,7 +52,9 @@ def live_nll(harmonizer: LiveHarmonizer, chorales: list[Chorale], lookahead: int
             inputs = base.copy()
             for u in LIVE_DECISION_ORDER[:i]:
                 inputs[:, u, past] = windows[:, u, past]
-            logits = harmonizer.models[voice].run({"tokens": inputs, "meta": meta})[0]
+            logits = harmonizer.models[voice].run(
+                {"tokens": inputs, "meta": np.ascontiguousarray(
+                    meta[..., harmonizer.meta_columns])})[0]
             logits = logits.astype(np.float64) - logits.max(1, keepdims=True)
             logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
             target = tokens[voice]

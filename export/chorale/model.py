@@ -17,7 +17,7 @@ from torch import nn
 
 from kantor.engine.chorale.encoding import LIVE_DECISION_ORDER, MASK, META_SIZES, VOICES
 
-META_EMBED_DIMS = (4, 2, 2, 8)
+META_EMBED_DIMS = (4, 2, 2, 8, 2, 4, 4, 4)  # one per META_FIELDS entry
 
 
 @dataclass

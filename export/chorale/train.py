@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from kantor.engine.chorale.encoding import pad_for_windows, raw_to_tokens
+from kantor.engine.chorale.encoding import FAR, META_FIELDS, pad_for_windows, raw_to_tokens
 from kantor.export.chorale.corpus import (
     Chorale,
     ChoraleCorpus,
@@ -70,7 +70,7 @@ class WindowData:
     windows is one fancy-indexing gather."""
 
     def __init__(self, chorales: list[Chorale], corpus: ChoraleCorpus, past: int, future: int,
-                 transpose: bool) -> None:
+                 transpose: bool, knows_the_future: bool = True) -> None:
         self.past, self.future = past, future
         context = max(past, future)
         self.skip = context - past  # padded windows start this far into the padding
@@ -93,6 +93,9 @@ class WindowData:
             self.versions_of.append(versions)
         self.tokens = np.concatenate(token_rows, axis=1)
         self.meta = np.concatenate(meta_rows, axis=0)
+        if not knows_the_future:  # a live player's next cadence and end are unknown
+            self.meta[:, META_FIELDS.index("to_fermata")] = FAR
+            self.meta[:, META_FIELDS.index("to_end")] = FAR
         self.version_start = np.asarray(self.version_start)
         self.version_length = np.asarray(self.version_length)
 
@@ -170,9 +173,12 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
     corpus = corpus or load_corpus(limit=config.corpus_limit)
     vocab_sizes = [v.size for v in corpus.vocabularies]
     net = config.net
-    train_data = WindowData(corpus.split("train"), corpus, net.past, net.future, transpose=True)
+    live = isinstance(net, LiveNetConfig)
+    train_data = WindowData(corpus.split("train"), corpus, net.past, net.future, transpose=True,
+                            knows_the_future=not live)
     valid_set = corpus.split("valid") or corpus.split("train")[:2]
-    valid_data = WindowData(valid_set, corpus, net.past, net.future, transpose=False)
+    valid_data = WindowData(valid_set, corpus, net.past, net.future, transpose=False,
+                            knows_the_future=not live)
     model = build_model(vocab_sizes, net).to(config.device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
