@@ -22,10 +22,11 @@ service's own (or in ``allowed_origins``), and a POST must carry a Content-Type 
 form cannot send (``application/json``; for ``/v1/harmonize`` the file's type, e.g.
 ``audio/midi``), so a cross-site page cannot make one without the browser asking first.
 
-No client can starve the others: request headers must arrive within
-``HEADER_TIMEOUT_S`` and bodies within ``BODY_TIMEOUT_S``; past ``MAX_CONNECTIONS`` open
-connections the oldest idle one is closed to make room; WebSocket clients that send
-nothing for ``WS_IDLE_S`` or stop reading for ``WS_SEND_TIMEOUT_S`` lose their voice.
+No client can starve the others: request headers must arrive within ``header_timeout_s``
+and a body may not stall longer than ``body_timeout_s`` (settings, 10 and 30 s); past
+``MAX_CONNECTIONS`` open connections the oldest idle one is closed to make room; WebSocket
+clients that send nothing for ``ws_idle_s`` (60 s) or stop reading for
+``WS_SEND_TIMEOUT_S`` lose their voice.
 """
 
 from __future__ import annotations
@@ -63,11 +64,8 @@ SPEECH_BODY_BYTES = 64 * 1024  # JSON bodies other than uploads
 WS_MESSAGE_BYTES = 64 * 1024
 STREAM_QUEUE_CHUNKS = 32  # PCM chunks between the synthesis thread and the socket
 MEDIA_TYPES = {"midi": "audio/midi", "musicxml": "application/vnd.recordare.musicxml+xml"}
-HEADER_TIMEOUT_S = 10.0  # from connecting (or the last response) to a request's headers
-BODY_TIMEOUT_S = 30.0  # between two pieces of a request body
 MAX_CONNECTIONS = 192  # open HTTP connections before idle ones are closed for new ones
 HARD_CONNECTION_LIMIT = 256  # busy connections beyond this get 503 (uvicorn)
-WS_IDLE_S = 60.0  # a streaming client that sends nothing this long gives its voice back
 WS_SEND_TIMEOUT_S = 5.0  # a client that reads nothing this long is dropped
 # Content types a web form (or a "simple" cross-site fetch) can send without a preflight
 SIMPLE_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data",
@@ -108,12 +106,13 @@ class BodyLimit:
             await self._refuse(scope, receive, send, limit)
             return
         chunks, size = [], 0
+        timeout = self.service.config.body_timeout_s
         while True:
             try:
-                message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+                message = await asyncio.wait_for(receive(), timeout)
             except asyncio.TimeoutError:
                 self.service.count("http body timeout")
-                await error(408, f"the request body stalled for {BODY_TIMEOUT_S:g} s")(
+                await error(408, f"the request body stalled for {timeout:g} s")(
                     scope, receive, send)
                 return
             if message["type"] == "http.disconnect":
@@ -411,10 +410,11 @@ async def _speech_stream(websocket: WebSocket, service: KantorService, streams: 
     try:
         while True:
             try:  # an idle client must not hold a voice for ever
-                message = await asyncio.wait_for(pending or websocket.receive(), WS_IDLE_S)
+                message = await asyncio.wait_for(pending or websocket.receive(),
+                                                 config.ws_idle_s)
             except asyncio.TimeoutError:
                 service.count("ws idle")
-                await _close_quietly(websocket, 1000, f"idle for {WS_IDLE_S:g} s")
+                await _close_quietly(websocket, 1000, f"idle for {config.ws_idle_s:g} s")
                 return
             pending = None
             if message["type"] == "websocket.disconnect":
@@ -602,7 +602,7 @@ def guarded_protocol(service: KantorService) -> type[H11Protocol]:
                     service.count("http header timeout")
                     self.transport.close()
 
-            self.loop.call_later(HEADER_TIMEOUT_S, deadline)
+            self.loop.call_later(service.config.header_timeout_s, deadline)
 
     return GuardedH11Protocol
 

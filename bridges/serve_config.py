@@ -16,6 +16,7 @@ A TOML file groups them in tables; every key is optional::
                 sample_rate = 48000  clients = 4  queue_size = 64  max_chars = 5000
                 drain_seconds = 0.0
     [limits]    max_body_bytes = 1000000  harmonize_waiting = 2
+                header_timeout_s = 10.0  body_timeout_s = 30.0  ws_idle_s = 60.0
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class ServeConfig:
     drain_seconds: float = 0.0
     max_body_bytes: int = 1_000_000
     harmonize_waiting: int = 2
+    header_timeout_s: float = 10.0  # connecting (or last response) -> request headers
+    body_timeout_s: float = 30.0  # longest pause inside a request body
+    ws_idle_s: float = 60.0  # a streaming client silent this long gives its voice back
     verbose: bool = False
 
     def live_settings(self) -> dict:
@@ -108,6 +112,9 @@ class ServeConfig:
             raise ConfigError("channels takes four MIDI channels 1-16 for S, A, T, B")
         if self.melody_channel is not None and not 1 <= self.melody_channel <= 16:
             raise ConfigError("melody_channel must be 1-16")
+        for name in ("header_timeout_s", "body_timeout_s", "ws_idle_s"):
+            if not 0.1 <= getattr(self, name) <= 3600:
+                raise ConfigError(f"{name} must be 0.1-3600 seconds")
         if self.drain_seconds < 0:
             raise ConfigError("drain_seconds must not be negative")
         remote = [h for h in (self.host, self.osc_host if self.osc_port else "127.0.0.1")
@@ -154,7 +161,9 @@ def _toml_keys() -> dict[tuple[str, str], tuple[str, tuple[type, ...]]]:
                    "clients": "speech_clients", "queue_size": "speech_queue",
                    "max_chars": "max_chars", "drain_seconds": "drain_seconds"},
         "limits": {"max_body_bytes": "max_body_bytes",
-                   "harmonize_waiting": "harmonize_waiting"},
+                   "harmonize_waiting": "harmonize_waiting",
+                   "header_timeout_s": "header_timeout_s", "body_timeout_s": "body_timeout_s",
+                   "ws_idle_s": "ws_idle_s"},
         "logging": {"verbose": "verbose"},
     }
     hints = typing.get_type_hints(ServeConfig)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -77,8 +78,9 @@ class SpeechService:
     def __init__(self, *, output: bool = True, device: str | int | None = None,
                  hostapi: str | None = None, blocksize: int = 1024,
                  sample_rate: int | None = None, clients: int = 4, queue_size: int = 64,
-                 max_chars: int = 5000) -> None:
+                 max_chars: int = 5000, assets: Path | None = None) -> None:
         self.output_enabled = output
+        self.assets = assets  # the voice models' folder (default: the shipped ones)
         self.device, self.hostapi = device, hostapi
         self.blocksize, self.sample_rate = blocksize, sample_rate
         self.clients = clients
@@ -103,7 +105,7 @@ class SpeechService:
         """Load and warm the voices and open the audio output (AudioOutputError if it
         cannot be opened)."""
         started = time.perf_counter()
-        self.voice = Voice.load()
+        self.voice = Voice.load(self.assets)
         for seed in range(self.clients):
             voice = Voice(self.voice.models, self.voice.front_end, seed=seed + 1)
             for _ in voice.stream("Ready."):  # its vocoder's first run, before any client
