@@ -5,13 +5,15 @@ Linux, CoreMIDI on macOS) or connects to existing ports by name (Windows, or whe
 rtmidi's input thread only timestamps each message and puts it on a bounded queue; one
 worker thread runs the processor and sends its answers. When the queue is full a new
 message is dropped and counted, except a note-off, which is parked in a fixed table so
-that no note the harmoniser started is left hanging. Stopping (or losing a port) sends a
-note-off for every note Kantor is sounding.
+that no note the harmoniser started is left hanging; a parked note-off is played only
+after everything queued before it, so it never overtakes its own note-on. Stopping (or
+losing a port) sends a note-off for every note Kantor is sounding.
 """
 
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import queue
 import threading
@@ -235,13 +237,19 @@ class LiveMidiService:
         # Called by the worker after each message that was answered: (message, answers,
         # seconds from arrival to sent). Keep it short: it runs on the live path.
         self.on_answer = on_answer
-        self.queue: queue.Queue[tuple[float, list[int] | Callable[[], list[list[int]]]]] = \
-            queue.Queue(maxsize=queue_size)
+        # (arrival, message or control call, sequence number)
+        self.queue: queue.Queue[tuple[float, list[int] | Callable[[], list[list[int]]],
+                                      int]] = queue.Queue(maxsize=queue_size)
+        self._sequence = itertools.count()  # next() is atomic: rtmidi's and control threads
+        self._last_queued = -1  # newest MIDI item queued (written by rtmidi's thread only)
         self.latency = LatencyRecorder()
         self.dropped_full_queue = 0
         self.note_ons_arrived = 0  # counted on arrival, before any queue
         self.send_errors = 0
-        self._parked_offs = np.zeros((16, 128), dtype=bool)  # note-offs the queue refused
+        # note-offs the queue refused, by channel and key: the sequence number of the last
+        # item queued before each (it must be handled first), -1 where none is parked
+        self._parked_offs = np.full((16, 128), -1, dtype=np.int64)
+        self._parked_lock = threading.Lock()  # held for a few array operations only
         self._parked = threading.Event()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="kantor-live", daemon=True)
@@ -262,29 +270,34 @@ class LiveMidiService:
         message = event[0]
         if len(message) >= 3 and message[0] & 0xF0 == 0x90 and message[2] > 0:
             self.note_ons_arrived += 1
+        number = next(self._sequence)
         try:
-            self.queue.put_nowait((arrived, message))
+            self.queue.put_nowait((arrived, message, number))
+            self._last_queued = number
         except queue.Full:
             status = message[0] if message else 0
             if len(message) >= 3 and (status & 0xF0 == 0x80 or (
                     status & 0xF0 == 0x90 and message[2] == 0)):
-                self._parked_offs[status & 0x0F, message[1] & 0x7F] = True
+                with self._parked_lock:  # after its note-on, which is queued (or dropped)
+                    self._parked_offs[status & 0x0F, message[1] & 0x7F] = self._last_queued
                 self._parked.set()
             else:
                 self.dropped_full_queue += 1
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self._parked.is_set():
-                self._release_parked()
             try:
-                arrived, message = self.queue.get(timeout=0.05)
+                arrived, message, number = self.queue.get(timeout=0.05)
             except queue.Empty:
+                if self._parked.is_set():  # everything queued before them was handled
+                    self._release_parked(None)
                 continue
             if callable(message):  # a control call from call_soon, in order with the notes
                 self._call(message)
             else:
                 self._handle(message, arrived)
+            if self._parked.is_set():
+                self._release_parked(number)
 
     def _call(self, function: Callable[[], list[list[int]]]) -> None:
         try:
@@ -306,10 +319,17 @@ class LiveMidiService:
             if self.on_answer is not None:
                 self.on_answer(message, answers, seconds)
 
-    def _release_parked(self) -> None:
-        self._parked.clear()
-        for channel, note in np.argwhere(self._parked_offs):
-            self._parked_offs[channel, note] = False
+    def _release_parked(self, handled: int | None) -> None:
+        """Play the parked note-offs whose preceding items are all handled (sequence
+        numbers up to ``handled``; None: the queue is empty, so all of them)."""
+        with self._parked_lock:
+            parked = self._parked_offs >= 0
+            ready = parked if handled is None else parked & (self._parked_offs <= handled)
+            keys = np.argwhere(ready)
+            self._parked_offs[ready] = -1
+            if not (self._parked_offs >= 0).any():
+                self._parked.clear()
+        for channel, note in keys:
             self._handle([0x80 | int(channel), int(note), 0], time.perf_counter())
 
     def _send_all(self, messages: list[list[int]]) -> None:
@@ -329,8 +349,9 @@ class LiveMidiService:
         """Run ``function`` on the worker thread, in order with the MIDI already queued
         (so it never races the harmoniser), and send the messages it returns. False (and
         nothing run) when the queue is full."""
+        number = next(self._sequence)
         try:
-            self.queue.put_nowait((time.perf_counter(), function))
+            self.queue.put_nowait((time.perf_counter(), function, number))
         except queue.Full:
             return False
         return True
