@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -248,7 +249,7 @@ def cmd_train_harmonizer(args: argparse.Namespace) -> int:
                    "train_and_export_live" if live else "train_and_export")
     run_dir = Path(args.run_dir or f".cache/runs/{'chorale-live' if live else 'chorale'}")
     out = Path(args.out or f".cache/models/{'chorale-live' if live else 'chorale'}")
-    paths = run(preset, run_dir, out, eval_limit=args.eval_limit)
+    paths = run(preset, run_dir, out, eval_limit=args.eval_limit, threads=args.threads)
     for path in paths:
         print(f"wrote {path} (+ card {path.with_suffix('.json').name})")
     return 0
@@ -315,7 +316,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         while not stop.wait(args.status_interval):
             status = service.status()
             print(_status_line(status), file=sys.stderr, flush=True)
-            if status["lost"]:
+            if status["lost"] and service.watch is None:  # no JACK watch to bring it back
                 log.error("MIDI port lost (%s): stopping", status["lost"])
                 break
             if args.duration and time.monotonic() - started >= args.duration:
@@ -468,8 +469,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config.verbose:
         logging.getLogger().setLevel(logging.DEBUG)
     stop = threading.Event()
+
+    def stop_soon(*_) -> None:
+        # Stopping must end within STOP_DEADLINE_S (plus any --drain-seconds) whatever
+        # hangs (PortAudio on a JACK server that died never returns): a watchdog exits
+        # the process past it.
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=_exit_after,
+                             args=(STOP_DEADLINE_S + config.drain_seconds,), daemon=True,
+                             name="kantor-stop-watchdog").start()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop_soon)
     service = KantorService(config)
     surfaces = []
     try:
@@ -505,12 +517,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if args.duration and time.monotonic() - started >= args.duration:
                 break
     finally:
+        stop_soon()  # from here on the watchdog runs, however the loop ended
         for surface in reversed(surfaces):
             surface.stop()
         final = service.stop()
         print(f"kantor serve: stopped; {final.get('sounding', 0)} notes left sounding, "
               f"{final.get('notes_in', 0)} melody notes harmonised.", flush=True)
+    if service.jack_lost_once:
+        # PortAudio's exit handler would wait for ever on the dead server's client
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+STOP_DEADLINE_S = 8.0  # SIGTERM to exit, at most (plus the interpreter's own exit)
+
+
+def _exit_after(seconds: float) -> None:
+    """Exit the process ``seconds`` from now if it is still running (something hangs)."""
+    time.sleep(seconds)
+    log.error("stopping took over %.0f s (an audio or MIDI system that does not answer): "
+              "exiting now", seconds)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _channels(text: str) -> tuple[int, int, int, int]:
@@ -528,8 +558,9 @@ def _status_line(status: dict) -> str:
     timing = (f"latency p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, "
               f"max {latency['max']:.2f} ms" if latency else "latency -")
     dropped = ", ".join(f"{k}: {v}" for k, v in status["dropped"].items()) or "none"
+    lost = f"; {status['lost']}: waiting for it to return" if status.get("lost") else ""
     return (f"notes in {status['notes_in']}, out {status['notes_out']}; {timing}; "
-            f"dropped: {dropped}")
+            f"dropped: {dropped}{lost}")
 
 
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
@@ -709,6 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      ".cache/models/chorale[-live])")
     train.add_argument("--eval-limit", type=int,
                        help="score only the first N test chorales for the card")
+    train.add_argument("--threads", type=int,
+                       help="CPU threads for the chorale models (default 2; 1 is steadier "
+                            "while other work shares the CPU; a run may resume with another)")
     train.set_defaults(handler=cmd_train_harmonizer)
     return parser
 

@@ -26,7 +26,7 @@ from kantor.engine.chorale.encoding import (
     VOICES,
     sounding_pitches,
 )
-from kantor.engine.chorale.melody import Melody
+from kantor.engine.chorale.melody import Melody, guess_fermatas
 
 log = logging.getLogger(__name__)
 
@@ -186,21 +186,6 @@ def _grid_from_notes(notes: list[tuple[int, int, int]], warnings: list[str], nam
         raw[start - first] = pitch
         raw[start - first + 1:end - first] = HOLD_PITCH
     return raw, first
-
-
-def _auto_fermatas(raw: np.ndarray) -> np.ndarray:
-    """Fermatas where the file has none: on the last note, and on notes at least twice
-    as long as the typical note (phrase ends in hymn tunes)."""
-    onsets = np.flatnonzero(raw >= 0)
-    ends = np.append(onsets[1:], raw.size)
-    lengths = ends - onsets
-    mask = np.zeros(raw.size, dtype=bool)
-    typical = float(np.median(lengths))
-    for start, length in zip(onsets, lengths, strict=True):
-        if length >= 2 * typical and length >= 2 * STEPS_PER_QUARTER:
-            mask[start:start + length] = True
-    mask[onsets[-1]:ends[-1]] = True
-    return mask
 
 
 def estimate_key_sharps(raw: np.ndarray) -> int:
@@ -416,7 +401,7 @@ def _midi_melody(data: bytes, name: str, limits: ReadLimits, title: str) -> Melo
         warnings.append(f"no key signature in the file: estimated {key_sharps:+d} sharps")
     return Melody(soprano=raw, steps_per_bar=steps_per_bar,
                   bar_offset_steps=first_step % steps_per_bar, key_sharps=key_sharps,
-                  fermatas=_auto_fermatas(raw), tempo_bpm=content.tempo_bpm or 120.0,
+                  fermatas=guess_fermatas(raw), tempo_bpm=content.tempo_bpm or 120.0,
                   start_step=first_step, time_signature=(numerator, denominator),
                   title=title, warnings=warnings)
 
@@ -578,7 +563,7 @@ def _melody_from_score(score, name: str, limits: ReadLimits, title: str) -> Melo
         for start, end in fermata_spans:
             fermatas[max(start - first_step, 0):max(end - first_step, 0)] = True
     else:
-        fermatas = _auto_fermatas(raw)
+        fermatas = guess_fermatas(raw)
     marks = list(part.recurse().getElementsByClass(tempo.MetronomeMark))
     bpm = float(marks[0].getQuarterBPM()) if marks and marks[0].number else 90.0
     if not (math.isfinite(bpm) and 1 <= bpm <= 1000):

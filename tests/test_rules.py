@@ -3,7 +3,14 @@
 import numpy as np
 
 from kantor.engine.chorale.encoding import HOLD_PITCH, build_metadata, sounding_pitches
-from kantor.engine.chorale.rules import candidate_violations, is_complete_chord, rates
+from kantor.engine.chorale.rules import (
+    RULES,
+    PieceContext,
+    candidate_violations,
+    is_complete_chord,
+    rates,
+    rule_weight_vector,
+)
 from kantor.engine.chorale.rules import voice_leading_report as report
 
 H = HOLD_PITCH
@@ -71,3 +78,45 @@ def test_candidate_violations_flag_the_parallel_choice():
     hold = np.zeros(2, dtype=bool)
     found = candidate_violations(raw, sounding, 3, np.array([4]), candidates, hold)
     assert found[0, 0] >= 2 and found[0, 1] == 0
+
+
+def only(rule: str) -> np.ndarray:
+    """Weights that charge ``rule`` alone."""
+    return rule_weight_vector({r: float(r == rule) for r in RULES})
+
+
+def test_a_seventh_must_step_down_to_the_next_note():
+    # G7 (alto F) -> C: the alto's candidates at the C chord: E resolves, G does not.
+    raw = chords((67, 65, 59, 43), (67, H, 60, 48))
+    sounding = sounding_pitches(raw)
+    candidates = np.array([[64, 67, 63]])  # E4 (resolves), G4, E-flat4 (a tone down)
+    hold = np.zeros(3, dtype=bool)
+    found = candidate_violations(raw, sounding, 1, np.array([4]), candidates, hold,
+                                 weights=only("unresolved_seventh"))
+    assert found[0].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_a_candidate_that_makes_a_seventh_is_charged_when_its_next_note_leaps():
+    # Over G-B-D, the alto may add F only if its next note (fixed: A4) ... does not step
+    # down: F -> A leaps up, so F is charged; D is not a seventh at all.
+    raw = chords((67, 60, 59, 43), (72, 69, 64, 48))
+    sounding = sounding_pitches(raw)
+    candidates = np.array([[65, 62]])
+    found = candidate_violations(raw, sounding, 1, np.array([0]), candidates,
+                                 np.zeros(2, dtype=bool), weights=only("unresolved_seventh"))
+    assert found[0].tolist() == [1.0, 0.0]
+
+
+def test_the_final_chord_is_a_root_position_tonic_triad():
+    raw = chords((67, 62, 59, 43), (72, 67, 64, 48))
+    sounding = sounding_pitches(raw)
+    piece = PieceContext(tonic=0, final_from=4)
+    bass = candidate_violations(raw, sounding, 3, np.array([4]), np.array([[48, 52, 45]]),
+                                np.zeros(3, dtype=bool), piece, only("final_chord"))
+    assert bass[0].tolist() == [0.0, 1.0, 1.0]  # C; E is a tonic-triad note but inverts
+    tenor = candidate_violations(raw, sounding, 2, np.array([4]), np.array([[55, 57, 51]]),
+                                 np.zeros(3, dtype=bool), piece, only("final_chord"))
+    assert tenor[0].tolist() == [0.0, 1.0, 0.0]  # G yes, A no, E-flat (minor third) yes
+    before = candidate_violations(raw, sounding, 3, np.array([0]), np.array([[45]]),
+                                  np.zeros(1, dtype=bool), piece, only("final_chord"))
+    assert before[0, 0] == 0.0  # the rule starts at the final chord

@@ -43,7 +43,12 @@ from kantor.engine.chorale.encoding import (
     sounding_pitches,
     tokens_to_raw,
 )
-from kantor.engine.chorale.rules import candidate_violations, voice_leading_report
+from kantor.engine.chorale.rules import (
+    PieceContext,
+    candidate_violations,
+    rule_weight_vector,
+    voice_leading_report,
+)
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,8 @@ class GibbsSettings:
     share_start: float = 0.5  # share of a voice's free steps redrawn per sweep
     share_end: float = 0.1
     rule_weight: float = 4.0  # nats charged per broken voice-leading rule; 0 turns off
+    # Relative charge per rule (see rules.RULES); None: rules.DEFAULT_RULE_WEIGHTS.
+    rule_weights: dict[str, float] | None = None
     chains: int = 4  # independent chains; the most likely is returned
     seed: int = 0
     ranges: tuple[tuple[int, int], ...] = TEXTBOOK_RANGES  # MIDI, per voice
@@ -139,10 +146,14 @@ class ChoraleSampler:
 
     # ----------------------------------------------------------------- sampling
     def harmonize(self, notes: np.ndarray, fixed: np.ndarray, meta: np.ndarray,
-                  settings: GibbsSettings | None = None) -> Harmonisation:
+                  settings: GibbsSettings | None = None,
+                  piece: PieceContext | None = None) -> Harmonisation:
         """Fill the free steps of ``notes`` (raw pitches ``[4, T]``; only steps where
-        ``fixed [4, T]`` is True are read) given metadata ``meta [T, 4]``."""
+        ``fixed [4, T]`` is True are read) given metadata ``meta [T, F]``; ``piece``
+        tells the rules the tonic and where the final chord starts."""
         settings = settings or GibbsSettings()
+        piece = piece or PieceContext()
+        weights = rule_weight_vector(settings.rule_weights)
         started = time.perf_counter()
         rng = np.random.default_rng(settings.seed)
         n_steps = notes.shape[1]
@@ -169,7 +180,7 @@ class ChoraleSampler:
                 which = np.concatenate([np.full(p.size, k) for k, p in enumerate(picks)])
                 positions = np.concatenate(picks)
                 scores = self._scores(padded, padded_meta, which, positions, voice,
-                                      allowed[voice], settings)
+                                      allowed[voice], settings, piece, weights)
                 choice = _sample(scores / temperature, rng)
                 padded[which, voice, positions + c] = choice
 
@@ -230,19 +241,21 @@ class ChoraleSampler:
 
     def _scores(self, padded: np.ndarray, padded_meta: np.ndarray, which: np.ndarray,
                 positions: np.ndarray, voice: int, allowed: np.ndarray,
-                settings: GibbsSettings) -> np.ndarray:
+                settings: GibbsSettings, piece: PieceContext, weights: np.ndarray
+                ) -> np.ndarray:
         """Log-probabilities minus rule charges for every token, ``[B, vocab]``."""
         windows, meta = self.windows(padded, padded_meta, which, positions, voice)
         scores = _log_softmax(self.logits(voice, windows, meta))
         scores[:, ~allowed] = -np.inf
         scores[positions == 0, HOLD] = -np.inf  # a piece cannot start with a hold
         if settings.rule_weight > 0:
-            scores -= settings.rule_weight * self._violations(padded, which, positions, voice)
+            scores -= settings.rule_weight * self._violations(padded, which, positions, voice,
+                                                              piece, weights)
         return scores
 
     def _violations(self, padded: np.ndarray, which: np.ndarray, positions: np.ndarray,
-                    voice: int) -> np.ndarray:
-        """Rules each candidate token would break, ``float32 [B, vocab]``."""
+                    voice: int, piece: PieceContext, weights: np.ndarray) -> np.ndarray:
+        """Weighted rule charges of each candidate token, ``float32 [B, vocab]``."""
         c = self.context
         n_steps = padded.shape[2] - 2 * c
         out = np.zeros((positions.size, self.vocabularies[voice].size), dtype=np.float32)
@@ -257,7 +270,8 @@ class ChoraleSampler:
                                         ).copy()
             previous = np.where(pos > 0, sounding[voice, np.maximum(pos - 1, 0)], -1)
             candidate[:, HOLD] = previous
-            out[rows] = candidate_violations(raw, sounding, voice, pos, candidate, is_hold)
+            out[rows] = candidate_violations(raw, sounding, voice, pos, candidate, is_hold,
+                                             piece, weights)
         return out
 
     def _pseudo_log_likelihood(self, padded: np.ndarray, padded_meta: np.ndarray,

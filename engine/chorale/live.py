@@ -49,7 +49,7 @@ from kantor.engine.chorale.encoding import (
     VoiceVocabulary,
     meta_columns,
 )
-from kantor.engine.chorale.rules import candidate_violations
+from kantor.engine.chorale.rules import PieceContext, candidate_violations, rule_weight_vector
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,9 @@ class LiveHarmonizer:
             ok[[REST, HOLD]] = True
             ok[[START, END, MASK]] = False
             self._allowed[v] = ok
+        # A player's end is unknown: no final-chord rule; the rest weigh as offline.
+        self._piece = PieceContext()
+        self._rule_weights = rule_weight_vector()
         self._rng = np.random.default_rng(self.settings.seed)
         self.reset()
         for _ in range(5):  # first runs of a session are slow: do them now
@@ -519,7 +522,7 @@ class LiveHarmonizer:
         candidate = self._candidates[voice]
         candidate[0, HOLD] = sounding[voice, column - 1]
         return candidate_violations(raw, sounding, voice, self._column, candidate,
-                                    self._is_hold[voice])[0]
+                                    self._is_hold[voice], self._piece, self._rule_weights)[0]
 
     # ----------------------------------------------------------------- output
     def _thru(self, token: int, out: list[list[int]]) -> None:

@@ -22,6 +22,7 @@ from kantor.engine.chorale.encoding import (
 )
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings, Harmonisation
 from kantor.engine.chorale.keys import Key, estimate_key
+from kantor.engine.chorale.rules import NO_STEP, PieceContext
 
 _NOTE_NAME = re.compile(r"^([A-Ga-g])([#b]*)(-?\d)$")
 _PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
@@ -116,6 +117,24 @@ def parse_fixed_note(text: str) -> FixedNote:
     return FixedNote(voices[voice_name.lower()], step, length, parse_pitch(pitch))
 
 
+def guess_fermatas(soprano: np.ndarray) -> np.ndarray:
+    """Fermatas for a melody that marks none (``bool [T]``): on the last note, and on
+    notes at least twice as long as the typical note and a half note or longer (phrase
+    ends in hymn tunes). Lengths run to the next note, rests included, in steps."""
+    onsets = np.flatnonzero(np.asarray(soprano) >= 0)
+    mask = np.zeros(len(soprano), dtype=bool)
+    if not onsets.size:
+        return mask
+    ends = np.append(onsets[1:], len(soprano))
+    lengths = ends - onsets
+    typical = float(np.median(lengths))
+    for start, length in zip(onsets, lengths, strict=True):
+        if length >= 2 * typical and length >= 2 * STEPS_PER_QUARTER:
+            mask[start:start + length] = True
+    mask[onsets[-1]:ends[-1]] = True
+    return mask
+
+
 def fermatas_at_beats(melody: Melody, beats: list[float]) -> np.ndarray:
     """Fermata mask ``bool [T]`` covering the melody notes that sound at ``beats``
     (quarter notes counted from 1 at the first note)."""
@@ -189,14 +208,28 @@ def sampler_inputs(melody: Melody, fixed_notes: list[FixedNote] = ()
     return notes, fixed, melody.metadata()
 
 
+def piece_context(melody: Melody) -> PieceContext:
+    """The tonic, and the step where the final chord starts when it must be a tonic
+    triad: the melody's last note lies in it (major or minor), as in almost every
+    chorale; a melody ending elsewhere leaves the final chord free."""
+    key = melody.resolved_key()
+    onsets = np.flatnonzero(melody.soprano >= 0)
+    if not onsets.size:
+        return PieceContext(tonic=key.tonic)
+    last = int(onsets[-1])
+    in_triad = (int(melody.soprano[last]) - key.tonic) % 12 in (0, 3, 4, 7)
+    return PieceContext(tonic=key.tonic, final_from=last if in_triad else NO_STEP)
+
+
 def harmonize_melody(sampler: ChoraleSampler, melody: Melody,
                      fixed_notes: list[FixedNote] = (),
                      settings: GibbsSettings | None = None) -> Harmonisation:
     """Alto, tenor and bass (and any unpinned soprano) for ``melody``."""
     notes, fixed, meta = sampler_inputs(melody, fixed_notes)
+    piece = piece_context(melody)
     for note in fixed_notes:
         vocab = sampler.vocabularies[note.voice]
         if note.pitch >= 0 and not vocab.low <= note.pitch <= vocab.high:
             raise MelodyError(f"pinned {VOICES[note.voice]} pitch {note.pitch} is outside "
                               f"what the model knows (MIDI {vocab.low}-{vocab.high})")
-    return sampler.harmonize(notes, fixed, meta, settings or GibbsSettings())
+    return sampler.harmonize(notes, fixed, meta, settings or GibbsSettings(), piece)

@@ -12,6 +12,8 @@ Terms: a *sonority* is a step where the sounding pitches differ from the step be
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 
@@ -168,27 +170,102 @@ def rates(counts: dict[str, int]) -> dict[str, float]:
     return {name: counts[name] / max(counts[den], 1) for name, den in RATE_DENOMINATORS.items()}
 
 
+# The sampler's rules and their relative charges (times the user's rule weight, nats).
+# Voice-leading rules weigh 1; overlaps and hidden fifths, which Bach writes more often
+# than parallels, weigh less; an unresolved seventh weighs like a parallel; the final
+# chord (a root-position tonic triad) weighs most, since nothing later can mend it.
+RULES: tuple[str, ...] = ("parallel", "crossing", "spacing", "overlap", "hidden", "range",
+                          "unresolved_seventh", "final_chord")
+DEFAULT_RULE_WEIGHTS: dict[str, float] = {
+    "parallel": 1.0, "crossing": 1.0, "spacing": 1.0, "overlap": 1.0, "hidden": 1.0,
+    "range": 1.0, "unresolved_seventh": 1.0, "final_chord": 2.0}
+NO_STEP = 1 << 40  # a step no piece reaches: "this rule applies nowhere"
+
+
+def rule_weight_vector(weights: dict[str, float] | None = None) -> np.ndarray:
+    """The relative charges in :data:`RULES` order (``float64 [R]``); unknown names fail."""
+    weights = {**DEFAULT_RULE_WEIGHTS, **(weights or {})}
+    unknown = set(weights) - set(RULES)
+    if unknown:
+        raise ValueError(f"unknown rules {sorted(unknown)} (rules: {', '.join(RULES)})")
+    return np.array([float(weights[r]) for r in RULES], dtype=np.float64)
+
+
+def _seventh_table() -> np.ndarray:
+    """``table[mask]``: pitch class of the seventh if the pitch-class set ``mask`` (12 bits)
+    is a seventh chord (dominant, minor, half-diminished or major seventh, with or
+    without its fifth), else -1. The diminished seventh, whose seventh depends on how it
+    is spelled, is left out."""
+    table = np.full(1 << 12, -1, dtype=np.int64)
+    shapes = ((0, 4, 7, 10), (0, 4, 10), (0, 3, 7, 10), (0, 3, 10), (0, 3, 6, 10),
+              (0, 4, 7, 11), (0, 4, 11))
+    for shape in shapes:
+        for root in range(12):
+            mask = sum(1 << ((root + i) % 12) for i in shape)
+            if table[mask] < 0:
+                table[mask] = (root + shape[-1]) % 12
+    return table
+
+
+SEVENTH_OF = _seventh_table()
+
+
+@dataclass(frozen=True)
+class PieceContext:
+    """What rules beyond voice leading need to know of the piece: the ``tonic`` pitch
+    class (-1 unknown) and the step where the final chord starts (:data:`NO_STEP` when
+    the final chord is free: the melody ends off the tonic triad, or a live player's
+    end is unknown)."""
+
+    tonic: int = -1
+    final_from: int = NO_STEP
+
+
 def candidate_violations(raw: np.ndarray, sounding: np.ndarray, voice: int,
                          positions: np.ndarray, candidate_pitch: np.ndarray,
-                         is_hold: np.ndarray) -> np.ndarray:
-    """How many rules each candidate token of ``voice`` at each of ``positions`` breaks,
-    given every other note as it stands: ``float32 [B, V]``.
+                         is_hold: np.ndarray, piece: PieceContext | None = None,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted rule charges of each candidate token of ``voice`` at each of
+    ``positions``, given every other note as it stands: ``float32 [B, V]``.
 
     ``candidate_pitch [B, V]`` is the pitch each token would sound (a hold continues the
     note before, -1 for rests); ``is_hold [V]`` marks the hold token. The candidate's
     note lasts until the voice's next onset, so the move into the next note is checked
-    too, and spacing/crossing over the whole held span.
+    too, and spacing/crossing over the whole held span. ``weights`` are the relative
+    charges in :data:`RULES` order (default :data:`DEFAULT_RULE_WEIGHTS`).
     """
     low, high = TEXTBOOK_RANGES[voice]
+    piece = piece or PieceContext()
+    weights = rule_weight_vector() if weights is None else weights
     return _candidate_violations(np.ascontiguousarray(raw, dtype=np.int64),
                                  np.ascontiguousarray(sounding, dtype=np.int64), voice,
                                  np.ascontiguousarray(positions, dtype=np.int64),
                                  np.ascontiguousarray(candidate_pitch, dtype=np.int64),
-                                 np.ascontiguousarray(is_hold, dtype=np.bool_), low, high)
+                                 np.ascontiguousarray(is_hold, dtype=np.bool_), low, high,
+                                 np.ascontiguousarray(weights, dtype=np.float64),
+                                 int(piece.tonic), int(piece.final_from), SEVENTH_OF)
 
 
 @numba.njit(cache=True, nogil=True)
-def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, low, high):
+def _next_onset(raw, voice, step):
+    """Pitch of the voice's next event after ``step`` (-1: a rest, the end or unknown)."""
+    for later in range(step + 1, raw.shape[1]):
+        if raw[voice, later] != HOLD_PITCH:
+            return raw[voice, later]
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _resolves(seventh, following):
+    """A seventh resolves when its voice steps down a semitone or a tone."""
+    return following < 0 or 1 <= seventh - following <= 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, low, high,
+                          weights, tonic, final_from, seventh_of):
+    w_parallel, w_crossing, w_spacing, w_overlap = weights[0], weights[1], weights[2], weights[3]
+    w_hidden, w_range, w_seventh, w_final = weights[4], weights[5], weights[6], weights[7]
     n_voices, n_steps = sounding.shape
     n_candidates = candidate.shape[1]
     out = np.zeros(candidate.shape, dtype=np.float32)
@@ -199,7 +276,9 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
             end += 1
         has_next = end + 1 < n_steps
         prev_v = sounding[voice, t - 1] if t > 0 else -1
-        next_v = sounding[voice, end + 1] if has_next else -1
+        next_v = raw[voice, end + 1] if has_next else -1
+        if next_v == HOLD_PITCH:
+            next_v = -1
         for u in range(n_voices):
             if u == voice:
                 continue
@@ -219,23 +298,23 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
             for k in range(n_candidates):
                 c = candidate[b, k]
                 moves = not is_hold[k]
-                n = 0
+                n = 0.0
                 for interval in (PERFECT_FIFTH, OCTAVE):
                     if moves and consecutive_perfect(prev_v, prev_u, c, cur_u, interval):
-                        n += 1
+                        n += w_parallel
                     if consecutive_perfect(c, end_u, next_v, next_u, interval):
-                        n += 1
+                        n += w_parallel
                 if u < voice:
-                    n += crossed(lo_u, c)
+                    n += w_crossing * crossed(lo_u, c)
                 else:
-                    n += crossed(c, hi_u)
+                    n += w_crossing * crossed(c, hi_u)
                 if neighbour:
                     if u < voice:
-                        n += too_wide(hi_u, c)
-                        n += moves and overlapped(prev_u, prev_v, cur_u, c)
+                        n += w_spacing * too_wide(hi_u, c)
+                        n += w_overlap * (moves and overlapped(prev_u, prev_v, cur_u, c))
                     else:
-                        n += too_wide(c, lo_u)
-                        n += moves and overlapped(prev_v, prev_u, c, cur_u)
+                        n += w_spacing * too_wide(c, lo_u)
+                        n += w_overlap * (moves and overlapped(prev_v, prev_u, c, cur_u))
                 out[b, k] += n
         if voice == 0 or voice == 3:
             other = 3 - voice
@@ -246,9 +325,50 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
                     continue
                 c = candidate[b, k]
                 if voice == 0:
-                    out[b, k] += hidden_perfect(prev_v, prev_o, c, cur_o)
+                    out[b, k] += w_hidden * hidden_perfect(prev_v, prev_o, c, cur_o)
                 else:
-                    out[b, k] += hidden_perfect(prev_o, prev_v, cur_o, c)
+                    out[b, k] += w_hidden * hidden_perfect(prev_o, prev_v, cur_o, c)
+        # Sevenths: a chord seventh sounding at t steps down to its voice's next note,
+        # and a seventh sounding just before t steps down into t.
+        others = 0
+        for u in range(n_voices):
+            if u != voice and sounding[u, t] >= 0:
+                others |= 1 << (sounding[u, t] % 12)
+        before = 0
+        if t > 0:
+            for u in range(n_voices):
+                if sounding[u, t - 1] >= 0:
+                    before |= 1 << (sounding[u, t - 1] % 12)
+        seventh_before = seventh_of[before] if before else -1
         for k in range(n_candidates):
-            out[b, k] += outside(candidate[b, k], low, high)
+            c = candidate[b, k]
+            if c < 0:
+                continue
+            n = 0.0
+            seventh = seventh_of[others | (1 << (c % 12))]
+            if seventh >= 0:
+                if c % 12 == seventh and not _resolves(c, next_v):
+                    n += w_seventh
+                for u in range(n_voices):
+                    p = sounding[u, t]
+                    if u != voice and p >= 0 and p % 12 == seventh and not _resolves(
+                            p, _next_onset(raw, u, t)):
+                        n += w_seventh
+            if (seventh_before >= 0 and prev_v >= 0 and prev_v % 12 == seventh_before
+                    and not is_hold[k] and c != prev_v and not _resolves(prev_v, c)):
+                n += w_seventh
+            out[b, k] += n
+        # The final chord: a tonic triad with the tonic in the bass.
+        if t >= final_from and tonic >= 0:
+            for k in range(n_candidates):
+                c = candidate[b, k]
+                if c < 0:
+                    out[b, k] += w_final
+                    continue
+                degree = (c - tonic) % 12
+                if (degree != 0 and degree != 3 and degree != 4 and degree != 7) or (
+                        voice == 3 and degree != 0):
+                    out[b, k] += w_final
+        for k in range(n_candidates):
+            out[b, k] += w_range * outside(candidate[b, k], low, high)
     return out

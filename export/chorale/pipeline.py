@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 from pathlib import Path
@@ -14,7 +15,7 @@ from kantor.engine.chorale.rules import rates
 from kantor.export.chorale.corpus import load_corpus
 from kantor.export.chorale.evaluate import model_nll, yardstick
 from kantor.export.chorale.to_onnx import export_voices, write_card
-from kantor.export.chorale.train import PRESETS, train
+from kantor.export.chorale.train import PRESETS, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,17 @@ OFFLINE_TASK = ("DeepBach voice network: the {voice}'s token at a step given the
                 "and the window around it")
 
 
-def train_and_export(preset: str, run_dir: Path, out_dir: Path,
-                     eval_limit: int | None = None) -> list[Path]:
-    """Train the ``preset`` configuration, export it to ``out_dir`` and write cards with
-    held-out metrics measured through ONNX Runtime. Returns the ONNX paths."""
+def _config(preset: str, threads: int | None) -> TrainConfig:
     config = PRESETS[preset]
+    return dataclasses.replace(config, threads=threads) if threads else config
+
+
+def train_and_export(preset: str, run_dir: Path, out_dir: Path,
+                     eval_limit: int | None = None, threads: int | None = None) -> list[Path]:
+    """Train the ``preset`` configuration, export it to ``out_dir`` and write cards with
+    held-out metrics measured through ONNX Runtime. Returns the ONNX paths. ``threads``
+    overrides the preset's CPU threads (one is steadier on a busy machine)."""
+    config = _config(preset, threads)
     corpus = load_corpus(limit=config.corpus_limit)
     model, history = train(config, run_dir, corpus)
     vocab_sizes = [v.size for v in corpus.vocabularies]
@@ -68,14 +75,15 @@ LIVE_LOOKAHEADS = (0, 1, 2, 4, 8)
 
 
 def train_and_export_live(preset: str, run_dir: Path, out_dir: Path,
-                          eval_limit: int | None = None) -> list[Path]:
+                          eval_limit: int | None = None, threads: int | None = None
+                          ) -> list[Path]:
     """Train the live preset, export ``chorale-live-<voice>.onnx`` for the alto, tenor and
     bass, and write cards with held-out NLL per lookahead and the live yardstick."""
     from kantor.engine.chorale.encoding import LIVE_DECISION_ORDER
     from kantor.engine.chorale.live import LiveHarmonizer
     from kantor.export.chorale.live_eval import live_nll, live_yardstick
 
-    config = PRESETS[preset]
+    config = _config(preset, threads)
     corpus = load_corpus(limit=config.corpus_limit)
     model, history = train(config, run_dir, corpus)
     vocab_sizes = [v.size for v in corpus.vocabularies]

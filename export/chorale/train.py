@@ -163,6 +163,12 @@ def evaluate_nll(model: nn.Module, data: WindowData, batch_size: int = 1024,
     return (nll / starts.size).tolist(), (correct / starts.size).tolist()
 
 
+def _what_is_learned(config: dict) -> dict:
+    """A run's configuration without how it is computed (threads, device): a run may
+    resume with other threads or on another device."""
+    return {k: v for k, v in config.items() if k not in ("threads", "device")}
+
+
 def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = None
           ) -> tuple[nn.Module, dict]:
     """Train (or resume) a run in ``run_dir``; returns the best model and its history."""
@@ -192,7 +198,8 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
     run_dir.mkdir(parents=True, exist_ok=True)
     last = run_dir / "last.pt"
     saved = run_dir / "config.json"
-    if last.exists() and saved.exists() and json.loads(saved.read_text()) != config.to_json():
+    if last.exists() and saved.exists() and (_what_is_learned(json.loads(saved.read_text()))
+                                             != _what_is_learned(config.to_json())):
         raise ValueError(f"{run_dir} holds a run with another configuration; "
                          "resume it with that configuration or use a new run folder")
     saved.write_text(json.dumps(config.to_json(), indent=2))

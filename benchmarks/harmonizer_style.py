@@ -1,0 +1,246 @@
+"""Where Kantor's distance from Bach comes from, one change at a time: the style
+evaluation (``kantor eval harmonizer --style``) of each variant of model and sampler on
+the same held-out melodies, plus how melodies from outside the repertoire end.
+
+    python benchmarks/harmonizer_style.py --split valid   # choose settings here
+    python benchmarks/harmonizer_style.py --split test    # report here
+
+Each variant is a model folder and sampler settings. Settings are compared on the
+validation chorales with :func:`style_gaps` (feature distances, no classifier); the
+discriminator is reported on the test chorales and nothing is chosen by it. Settings of
+every variant are cached under .cache/style/ by variant, split and model hash, so adding
+a variant reruns only that one. Writes harmonizer_style_ablation_<split>.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kantor.engine.chorale.encoding import sounding_pitches
+from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
+from kantor.engine.chorale.melody import harmonize_melody
+from kantor.engine.chorale.rules import DEFAULT_RULE_WEIGHTS
+from kantor.engine.models import ASSETS
+from kantor.export.chorale.corpus import load_corpus
+from kantor.export.chorale.outside_repertoire import TUNES
+from kantor.export.chorale.style import (
+    Setting,
+    compare,
+    fit_progression_model,
+    melody_of,
+    settings_for,
+    style_gaps,
+)
+
+CACHE = Path(".cache/style")
+SHOWN = ("alto_eighth", "tenor_eighth", "alto_repeated", "alto_suspensions_per_beat",
+         "complete_triads", "seventh_chords", "sevenths_resolved", "leading_tone_in_minor",
+         "fermata_fifth_down", "fermata_on_other", "parallel_fifths", "parallel_octaves",
+         "spacing")
+NO_RULES_BEYOND_VOICE_LEADING = {"unresolved_seventh": 0.0, "final_chord": 0.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A model folder and sampler settings; ``note`` says what the line changes."""
+
+    name: str
+    assets: str
+    settings: GibbsSettings
+    note: str
+
+
+def variants(old: str, new: str) -> list[Variant]:
+    """The lines of the analysis: the shipped model as it was, then one change at a time."""
+    d = GibbsSettings()
+    old_rules = dataclasses.replace(d, rule_weights=NO_RULES_BEYOND_VOICE_LEADING)
+    return [
+        Variant("old model, old sampler", old, old_rules,
+                "the model without key/mode/distances; T 1.0->0.2, rules: voice leading only"),
+        Variant("old model, T 1.0->1.0", old, dataclasses.replace(old_rules, temperature_end=1.0),
+                "no annealing to a low temperature (mode-seeking)"),
+        Variant("old model, rules off", old, dataclasses.replace(old_rules, rule_weight=0.0),
+                "no rule charges at all"),
+        Variant("old model, + resolution and final rules", old, d,
+                "sevenths resolve, final chord a root-position tonic triad"),
+        Variant("new model, old sampler", new, old_rules,
+                "the model told key, mode, distance to the next fermata and to the end"),
+        Variant("new model, T 1.0->1.0", new, dataclasses.replace(old_rules, temperature_end=1.0),
+                "the new model without annealing"),
+        Variant("new model, + resolution and final rules", new, d,
+                "the new model with the new rules"),
+    ]
+
+
+def variant_key(variant: Variant, split: str, seeds: tuple[int, ...]) -> str:
+    card_hashes = [json.loads((Path(variant.assets) / f"chorale-{v}.json").read_text())["sha256"]
+                   for v in ("soprano", "alto", "tenor", "bass")]
+    text = json.dumps([dataclasses.asdict(variant.settings), card_hashes, split, seeds,
+                       DEFAULT_RULE_WEIGHTS], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_variant(variant: Variant, chorales, bigram, seeds) -> tuple[list[Setting], dict]:
+    sampler = ChoraleSampler.load(Path(variant.assets))
+    seconds: list[float] = []
+
+    def harmonise(chorale, seed: int) -> np.ndarray:
+        result = harmonize_melody(sampler, melody_of(chorale),
+                                  settings=dataclasses.replace(variant.settings, seed=seed))
+        seconds.append(result.seconds)
+        return result.raw
+
+    rows = settings_for(chorales, {variant.name: harmonise}, seeds, bigram)
+    endings = outside_endings(sampler, variant.settings, seeds)
+    return rows, {"seconds_per_setting": float(np.mean(seconds)), "outside": endings}
+
+
+def outside_endings(sampler: ChoraleSampler, settings: GibbsSettings, seeds) -> dict:
+    """How many settings of the tunes from outside the repertoire end on a root-position
+    chord on the tune's tonic (or modal final)."""
+    hits, total, misses = 0, 0, []
+    for tune in TUNES:
+        for seed in seeds:
+            raw = harmonize_melody(sampler, tune.melody(),
+                                   settings=dataclasses.replace(settings, seed=seed)).raw
+            last = sounding_pitches(raw)[:, -1]
+            tonic = tune.tonic().tonic
+            ok = bool(last[3] >= 0 and last[3] % 12 == tonic)
+            hits += ok
+            total += 1
+            if not ok:
+                misses.append(f"{tune.name} (seed {seed}): bass {int(last[3])}")
+    return {"end_on_tonic": hits, "settings": total, "share": hits / total, "misses": misses}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="valid", choices=["valid", "test"])
+    parser.add_argument("--old", default=".cache/models/chorale-v1",
+                        help="the model before this work (key-blind)")
+    parser.add_argument("--new", default=str(ASSETS), help="the model with key and distances")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--only", nargs="*", help="names of variants to (re)run")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    corpus = load_corpus()
+    chorales = corpus.split(args.split)
+    seeds = tuple(range(args.seeds))
+    bigram = fit_progression_model(corpus.split("train"))
+    bach = settings_for(chorales, {}, seeds, bigram, progress=False)
+    lines = []
+    for variant in variants(args.old, args.new):
+        if not (Path(variant.assets) / "chorale-alto.json").exists():
+            print(f"skipping {variant.name}: no model in {variant.assets}")
+            continue
+        cache = CACHE / f"{variant_key(variant, args.split, seeds)}.pkl"
+        if cache.exists() and not (args.only and variant.name in args.only):
+            rows, extra = pickle.loads(cache.read_bytes())
+        elif args.only and variant.name not in args.only:
+            continue
+        else:
+            started = time.perf_counter()
+            rows, extra = run_variant(variant, chorales, bigram, seeds)
+            rows = [r for r in rows if r.source != "bach"]
+            CACHE.mkdir(parents=True, exist_ok=True)
+            cache.write_bytes(pickle.dumps((rows, extra)))
+            print(f"{variant.name}: {time.perf_counter() - started:.0f} s")
+        report = compare(bach + rows, chorales, [variant.name])
+        system = report["systems"][variant.name]
+        features = report["features"][variant.name]
+        gaps = style_gaps(report, variant.name)
+        lines.append({
+            "variant": variant.name, "change": variant.note, "assets": variant.assets,
+            "settings": dataclasses.asdict(variant.settings),
+            "discriminator": {k: system["discriminator"][k]
+                              for k in ("balanced_accuracy", "ci95", "leans_on")},
+            "final_chord_as_bach": system["final_chord"],
+            "progression_vs_bach_nats": system["progression_vs_bach"],
+            "features": {k: features.get(k) for k in SHOWN},
+            "style_gap_rms": float(np.sqrt(np.mean([g * g for g in gaps.values()]))),
+            **extra,
+        })
+        bach_features = report["features"]["bach"]
+    result = {"split": args.split, "chorales": len(chorales), "seeds": list(seeds),
+              "bach": {k: bach_features.get(k) for k in SHOWN}, "lines": lines,
+              "note": "style_gap_rms: root mean square of the headline features' distance "
+                      "from Bach in units of their binomial spread (lower is closer); "
+                      "used to choose on the validation split. The discriminator is "
+                      "reported, never chosen by."}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"harmonizer_style_ablation_{args.split}.json"
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    plot(result, path.with_suffix(".png"))
+    print(table(result))
+
+
+def table(result: dict) -> str:
+    rows = [f"{'variant':42s} {'disc':>6s} {'CI95':>13s} {'final':>6s} {'gap':>5s} "
+            f"{'A 8th':>6s} {'T 8th':>6s} {'7th ok':>6s} {'V-I':>5s} {'out':>5s} {'s':>5s}"]
+    for line in result["lines"]:
+        f = line["features"]
+        d = line["discriminator"]
+        rows.append(
+            f"{line['variant']:42s} {d['balanced_accuracy']:6.1%} "
+            f"{d['ci95'][0]:5.1%}-{d['ci95'][1]:5.1%} {line['final_chord_as_bach']['share']:6.1%} "
+            f"{line['style_gap_rms']:5.2f} {f['alto_eighth']:6.3f} {f['tenor_eighth']:6.3f} "
+            f"{f['sevenths_resolved']:6.1%} {f['fermata_fifth_down']:5.2f} "
+            f"{line['outside']['share']:5.0%} {line['seconds_per_setting']:5.2f}")
+    b = result["bach"]
+    rows.append(f"{'Bach':42s} {'':6s} {'':13s} {'':6s} {'':5s} {b['alto_eighth']:6.3f} "
+                f"{b['tenor_eighth']:6.3f} {b['sevenths_resolved']:6.1%} "
+                f"{b['fermata_fifth_down']:5.2f}")
+    return "\n".join(rows)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = result["lines"]
+    names = [line["variant"] for line in lines]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(names) + 2), sharey=True)
+    accuracy = [line["discriminator"]["balanced_accuracy"] * 100 for line in lines]
+    errors = np.array([[a - line["discriminator"]["ci95"][0] * 100,
+                        line["discriminator"]["ci95"][1] * 100 - a]
+                       for a, line in zip(accuracy, lines, strict=True)]).T
+    axes[0].barh(names, accuracy, xerr=errors, color="tab:gray")
+    axes[0].axvline(50, color="k", linestyle="--", label="chance")
+    axes[0].axvline(70, color="tab:red", linestyle=":", label="target")
+    axes[0].set_xlabel("discriminator balanced accuracy (%)")
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize=8)
+    final = [line["final_chord_as_bach"]["share"] * 100 for line in lines]
+    outside = [line["outside"]["share"] * 100 for line in lines]
+    y = np.arange(len(names))
+    axes[1].barh(y - 0.2, final, 0.4, label="final chord = Bach's (root, bass)")
+    axes[1].barh(y + 0.2, outside, 0.4, label="outside tunes end on the tonic")
+    axes[1].axvline(90, color="tab:red", linestyle=":")
+    axes[1].set_xlabel("%")
+    axes[1].legend(fontsize=8)
+    for name, colour in (("alto_eighth", "tab:blue"), ("tenor_eighth", "tab:orange"),
+                         ("sevenths_resolved", "tab:green")):
+        axes[2].plot([line["features"][name] for line in lines], y, "o", color=colour,
+                     label=name)
+        axes[2].axvline(result["bach"][name], color=colour, linestyle="--")
+    axes[2].set_xlabel("share (dashed: Bach)")
+    axes[2].legend(fontsize=8)
+    fig.suptitle(f"Kantor vs Bach, {result['split']} chorales, {len(result['seeds'])} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
