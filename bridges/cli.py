@@ -267,6 +267,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         pick_api,
         start_private_jack,
     )
+    from kantor.engine.chorale.keys import KeyParseError, parse_key_or_sharps
     from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
 
     jack = None
@@ -290,10 +291,16 @@ def cmd_live(args: argparse.Namespace) -> int:
             for name in destinations:
                 print(f"  {name}")
             return 0
+        try:
+            key_sharps, key = parse_key_or_sharps(args.key)
+        except KeyParseError as error:
+            raise CliError(str(error)) from None
         settings = LiveSettings(temperature=args.temperature, lookahead=args.lookahead,
                                 channels=_channels(args.channels),
                                 velocity_scale=args.velocity_scale, thru=not args.no_thru,
-                                fermata_cc=args.fermata_cc, key_sharps=args.key,
+                                fermata_cc=args.fermata_cc, key_sharps=key_sharps,
+                                minor=bool(key and key.minor),
+                                tonic_degree=key.degree_of(key_sharps) if key else None,
                                 melody_channel=None if args.melody_channel is None
                                 else args.melody_channel - 1, seed=args.seed)
         harmonizer = LiveHarmonizer.load(Path(args.assets) if args.assets else ASSETS, settings)
@@ -637,7 +644,10 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--no-thru", action="store_true", help="do not echo the melody")
     live.add_argument("--fermata-cc", type=int, default=64,
                       help="controller that marks a fermata while held (default 64, sustain)")
-    live.add_argument("--key", type=int, default=0, help="key signature in sharps (- = flats)")
+    live.add_argument("--key", default="0",
+                      help="the key: a name such as 'b minor' or 'd dorian', or a signature "
+                           "in sharps (- = flats) for its major key (CC 25 and 26 change it "
+                           "while playing)")
     live.add_argument("--seed", type=int, default=0)
     live.add_argument("--assets", help="folder with chorale-live-*.onnx and their cards")
     live.add_argument("--start-jack", action="store_true",

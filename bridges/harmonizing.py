@@ -4,11 +4,10 @@ a melody plus the sampler's steering options in, a :class:`Harmonisation` out.""
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings, Harmonisation
-from kantor.engine.chorale.keys import Key, KeyParseError, parse_key
+from kantor.engine.chorale.keys import KeyParseError, parse_key_or_sharps
 from kantor.engine.chorale.melody import (
     Melody,
     MelodyError,
@@ -62,27 +61,13 @@ class HarmonizeOptions:
         return settings
 
 
-def parse_key_option(key: int | str) -> tuple[int, Key | None]:
-    """(signature in sharps, key or None) from ``--key``: a key name such as "b minor",
-    or a number of sharps (negative for flats) leaving the tonic and mode to the melody."""
-    text = str(key).strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        sharps = int(text)
-        if not -7 <= sharps <= 7:
-            raise MelodyError("key must be -7..7 sharps (negative for flats) or a key name "
-                              "such as 'b minor'")
-        return sharps, None
-    try:
-        named, sharps = parse_key(text)
-    except KeyParseError as error:
-        raise MelodyError(str(error)) from None
-    return sharps, named
-
-
 def prepare_melody(melody: Melody, options: HarmonizeOptions) -> Melody:
     """Apply the key and fermata overrides and fit the melody into the soprano range."""
     if options.key is not None:
-        melody.key_sharps, melody.key = parse_key_option(options.key)
+        try:
+            melody.key_sharps, melody.key = parse_key_or_sharps(options.key)
+        except KeyParseError as error:
+            raise MelodyError(str(error)) from None
     if options.no_fermatas or options.fermatas:
         melody.fermatas = None
     if options.fermatas:

@@ -145,6 +145,10 @@ def _child_main(connection, config: LiveConfig) -> None:
         if service is not None and service.ports.midi_in is not None:
             service.stop()  # not yet stopped by the parent: release and close now
         listener.stop()
+        from kantor.bridges.midi import ports_abandoned
+
+        if ports_abandoned():  # ports of a JACK server that died: never close them
+            os._exit(0)
 
 
 def _real_time(thread_id: int) -> str | None:
@@ -210,7 +214,7 @@ def _command(command: str, argument, service, harmonizer, tracker):
 
         def apply() -> None:
             for name, value in checked.items():
-                setattr(harmonizer.settings, name, value)
+                harmonizer.apply_parameter(name, value)
 
         if not service.call_soon(apply):
             raise ValueError("the live queue is full: setting not applied, try again")

@@ -236,3 +236,19 @@ def test_prepare_leaves_no_trace_and_loads_every_kernel(make):
     counts = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True).stdout.split()
     assert counts == ["1", "1"]  # compiled (or loaded from cache) before the first note
+
+
+def test_the_key_and_mode_reach_the_networks(make):
+    from kantor.engine.chorale.encoding import META_FIELDS
+
+    mode, tonic = META_FIELDS.index("mode"), META_FIELDS.index("tonic")
+    h = make(key_sharps=2)
+    play(h, Listener(), [NOTE_ON, 71, 90], 0.0)
+    assert h.meta[h.past, mode] == 0 and h.meta[h.past, tonic] == 0  # D major
+    h.process([CC, 26, 127], 0.1)  # minor: the relative minor, B
+    play(h, Listener(), [NOTE_ON, 74, 90], 0.5)
+    assert h.meta[h.past, mode] == 1 and h.meta[h.past, tonic] == 9
+    modal = make(key_sharps=0, minor=True, tonic_degree=2)  # D Dorian
+    play(modal, Listener(), [NOTE_ON, 62 + 12, 90], 0.0)
+    assert modal.meta[modal.past, tonic] == 2
+    assert h.check_parameter("minor", "on") is True

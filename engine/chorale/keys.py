@@ -89,6 +89,21 @@ def parse_key(text: str) -> tuple[Key, int]:
     return Key(tonic % 12, mode), sharps - 12 if sharps > 6 else sharps
 
 
+def parse_key_or_sharps(text: int | str) -> tuple[int, Key | None]:
+    """(signature in sharps, key or None) from a ``--key`` option: a key name such as
+    ``"b minor"`` or ``"d dorian"``, or a number of sharps (negative for flats), which
+    leaves the tonic and mode to be read from the melody. KeyParseError otherwise."""
+    text = str(text).strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        sharps = int(text)
+        if not -7 <= sharps <= 7:
+            raise KeyParseError("a key signature is -7..7 sharps (negative for flats); or "
+                                "name the key, e.g. 'b minor'")
+        return sharps, None
+    key, sharps = parse_key(text)
+    return sharps, key
+
+
 def _durations(soprano: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(pitches, lengths in steps) of the melody's notes."""
     soprano = np.asarray(soprano, dtype=np.int64)

@@ -94,7 +94,10 @@ class LiveSettings:
     fermata_cc: int = 64  # held down = fermata (sustain pedal by default)
     melody_channel: int | None = None  # None: any input channel is the melody
     key_sharps: int = 0  # key signature the networks are told
-    minor: bool = False  # the mode: minor means the signature's relative minor is the tonic
+    minor: bool = False  # the mode (CC 26)
+    # The tonic in semitones above the signature's major tonic; None: 0 in major, 9 (the
+    # relative minor) in minor. Set for modal keys, e.g. D Dorian with no sharps is 2.
+    tonic_degree: int | None = None
     steps_per_bar: int = 16
     seed: int = 0
 
@@ -224,6 +227,9 @@ class LiveHarmonizer:
         """Forget the music so far (outputs must have been released first)."""
         self.grid[:] = START
         self.meta[:] = 0
+        for row in self.meta:  # the key holds from the first note on
+            self._write_key(row)
+        self.meta[:, 6:8] = FAR
         self.step = -1  # absolute step of grid column ``past``
         self.sounding: dict[int, int] = {}  # voice -> MIDI pitch sounding on its channel
         self.thru_note: int | None = None  # melody pitch echoed (thru)
@@ -300,10 +306,19 @@ class LiveHarmonizer:
             self.melody_note = None
         elif number in CC_PARAMETERS:
             name, convert = CC_PARAMETERS[number]
-            value = convert(value)
-            if name == "lookahead":
-                value = min(value, self.max_lookahead)
-            setattr(self.settings, name, value)
+            self.apply_parameter(name, convert(value))
+
+    def apply_parameter(self, name: str, value) -> None:
+        """Set an already checked parameter (see :meth:`check_parameter`) while playing;
+        a new key or mode reaches every step the networks see, not only those to come."""
+        if name == "lookahead":
+            value = min(value, self.max_lookahead)
+        setattr(self.settings, name, value)
+        if name in ("key_sharps", "minor"):
+            self.settings.tonic_degree = None  # a key set this way is major or relative minor
+            if self._prepared:
+                for column in range(self.window):
+                    self._write_key(self.meta[column])
 
     def _on_note_on(self, channel: int, pitch: int, velocity: int, now_s: float,
                     out: list[list[int]]) -> None:
@@ -438,10 +453,15 @@ class LiveHarmonizer:
             row[0] = step % STEPS_PER_QUARTER
             row[1] = step % self.settings.steps_per_bar == 0
             row[2] = self.fermata
-            row[3] = self.settings.key_sharps % 12
-            row[4] = int(self.settings.minor)
-            row[5] = 9 if self.settings.minor else 0  # the relative minor's tonic
+            self._write_key(row)
             row[6] = row[7] = FAR  # a player's next cadence and end are not known
+
+    def _write_key(self, row: np.ndarray) -> None:
+        """Key signature, mode and tonic into one metadata row."""
+        row[3] = self.settings.key_sharps % 12
+        row[4] = int(self.settings.minor)
+        degree = self.settings.tonic_degree
+        row[5] = (9 if self.settings.minor else 0) if degree is None else degree % 12
 
     # ----------------------------------------------------------------- deciding
     def _logits(self, voice: int) -> np.ndarray:
