@@ -319,7 +319,8 @@ def create_app(service: KantorService) -> FastAPI:
             chains: Annotated[int | None, Query(ge=1)] = None,
             rule_weight: Annotated[float | None, Query(ge=0)] = None,
             seed: int = 0,
-            key: Annotated[int | None, Query(ge=-7, le=7)] = None,
+            key: Annotated[str | None, Query(max_length=32, description=(
+                "'b minor', 'Eb major', 'd dorian', or a signature in sharps"))] = None,
             no_fermatas: bool = False,
             fermata: Annotated[list[float], Query(description="beats from 1")] = [],  # noqa: B006
             fix: Annotated[list[str], Query(description="e.g. bass@1=G2")] = []):  # noqa: B006
