@@ -76,7 +76,7 @@ def said(text: str, lexicon: Lexicon | None = None) -> str:
     ("15:45", "fifteen forty five"),
     # dates
     ("12/25/2024", "december twenty fifth twenty twenty four"),
-    ("25/12/2024", "december twenty fifth twenty twenty four"),
+    ("25/12/2024", "the twenty fifth of december twenty twenty four"),  # day first
     ("2024-07-04", "july fourth twenty twenty four"),
     ("Jan. 5", "january fifth"),
     ("Jan. 5, 2024", "january fifth twenty twenty four"),
@@ -125,6 +125,117 @@ def test_normalises_like_a_reader(text, words):
 
 
 @pytest.mark.parametrize("text, words", [
+    # telephone numbers: digit by digit, groups kept; toll-free 800; local and SSN forms
+    ("Call 212-555-0199.", "call two one two five five five zero one nine nine"),
+    ("+1 (617) 555-0142", "plus one six one seven five five five zero one four two"),
+    ("Call 555-0123 now", "call five five five zero one two three now"),
+    ("078-05-1120", "zero seven eight zero five one one two zero"),
+    ("1-800-CALL-NOW", "one eight hundred call now"),
+    ("1-888-FLOWERS", "one eight eight eight flowers"),
+    ("Call 911 now", "call nine one one now"),
+    ("10.0.0.1", "one zero dot zero dot zero dot one"),
+    # times: seconds, 12-hour forms with any spelling of am/pm, zones, ranges, ratios
+    ("07:15:09", "seven hours fifteen minutes and nine seconds"),
+    ("9.45 pm", "nine forty five P M"),
+    ("11:30 a.m", "eleven thirty A M"),
+    ("6 P.M. PST", "six P M P S T"),
+    ("8am-10am", "eight A M to ten A M"),
+    ("19:00", "nineteen hundred"),
+    ("5:3", "five to three"),
+    # dates: any case, day first, numeric forms in every order, quarters, eras
+    ("march 3 2021", "march third twenty twenty one"),
+    ("3 march 2021", "the third of march twenty twenty one"),
+    ("on 4 july", "on the fourth of july"),
+    ("25 sept. 2020", "the twenty fifth of september twenty twenty"),
+    ("the 12th of May", "the twelfth of may"),
+    ("2021/03/04", "march fourth twenty twenty one"),
+    ("04.03.2021", "april third twenty twenty one"),
+    ("31.12.1999", "the thirty first of december nineteen ninety nine"),
+    ("31-12-1999", "the thirty first of december nineteen ninety nine"),
+    ("Dec-24-2021", "december twenty fourth twenty twenty one"),
+    ("in 4Q21", "in the fourth quarter of twenty one"),
+    ("44 BC", "forty four B C"),
+    # fractions: improper, mixed (a half), ordinal suffixes, over one
+    ("7/8", "seven eighths"),
+    ("11/4", "eleven quarters"),
+    ("3 3/4 cups", "three and three quarters cups"),
+    ("1 1/2 km", "one and a half kilometers"),
+    ("1/3rd", "one third"),
+    ("9/1", "nine over one"),
+    ("a 50/50 chance", "a fifty fifty chance"),
+    # measures: plurals, per, powers, scales, dimensions, feet and inches
+    ("500 mbps", "five hundred megabits per second"),
+    ("9.8 m/s", "nine point eight meters per second"),
+    ("3 kg/m", "three kilograms per meter"),
+    ("40 km²", "forty square kilometers"),
+    ("2 m3", "two cubic meters"),
+    ("5 million kg", "five million kilograms"),
+    ("a 3x5 card", "a three by five card"),
+    ("2.5x faster", "two point five x faster"),
+    ("6'2\" tall", "six feet two inches tall"),
+    # addresses: house numbers in pairs, directions, street types, states and ZIP codes
+    ("350 W 5th Ave, New York, NY 10118",
+     "three fifty west fifth avenue new york new york one zero one one eight"),
+    ("It is on Elm St. Next door", "it is on elm street next door"),
+    ("Hi, OK?", "hi ok"),  # a state code only in an address
+    # web and e-mail addresses
+    ("support@kantor.org", "support at kantor dot org"),
+    ("https://kantor.org/docs", "H T T P S colon slash slash kantor dot org slash docs"),
+    ("user_42@mail.co.uk", "user underscore four two at mail dot co dot U K"),
+    ("see www.site.de today", "see W W W dot site dot D E today"),
+    # money: cents only, trailing zeros, per unit, ranges, other currencies and scales
+    ("$.75", "seventy five cents"),
+    ("$3.000", "three dollars"),
+    ("$4.125", "four point one two five dollars"),
+    ("€12/mo", "twelve euros per month"),
+    ("$5-$10", "five dollars to ten dollars"),
+    ("₩500", "five hundred won"),
+    ("US$20", "twenty U S dollars"),
+    ("¥5 b", "five billion yen"),
+    ("price in $", "price in dollar"),
+    # ranges
+    ("3pm-6pm", "three P M to six P M"),
+    ("1970s-90s", "nineteen seventies to nineties"),
+    ("20%-30%", "twenty percent to thirty percent"),
+    # codes and serial numbers: letters spelled, long digit runs digit by digit
+    ("flight BA2490", "flight B A two four nine zero"),
+    ("1234567890", "one two three four five six seven eight nine zero"),
+    ("403(b)", "four oh three B"),
+    # math
+    ("7-3=4", "seven minus three equals four"),
+    ("9 - 4 = 5", "nine minus four equals five"),
+    # markup is not read; phones in brackets are inline phonemes
+    ("hello <break/> there", "hello there"),
+    ("say [K AE1 N T ER0] now", "say {K AE1 N T ER0} now"),
+    ("[5 and 6]", "five and six"),
+    # slashes, section signs, possessive numbers, the first of a name
+    ("actor/director", "actor slash director"),
+    ("§ 5", "section five"),
+    ("12's", "twelve's"),
+    ("King Louis I.", "king louis the first"),
+    ("Then I.", "then i"),
+])
+def test_reads_semiotic_classes_like_a_reader(lexicon, text, words):
+    assert said(text, lexicon) == words
+
+
+def test_phone_groups_are_phrases():
+    assert breaks("Call 212-555-0199.") == [("call two one two", "minor", ","),
+                                           ("five five five", "minor", ","),
+                                           ("zero one nine nine", "end", ".")]
+
+
+def test_an_am_pm_period_can_end_a_sentence():
+    assert breaks("Up at 7 a.m. The rest slept.") == [("up at seven A M", "major", "."),
+                                                      ("the rest slept", "end", ".")]
+
+
+def test_huge_numbers_with_separators_are_quantities():
+    text = "1,234,567,890,123,456,789,000"
+    assert said(text).startswith("one sextillion two hundred thirty four quintillion")
+
+
+@pytest.mark.parametrize("text, words", [
     ("NASA launched it", "nasa launched it"),       # in the dictionary as a word
     ("the FBI agent", "the F B I agent"),            # dictionary entry is its letters
     ("the USA", "the U S A"),
@@ -150,8 +261,8 @@ def test_number_spellers():
     assert cardinal(19) == ["nineteen"]
     assert " ".join(cardinal(1_000_001)) == "one million one"
     assert " ".join(cardinal(-21)) == "minus twenty one"
-    assert " ".join(cardinal(10**18)) == "one zero zero zero zero zero zero zero zero zero " \
-                                         "zero zero zero zero zero zero zero zero zero"
+    assert " ".join(cardinal(10**18)) == "one quintillion"
+    assert " ".join(cardinal(10**24)) == "one " + " ".join(["zero"] * 24)
     assert " ".join(ordinal(100)) == "one hundredth"
     assert " ".join(ordinal(40)) == "fortieth"
     assert " ".join(year(2010)) == "twenty ten"
