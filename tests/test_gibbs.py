@@ -114,3 +114,22 @@ def test_fermatas_at_beats_cover_the_sounding_note():
     assert mask[:8].all() and not mask[8:12].any() and mask[12:16].all()
     with pytest.raises(MelodyError, match="outside the melody"):
         fermatas_at_beats(melody, [99])
+
+
+def test_a_tune_from_outside_the_repertoire_ends_on_its_final(sampler):
+    """The final chord is a root-position triad on the tune's tonic (here a Dorian final),
+    read from the melody: the tonic, not the signature's major key (C)."""
+    from kantor.engine.chorale.encoding import sounding_pitches
+    from kantor.engine.chorale.melody import piece_context
+    from kantor.export.chorale.outside_repertoire import TUNES
+
+    tune = next(t for t in TUNES if "Dorian" in t.name)
+    melody = tune.melody()
+    assert melody.resolved_key() == tune.tonic()
+    assert piece_context(melody).final_from == int(np.flatnonzero(melody.soprano >= 0)[-1])
+    for seed in (0, 1):
+        raw = harmonize_melody(sampler, melody, settings=GibbsSettings(seed=seed,
+                                                                      iterations=12)).raw
+        last = sounding_pitches(raw)[:, -1]
+        assert last[3] % 12 == tune.tonic().tonic
+        assert {int(p) % 12 for p in last} <= {2, 5, 6, 9}  # D, F or F#, A
