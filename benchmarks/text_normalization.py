@@ -31,6 +31,13 @@ the two agree as speech, compared after this, applied to both sides alike:
      "to" or as a pause: both are accepted.
 The output of every failed case is listed in the JSON, so the rule can be checked by eye.
 
+Other public suites (``--nemo-data``: the ``data/`` folder of NeMo-text-processing, CC BY
+4.0, not copied here; read when present): ``GoogleTN.json`` (7,551 sentences of Sproat &
+Jaitly's Google text-normalisation test data), ``LibriTTS.json`` (7,677 sentences of
+LibriTTS book text with their normalised reading) and ``EngConf.txt`` (ambiguous tokens in
+context, each with the readings marked right). Scored with the same rule, Kantor before
+and after only; no target is set on them.
+
 Speed: seconds to normalise 1 MB of text, twice: the cases' inputs joined into sentences
 and repeated to 1 MB (dense with numbers and symbols), and 1 MB of English prose (Debian's
 ``fortunes``, braces removed). NeMo normalises a sample of each sentence by sentence (its
@@ -215,6 +222,33 @@ def score(cases: list[Case], outputs: list[str]) -> dict:
 
 # ------------------------------------------------------------------------- speed
 
+def load_extra_suites(folder: Path) -> dict[str, list[Case]]:
+    """The other public suites in ``folder`` (see the module docstring), by name."""
+    suites: dict[str, list[Case]] = {}
+    for name, file in (("google_tn", "GoogleTN.json"), ("libritts", "LibriTTS.json")):
+        path = folder / file
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+            suites[name] = [Case(name, r["text"], (r["gt_normalized"],)) for r in rows]
+    path = folder / "EngConf.txt"
+    if path.exists():
+        cases, written, right = [], None, []
+        for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+            if line.startswith("#"):
+                continue
+            if not line.strip():
+                if written is not None and right:
+                    cases.append(Case("engconf", written, tuple(right)))
+                written, right = None, []
+            elif line.endswith("~~RAW"):
+                written = line[:-len("~~RAW")]
+            elif line.endswith("~~1"):
+                right.append(line[:-len("~~1")])
+        suites["engconf"] = cases
+    return suites
+
+
 def megabyte_texts(cases: list[Case]) -> dict[str, str]:
     """About 1 MB of each kind of text (see the module docstring)."""
     dense = " ".join(c.written.strip().rstrip(".") + "." for c in cases if c.written.strip())
@@ -284,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", default=BASELINE, help="git revision to compare")
     parser.add_argument("--nemo-python", help="a Python with nemo_text_processing")
     parser.add_argument("--nemo-cache", type=Path, default=ROOT / ".cache" / "nemo-tn")
+    parser.add_argument("--nemo-data", type=Path,
+                        default=ROOT / ".cache" / "nemo-text-processing-data",
+                        help="NeMo-text-processing's data/ folder (other suites)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # the cases' emoji and foreign letters, counted
@@ -299,8 +336,14 @@ def main(argv: list[str] | None = None) -> None:
         readers = {"kantor_before": kantor_reader(baseline_module(args.baseline,
                                                                   Path(scratch))),
                    "kantor": kantor_reader(sys.modules[normalize.__module__])}
+        suites = load_extra_suites(args.nemo_data) if args.nemo_data.is_dir() else {}
+        results["other_suites"] = {suite: {} for suite in suites}
         for name, read in readers.items():
             results["accuracy"][name] = score(cases, [read(c.written) for c in cases])
+            for suite, suite_cases in suites.items():
+                scored = score(suite_cases, [read(c.written) for c in suite_cases])
+                results["other_suites"][suite][name] = {
+                    k: scored[k] for k in ("cases", "passed", "share")}
             results["seconds_per_megabyte"][name] = {
                 text_name: round(seconds_to_read(read, text), 3)
                 for text_name, text in texts.items()}
@@ -327,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
               f"; lowest class {result['lowest_class']} "
               f"{100 * result['classes'][result['lowest_class']]['share']:.0f}%")
     print("seconds per MB:", json.dumps(results["seconds_per_megabyte"]))
+    for suite, systems in results["other_suites"].items():
+        print(suite, {name: f"{100 * r['share']:.1f}% of {r['cases']}"
+                      for name, r in systems.items()})
 
 
 if __name__ == "__main__":

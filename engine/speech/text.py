@@ -356,8 +356,12 @@ _MERIDIEMS = frozenset(("am", "pm"))
 _TIME_ZONES = frozenset(_words("est edt cst cdt mst mdt pst pdt akst hst gmt utc bst cet "
                                "cest eet ist jst aest"))
 _ERAS = frozenset(_words("ad bc ce bce"))
+# Tokens a minus cannot follow as a hyphen does (word-1, 6:6-8, 5-10): a "-" glued to
+# anything else before a number is a minus sign.
+_NOT_OPERANDS = frozenset(("", "space", "para", "major", "minor", "dash", "paren", "quote",
+                           "symbol", "ellipsis", "other"))
 # Service numbers said digit by digit.
-_SAID_AS_DIGITS = frozenset(("911", "999", "112", "411", "311"))
+_SAID_AS_DIGITS = frozenset(("911",))
 # Read as their pair of numbers, not as fractions.
 _FRACTION_IDIOMS = frozenset(((24, 7), (9, 11), (50, 50), (20, 20), (4, 20)))
 # Retirement plans named by their tax-code section: 401(k) -> four oh one K.
@@ -509,7 +513,7 @@ _TOKEN = re.compile(rf"""
             \.(?:{_TLDS})
             (?![\w-]|\.\w)(?:/(?:[^\s<>"{{}}]*{_ADDRESS_END})?)?)
 |(?P<time>\d{{1,2}}:\d{{2}}(?::\d{{2}})?(?![\d:]))
-|(?P<ratio>\d+:\d+(?![\d:]))
+|(?P<ratio>\d+:\d+(?![\d:]|-\d))
 |(?P<mdy>\d{{1,2}}/\d{{1,2}}/(?:\d{{4}}|\d{{2}})(?![\d/]))
 |(?P<ymd>\d{{4}}[-/]\d{{1,2}}[-/]\d{{1,2}}(?![\d/-]))
 |(?P<dmy>(?:\d{{1,2}}\.\d{{1,2}}\.|\d{{1,2}}-\d{{1,2}}-)\d{{4}}(?![\d.-]))
@@ -894,8 +898,8 @@ class _Reader:
         month = _month(text)
         if month and self._month_date_ahead(i, after):
             return self._read_month(i, after)
-        if month and text[0].isupper() and month != lower:
-            self.out.add(month)  # Dec. / Sept without a day
+        if month and period and text[0].isupper() and not text.isupper() and month != lower:
+            self.out.add(month)  # Dec. without a day
             return self._after_abbreviation(after, period)
         if text in _STATES and self._state_here(i):
             return self._read_state(i)
@@ -914,6 +918,9 @@ class _Reader:
         if text == "I" and self._regnal_one(i):
             self.out.add("the", "first")  # Francis I
             return i + 1
+        if text == "I" and self.text(i - 1).lower() in _COUNTING_WORDS:
+            self.out.add("one")  # Chapter I
+            return i + 1
         self._add_word(text)
         return i + 1
 
@@ -922,8 +929,9 @@ class _Reader:
         first of that name ("Then I." and "Not I!" are the pronoun)."""
         name = self.text(i - 1)
         return (self.is_name(i - 1) and name not in _SENTENCE_OPENERS
-                and name not in _NOT_NAMES and (i + 1 >= len(self.tokens) or self.kind(
-                    i + 1) in ("major", "minor", "dash", "para", "paren", "ellipsis")))
+                and name not in _NOT_NAMES and name.lower() not in _COUNTING_WORDS
+                and (i + 1 >= len(self.tokens) or self.kind(i + 1) in ("dash", "para")
+                     or self.text(i + 1)[:1] in (".", "!", "?")))
 
     def _read_street_word(self, i: int, after: int, period: bool) -> int:
         """A word of a street address: directions and the street type spelled out."""
@@ -1547,7 +1555,7 @@ class _Reader:
                     self._equation_near(i + 1)):
                 self.out.add("minus")  # 1- 2 = 5
             elif glued_next and nxt_kind in ("number", "money") and not (
-                    self.touching(i) and self.kind(i - 1) in ("word", "number")):
+                    self.touching(i) and self.kind(i - 1) not in _NOT_OPERANDS):
                 self.out.add("minus")
             return i + 1  # a hyphen between words (well-known) just separates them
         if symbol == "#" and nxt_kind == "number":
@@ -1574,7 +1582,8 @@ class _Reader:
                     after.islower()):
                 self.out.add("per", *per[0])  # cc/s
                 return per[1]
-            self.out.add("slash")  # upgrade/update, 14/ they're
+            if self.touching(i):  # upgrade/update, 14/ they're; "city / state" is a pause
+                self.out.add("slash")
             return i + 1
         if symbol in _SYMBOLS:
             self.out.add(*_SYMBOLS[symbol])
