@@ -39,6 +39,9 @@ APIS = {
 
 # JACK moves MIDI once per period; closing a port sooner would drop the last note-offs.
 DRAIN_SECONDS = 0.25
+# After the JACK server returns, connections are restored for this long (seconds): the
+# ports at the other end come back when their own programs notice.
+RESTORE_WINDOW_S = 30.0
 
 
 class MidiPortError(RuntimeError):
@@ -138,6 +141,185 @@ def start_private_jack(name: str = "kantor-jack", period: int = 1024) -> Private
     raise MidiPortError("jackd did not come up within 10 s")
 
 
+class JackWatch:
+    """Watches the JACK server from a client of its own (JACK-Client): its shutdown
+    callback says within milliseconds that the server stopped or was killed; while it is
+    gone a thread tries to reconnect every ``poll_s`` seconds. ``on_lost(reason)`` and
+    ``on_back()`` run on that thread. While the server runs, the connections of
+    ``watched`` ports (full names) are remembered, to be restored by
+    :meth:`restore_connections` once they exist again."""
+
+    def __init__(self, on_lost: Callable[[str], None], on_back: Callable[[], None],
+                 name: str = "kantor-watch", poll_s: float = 0.5) -> None:
+        self.on_lost, self.on_back = on_lost, on_back
+        self.name, self.poll_s = name, poll_s
+        self.watched: list[str] = []
+        self.connections: dict[str, set[str]] = {}  # our port -> ports connected to it
+        self.lost_reason: str | None = None
+        self.losses = self.returns = 0
+        self._restoring_until = 0.0  # monotonic time: restore connections until then
+        self._client = None
+        self._gone = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kantor-jack-watch",
+                                        daemon=True)
+
+    def start(self) -> bool:
+        """Connect and start watching; False (nothing started) without libjack or a
+        server."""
+        try:
+            import jack
+        except (ImportError, OSError):  # JACK-Client, or libjack itself, missing
+            log.debug("JACK-Client unavailable: a JACK server that dies goes unnoticed")
+            return False
+        jack.set_error_function(lambda message: log.debug("libjack: %s", message))
+        jack.set_info_function(lambda message: None)
+        if not self._connect():
+            return False
+        self._thread.start()
+        return True
+
+    def _connect(self) -> bool:
+        import jack
+
+        try:
+            client = jack.Client(self.name, no_start_server=True)
+        except jack.JackError:
+            return False
+
+        def shutdown(status, reason: str) -> None:  # a JACK thread: hand over, no more
+            self.lost_reason = reason or "the JACK server stopped"
+            self._gone.set()
+
+        client.set_shutdown_callback(shutdown)
+        client.activate()
+        self._client = client
+        self._gone.clear()
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._client is not None and not self._gone.is_set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._gone.wait(self.poll_s):
+                try:  # ports come and go between two calls: a miss is tried again
+                    if time.monotonic() < self._restoring_until:
+                        self.restore_connections()  # the other side's may come later
+                    else:
+                        self._remember_connections()
+                except Exception as problem:
+                    log.debug("JACK connections: %s", problem)
+                continue
+            if self._stop.is_set():
+                break
+            self.losses += 1
+            dead, self._client = self._client, None
+            threading.Thread(target=_close_quietly, args=(dead,), daemon=True).start()
+            log.error("JACK server lost (%s): MIDI and audio on it are off until it returns",
+                      self.lost_reason)
+            self._call(self.on_lost, self.lost_reason)
+            while not self._stop.wait(self.poll_s):
+                if self._connect():
+                    self.returns += 1
+                    log.warning("JACK server is back")
+                    self.lost_reason = None
+                    self._restoring_until = time.monotonic() + RESTORE_WINDOW_S
+                    self._call(self.on_back)
+                    break
+
+    @staticmethod
+    def _call(function, *arguments) -> None:
+        try:
+            function(*arguments)
+        except Exception:  # the owner's problem must not end the watch
+            log.exception("JACK watch callback failed")
+
+    def _remember_connections(self) -> None:
+        client = self._client
+        seen = {}
+        for port in list(self.watched):
+            try:
+                seen[port] = {p.name for p in client.get_all_connections(port)}
+            except Exception:  # the port is not there (yet): keep what we knew
+                continue
+        if not self._gone.is_set():  # a dying server answers "no connections": not news
+            self.connections.update(seen)
+
+    def restore_connections(self) -> int:
+        """Connect our watched ports again to the ports they were connected to, where
+        those exist; how many connections were made."""
+        client = self._client
+        if client is None:
+            return 0
+        made = 0
+        try:
+            existing = {p.name for p in client.get_ports()}
+        except Exception:  # the server went again
+            return 0
+        for ours, theirs in self.connections.items():
+            if ours not in existing:
+                continue
+            try:
+                port = client.get_port_by_name(ours)
+                already = {p.name for p in client.get_all_connections(port)}
+            except Exception:  # a port went while we looked: next time
+                continue
+            for other in (theirs & existing) - already:
+                source, destination = (ours, other) if port.is_output else (other, ours)
+                try:
+                    client.connect(source, destination)
+                    made += 1
+                except Exception as problem:  # already connected, or it just went
+                    log.debug("reconnecting %s -> %s: %s", source, destination, problem)
+        return made
+
+    def status(self) -> dict:
+        """Server state and how often it was lost and came back."""
+        return {"server": "running" if self.running else "lost",
+                "lost_reason": self.lost_reason, "losses": self.losses,
+                "returns": self.returns}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._gone.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        if self._client is not None:
+            _close_quietly(self._client)
+            self._client = None
+
+
+def _close_quietly(client) -> None:
+    try:
+        client.deactivate()
+        client.close()
+    except Exception as problem:  # a client of a dead server: nothing more to do
+        log.debug("closing the JACK watch client: %s", problem)
+
+
+# Ports of a JACK server that died. Closing their rtmidi clients is unsafe: libjack may
+# crash on a dead client, and once the server is back its client numbers are reused, so
+# closing an old client closes someone's new one (ours: the re-created ports vanished).
+# They are kept here, never closed, and the process leaves with os._exit (see
+# ports_abandoned), so no destructor runs them either.
+_ABANDONED: list[MidiPorts] = []
+
+
+def abandon(ports: MidiPorts) -> None:
+    """Keep ``ports`` (of a JACK server that died) unclosed for the life of the process."""
+    if ports.midi_in is not None:
+        ports.midi_in.cancel_callback()
+    _ABANDONED.append(ports)
+
+
+def ports_abandoned() -> bool:
+    """Whether this process holds ports of a dead JACK server: it must then end with
+    ``os._exit`` (after flushing), or their destructors would close them."""
+    return bool(_ABANDONED)
+
+
 def list_ports(api: str) -> tuple[list[str], list[str]]:
     """(MIDI sources, MIDI destinations) visible through ``api``."""
     midi_in = rtmidi.MidiIn(APIS[api], name="kantor-list")
@@ -187,6 +369,7 @@ class MidiPorts:
     def __init__(self, api: str, client_name: str = "kantor", in_port: str | None = None,
                  out_port: str | None = None) -> None:
         self.api = api
+        self.client_name, self.in_port, self.out_port = client_name, in_port, out_port
         self.lost: str | None = None
         virtual_ok = api != "windows"
         try:
@@ -194,6 +377,16 @@ class MidiPorts:
             self.midi_out = rtmidi.MidiOut(APIS[api], name=f"{client_name}-out")
         except rtmidi.SystemError as error:
             raise MidiPortError(f"cannot open the {api} MIDI system: {error}") from None
+        if api == "jack":
+            # JACK renames a second client "name-01" without a word: the ports printed
+            # and connected by name would not be ours
+            taken = [p for p in (*self.midi_in.get_ports(), *self.midi_out.get_ports())
+                     if p.startswith((f"{client_name}:", f"{client_name}-out:"))]
+            if taken:
+                self.close()
+                raise MidiPortError(f"JACK already has a client named '{client_name}' "
+                                    f"(port {taken[0]}; another kantor?): choose another "
+                                    "--name")
         self.midi_in.ignore_types(sysex=False, timing=False, active_sense=True)
         for port in (self.midi_in, self.midi_out):
             port.set_error_callback(self._on_error)
@@ -210,6 +403,10 @@ class MidiPorts:
     def _on_error(self, kind, message: str, data=None) -> None:
         log.error("MIDI error (%s): %s", kind, message)
         self.lost = message
+
+    def reopen(self) -> MidiPorts:
+        """The same ports opened afresh (after the JACK server came back)."""
+        return MidiPorts(self.api, self.client_name, self.in_port, self.out_port)
 
     def send(self, message: list[int]) -> None:
         self.midi_out.send_message(message)
@@ -246,6 +443,8 @@ class LiveMidiService:
         self.dropped_full_queue = 0
         self.note_ons_arrived = 0  # counted on arrival, before any queue
         self.send_errors = 0
+        self.not_sent = 0  # answers dropped because the output was gone (JACK stopped)
+        self.watch: JackWatch | None = None  # on JACK: notices the server die and return
         # note-offs the queue refused, by channel and key: the sequence number of the last
         # item queued before each (it must be handled first), -1 where none is parked
         self._parked_offs = np.full((16, 128), -1, dtype=np.int64)
@@ -263,6 +462,39 @@ class LiveMidiService:
         gc.freeze()
         self.ports.midi_in.set_callback(self._on_message)
         self._worker.start()
+        if self.ports.api == "jack":
+            watch = JackWatch(self._jack_lost, self._jack_back,
+                              name=f"{self.ports.client_name}-watch")
+            watch.watched = [f"{self.ports.client_name}:in",
+                             f"{self.ports.client_name}-out:out"]
+            if watch.start():
+                self.watch = watch
+
+    # the JACK watch's thread
+    def _jack_lost(self, reason: str) -> None:
+        self.ports.lost = f"JACK server lost ({reason})"
+        # what sounded died with the server: forget it (the note-offs cannot go out, and
+        # are counted as not sent), so nothing is held when the server returns
+        self.call_soon(self.harmonizer.release_all)
+
+    def _jack_back(self, attempts: int = 5) -> None:
+        old = self.ports
+        for attempt in range(attempts):
+            try:
+                new = old.reopen()
+                break
+            except MidiPortError as error:  # the server is still starting: try again
+                if attempt == attempts - 1:
+                    old.lost = f"JACK is back but the ports cannot be re-created: {error}"
+                    log.error("%s", old.lost)
+                    return
+                time.sleep(0.2)
+        new.midi_in.set_callback(self._on_message)
+        self.ports = new
+        abandon(old)
+        restored = self.watch.restore_connections() if self.watch is not None else 0
+        log.warning("MIDI ports re-created (%s, %s); %d connection(s) restored",
+                    new.names.input, new.names.output, restored)
 
     # rtmidi's thread: timestamp and hand over, nothing else.
     def _on_message(self, event, data=None) -> None:
@@ -333,9 +565,13 @@ class LiveMidiService:
             self._handle([0x80 | int(channel), int(note), 0], time.perf_counter())
 
     def _send_all(self, messages: list[list[int]]) -> None:
+        ports = self.ports
+        if ports.lost:  # rtmidi's JACK send spins for ever once a dead server's buffer fills
+            self.not_sent += len(messages)
+            return
         for message in messages:
             try:
-                self.ports.send(message)
+                ports.send(message)
             except Exception as error:  # a vanished port: count it, keep going
                 self.send_errors += 1
                 log.debug("send failed: %s", error)
@@ -363,12 +599,17 @@ class LiveMidiService:
 
     def stop(self) -> None:
         """Stop listening, release every sounding note, close the ports."""
+        if self.watch is not None:
+            self.watch.stop()
         self._stop.set()
         if self._worker.is_alive():
             self._worker.join(timeout=2.0)
         if self.ports.midi_in is not None:
             self.ports.midi_in.cancel_callback()
         self.panic()  # whatever is still queued, nothing Kantor started keeps sounding
+        if self.ports.lost and self.watch is not None and not self.watch.running:
+            abandon(self.ports)  # on a dead JACK server: see abandon()
+            return
         time.sleep(DRAIN_SECONDS)
         self.ports.close()
 
@@ -380,6 +621,9 @@ class LiveMidiService:
             dropped["queue full"] = self.dropped_full_queue
         if self.send_errors:
             dropped["send errors"] = self.send_errors
+        if self.not_sent:
+            dropped["not sent: output gone"] = self.not_sent
         return {"notes_in": stats.notes_in, "notes_out": stats.notes_out,
                 "latency_ms": self.latency.percentiles_ms(), "dropped": dropped,
-                "sounding": len(self.harmonizer.sounding_notes), "lost": self.ports.lost}
+                "sounding": len(self.harmonizer.sounding_notes), "lost": self.ports.lost,
+                "jack": self.watch.status() if self.watch is not None else None}

@@ -17,7 +17,7 @@ from pathlib import Path
 from kantor.bridges import audio
 from kantor.bridges.harmonizing import HarmonizeOptions, harmonize
 from kantor.bridges.live_process import LiveConfig, LiveProcess, LiveProcessError
-from kantor.bridges.midi import MidiPortError, pick_api, start_private_jack
+from kantor.bridges.midi import JackWatch, MidiPortError, pick_api, start_private_jack
 from kantor.bridges.scorefiles import (
     SERVICE_LIMITS,
     midi_bytes,
@@ -78,6 +78,8 @@ class KantorService:
         self.last_harmonisation: dict | None = None
         self.counters: dict[str, int] = {}  # control surfaces' errors, by kind
         self._counter_lock = threading.Lock()
+        self.watch: JackWatch | None = None  # this process's view of the JACK server
+        self.jack_lost_once = False  # PortAudio then hangs at exit: the CLI skips it
 
     def count(self, name: str) -> None:
         """Count one event (e.g. 'osc malformed', 'http 413') for the status."""
@@ -108,6 +110,9 @@ class KantorService:
                 if self.jack is not None and config.hostapi is None:
                     self.speech.hostapi = "jack"
             self.speech.start()
+            if api == "jack" or "jack" in (self.speech.sink.device.hostapi.lower()
+                                           if self.speech.sink else ""):
+                self._watch_jack()
             self._prepare_sampler()
             self.models = model_cards(Path(config.assets) if config.assets else ASSETS)
         except (MidiPortError, LiveProcessError, ModelError) as error:
@@ -122,6 +127,23 @@ class KantorService:
             self.stop()
             raise
         log.debug("service prepared in %.2f s", time.perf_counter() - started)
+
+    def _watch_jack(self) -> None:
+        """Notice the JACK server dying (the live process notices for its MIDI ports and
+        re-creates them; this process has PortAudio's client and the speech output)."""
+
+        def lost(reason: str) -> None:
+            self.jack_lost_once = True
+            self.count("jack server lost")
+            if self.speech.sink is not None:
+                log.error("speech output lost with the JACK server: speaking aloud is off "
+                          "until kantor serve restarts (WebSocket streaming goes on)")
+                self.speech.lose_output(f"JACK server lost: {reason}")
+
+        watch = JackWatch(lost, lambda: self.count("jack server returned"),
+                          name=f"{self.config.midi_name}-service-watch")
+        if watch.start():
+            self.watch = watch
 
     def _midi_api(self) -> str:
         try:
@@ -148,12 +170,15 @@ class KantorService:
         """Drain or cancel speech, release every live note, close ports and devices, stop
         a JACK server the service started. Safe to call more than once."""
         final: dict = {}
+        if self.watch is not None:
+            self.watch.stop()
         self.speech.stop(self.config.drain_seconds)
         if self.live is not None:
             final = self.live.stop() or {}
             self.live = None
         if self.jack is not None:
-            audio.shutdown()  # PortAudio lets go of the server before it goes
+            if not self.jack_lost_once:  # PortAudio never returns from a dead server
+                audio.shutdown()  # PortAudio lets go of the server before it goes
             self.jack.stop()
             self.jack = None
         return final
@@ -209,6 +234,7 @@ class KantorService:
         config = self.config
         return {
             "service": {"uptime_s": time.time() - self.started_at, "pid": os.getpid(),
+                        "jack": self.watch.status() if self.watch is not None else None,
                         "http": f"http://{config.host}:{config.http_port}",
                         "osc": f"{config.osc_host}:{config.osc_port}" if config.osc_port
                         else None,

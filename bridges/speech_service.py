@@ -89,6 +89,10 @@ class SpeechService:
         self.voice: Voice | None = None
         self.sink: audio.DeviceSink | None = None
         self.stream: SpeechStream | None = None
+        # Why the audio output is gone (its JACK server stopped), or None. PortAudio then
+        # hangs in any call on that stream (stop, abort, terminate), so it is left alone
+        # until the process exits; clients still get speech over the WebSocket.
+        self.output_lost: str | None = None
         self._pool: queue.SimpleQueue[Voice] = queue.SimpleQueue()
         self.ws_first_audio = LatencyRecorder(4096)  # request -> first PCM handed to a client
         self.ws_requests = 0
@@ -120,11 +124,21 @@ class SpeechService:
         log.debug("speech ready in %.2f s (%d streaming voices)",
                   time.perf_counter() - started, self.clients)
 
+    def lose_output(self, reason: str) -> None:
+        """The audio output's server is gone: refuse to speak on it from now on and never
+        touch its stream again (a PortAudio call on it would never return)."""
+        self.output_lost = reason
+        if self.stream is not None:
+            self.stream.cancel()
+
     def stop(self, drain_s: float = 0.0) -> None:
         """Let queued speech finish for up to ``drain_s`` seconds, cancel the rest and
-        close the output."""
+        close the output (an output that was lost is abandoned, not closed)."""
+        if self.output_lost is not None:
+            self.sink = None
         if self.stream is not None:
-            if drain_s > 0 and not self.stream.wait_idle(timeout=drain_s):
+            if drain_s > 0 and self.sink is not None and \
+                    not self.stream.wait_idle(timeout=drain_s):
                 log.info("speech still queued after %.1f s: cancelled", drain_s)
             self.stream.cancel()
         if self.sink is not None:
@@ -160,6 +174,10 @@ class SpeechService:
             raise SpeechRequestError("this service has no audio output (started with "
                                      "--no-audio); stream speech over /v1/speech/stream",
                                      status=409)
+        if self.output_lost is not None:
+            raise SpeechRequestError(f"the audio output is gone ({self.output_lost}); "
+                                     "restart kantor serve to speak aloud again (streaming "
+                                     "over /v1/speech/stream still works)", status=503)
         sentences = [request.text] if request.phonemes else \
             [s for s in self.voice.split(request.text) if s.strip()]
         if not sentences:
@@ -256,7 +274,8 @@ class SpeechService:
             first = np.array(stats.first_audio_out_s[-256:])
             result["output"] = {
                 "device": self.sink.device.name, "hostapi": self.sink.device.hostapi,
-                "ports": self.sink.port_names, "sample_rate": self.sink.samplerate,
+                "ports": self.sink.port_names if self.output_lost is None else [],
+                "lost": self.output_lost, "sample_rate": self.sink.samplerate,
                 "speaking": self.stream.busy,
                 "utterances_done": stats.utterances_done, "cancelled": stats.cancelled,
                 "underflows": stats.underflows, "device_underruns": self.sink.device_underruns,
