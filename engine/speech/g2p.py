@@ -199,60 +199,73 @@ class G2P:
         token) ** ``length_penalty``."""
         memory = self.encoder.run({"letters": letters})
         batch, k, vocab = letters.shape[0], beam, len(SYMBOLS)
-        # each hypothesis's symbols: start token, phones, end token, then padding
+        # The state of the words still being decoded (rows in ``live`` order); a word's
+        # rows are copied to ``out`` when all its hypotheses have ended and it leaves.
+        # Each hypothesis's symbols: start token, phones, end token, then padding.
         phones = np.full((batch, k, MAX_PHONES + 2), PAD, dtype=np.int64)
         phones[:, :, 0] = BOS
         scores = np.full((batch, k), -np.inf)
         scores[:, 0] = 0.0  # one live hypothesis at the start, not k copies of it
         finished = np.zeros((batch, k), dtype=bool)
         lengths = np.zeros((batch, k), dtype=np.int64)
-        live = np.arange(batch)  # the words in the decoder's batch, in order
+        live = np.arange(batch)
         cache = self._empty_cache(batch)
+        out: list[list[int]] = [[] for _ in range(batch)]
         for step in range(MAX_PHONES + 1):
-            still = ~finished[live].all(axis=1)
-            if not still.any():
-                break
-            if not still.all():
-                live, letters = live[still], letters[still]
+            ended = finished.all(axis=1)
+            if ended.any():
+                self._keep_best(out, live[ended], phones[ended], scores[ended],
+                                lengths[ended], finished[ended], length_penalty)
+                if ended.all():
+                    break
+                still = ~ended
+                live, letters, phones = live[still], letters[still], phones[still]
+                scores, finished, lengths = scores[still], finished[still], lengths[still]
                 memory = [m[still] for m in memory]
                 cache = [c[still] for c in cache]
+            n = live.size
             width = cache[0].shape[1]  # hypotheses in the cache: 1 at the first step
-            logp, cache = self._step(phones[live, :width, step], step, letters, memory,
-                                     cache)
+            logp, cache = self._step(phones[:, :width, step], step, letters, memory, cache)
             if width < k:
-                logp = np.concatenate(
-                    [logp, np.full((live.size, k - width, vocab), -np.inf)], axis=1)
-            done = finished[live]
+                logp = np.concatenate([logp, np.full((n, k - width, vocab), -np.inf)],
+                                      axis=1)
             if step == MAX_PHONES:  # runaway hypotheses: end them here
                 end = logp[..., EOS].copy()
                 logp[:] = -np.inf
                 logp[..., EOS] = end
-            logp[done] = -np.inf  # a finished hypothesis carries on as itself, padded
-            logp[done, PAD] = 0.0
-            live_scores = scores[live]
-            candidates = (live_scores[:, :, None] + logp).reshape(live.size, k * vocab)
+            if finished.any():  # a finished hypothesis carries on as itself, padded
+                logp[finished] = -np.inf
+                logp[finished, PAD] = 0.0
+            candidates = (scores[:, :, None] + logp).reshape(n, k * vocab)
             best = np.argsort(-candidates, axis=1, kind="stable")[:, :k]
             source, symbol = best // vocab, best % vocab
-            was_done = np.take_along_axis(done, source, axis=1)
-            scores[live] = np.take_along_axis(candidates, best, axis=1)
-            lengths[live] = np.take_along_axis(lengths[live], source, axis=1) + ~was_done
-            finished[live] = was_done | (symbol == EOS)
-            history = np.take_along_axis(phones[live], source[:, :, None], axis=1)
-            history[:, :, step + 1] = symbol
-            phones[live] = history
+            word = np.arange(n)[:, None]
+            was_done = finished[word, source]
+            scores = candidates[word, best]
+            lengths = lengths[word, source] + ~was_done
+            finished = was_done | (symbol == EOS)
+            phones = phones[word, source]
+            phones[:, :, step + 1] = symbol
             # each hypothesis continues its source's cache: one flat row gather per cache
-            rows = (np.arange(live.size)[:, None] * width + np.minimum(source, width - 1))
-            rows = rows.ravel()
-            cache = [c.reshape(live.size * width, *c.shape[2:])[rows]
-                     .reshape(live.size, k, *c.shape[2:]) for c in cache]
+            rows = (word * width + np.minimum(source, width - 1)).ravel()
+            cache = [c.reshape(n * width, *c.shape[2:])[rows].reshape(n, k, *c.shape[2:])
+                     for c in cache]
+        else:
+            self._keep_best(out, live, phones, scores, lengths, finished, length_penalty)
+        return out
+
+    @staticmethod
+    def _keep_best(out: list[list[int]], words: np.ndarray, phones: np.ndarray,
+                   scores: np.ndarray, lengths: np.ndarray, finished: np.ndarray,
+                   length_penalty: float) -> None:
+        """Store in ``out[word]`` the symbols of each word's winning hypothesis: the
+        finished one with the best log-probability / length ** ``length_penalty``."""
         ranked = np.where(finished, scores / np.maximum(lengths, 1) ** length_penalty,
                           -np.inf)
-        out = []
-        for row, choice in zip(phones, ranked.argmax(axis=1), strict=True):
+        for word, row, choice in zip(words, phones, ranked.argmax(axis=1), strict=True):
             symbols = row[choice, 1:]
             ends = np.flatnonzero(symbols == EOS)
-            out.append([int(x) for x in symbols[:ends[0] if ends.size else symbols.size]])
-        return out
+            out[word] = [int(x) for x in symbols[:ends[0] if ends.size else symbols.size]]
 
     def decode_greedy(self, letters: np.ndarray) -> list[list[int]]:
         """Greedy decoding (the argmax each step) of a batch of letter rows (see
