@@ -444,6 +444,7 @@ class LiveMidiService:
         self.note_ons_arrived = 0  # counted on arrival, before any queue
         self.send_errors = 0
         self.not_sent = 0  # answers dropped because the output was gone (JACK stopped)
+        self.messages_sent = 0  # handed to the output port (what a receiver should count)
         self.watch: JackWatch | None = None  # on JACK: notices the server die and return
         # note-offs the queue refused, by channel and key: the sequence number of the last
         # item queued before each (it must be handled first), -1 where none is parked
@@ -572,6 +573,7 @@ class LiveMidiService:
         for message in messages:
             try:
                 ports.send(message)
+                self.messages_sent += 1
             except Exception as error:  # a vanished port: count it, keep going
                 self.send_errors += 1
                 log.debug("send failed: %s", error)
@@ -624,6 +626,7 @@ class LiveMidiService:
         if self.not_sent:
             dropped["not sent: output gone"] = self.not_sent
         return {"notes_in": stats.notes_in, "notes_out": stats.notes_out,
+                "messages_sent": self.messages_sent, "note_ons_arrived": self.note_ons_arrived,
                 "latency_ms": self.latency.percentiles_ms(), "dropped": dropped,
                 "sounding": len(self.harmonizer.sounding_notes), "lost": self.ports.lost,
                 "jack": self.watch.status() if self.watch is not None else None}
