@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -236,7 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     results = {"machine": platform.processor() or platform.machine(),
                "threads": args.threads, "batch_size": BATCH, "baseline_revision": args.baseline,
                "words": "held-out (team test split) words, a fixed random sample (seed 0)"}
+    load_before = os.getloadavg()[0]
     results["speed"] = speed(args.threads, args.repeats, batched, single, args.baseline)
+    # other work on the machine slows both decoders alike; the ratios hold, the absolute
+    # figures are those of a machine this busy
+    results["load_average_1min"] = {"before": round(load_before, 2),
+                                    "after": round(os.getloadavg()[0], 2),
+                                    "cpus": os.cpu_count()}
     if not args.no_accuracy:
         source = args.g014b2b or HELD_OUT_G014B2B
         g014b2b = held_out_g014b2b(read_g014b2b(source), lexicon)

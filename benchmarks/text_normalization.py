@@ -53,6 +53,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -362,6 +363,8 @@ def main(argv: list[str] | None = None) -> None:
             "max": round(1000 * max(nemo["case_seconds"]), 2)}
         results["nemo_setup_seconds"] = round(nemo["setup_seconds"], 1)
     results["texts_characters"] = {name: len(text) for name, text in texts.items()}
+    results["load_average_1min"] = {"after": round(os.getloadavg()[0], 2),
+                                    "cpus": os.cpu_count()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "text_normalization.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.out / "text_normalization.png")
