@@ -12,6 +12,7 @@ losing a port) sends a note-off for every note Kantor is sounding.
 
 from __future__ import annotations
 
+import collections
 import gc
 import itertools
 import logging
@@ -42,6 +43,8 @@ DRAIN_SECONDS = 0.25
 # After the JACK server returns, connections are restored for this long (seconds): the
 # ports at the other end come back when their own programs notice.
 RESTORE_WINDOW_S = 30.0
+# After a JACK xrun, note-offs sent this long before it (seconds) are sent again.
+RESEND_OFFS_S = 0.25
 
 
 class MidiPortError(RuntimeError):
@@ -150,13 +153,15 @@ class JackWatch:
     :meth:`restore_connections` once they exist again."""
 
     def __init__(self, on_lost: Callable[[str], None], on_back: Callable[[], None],
-                 name: str = "kantor-watch", poll_s: float = 0.5) -> None:
-        self.on_lost, self.on_back = on_lost, on_back
+                 name: str = "kantor-watch", poll_s: float = 0.5,
+                 on_xrun: Callable[[], None] | None = None) -> None:
+        self.on_lost, self.on_back, self.on_xrun = on_lost, on_back, on_xrun
         self.name, self.poll_s = name, poll_s
         self.watched: list[str] = []
         self.connections: dict[str, set[str]] = {}  # our port -> ports connected to it
         self.lost_reason: str | None = None
         self.losses = self.returns = 0
+        self.xruns = 0  # cycles the JACK graph ran late (what was in them may be lost)
         self._restoring_until = 0.0  # monotonic time: restore connections until then
         self._client = None
         self._gone = threading.Event()
@@ -191,7 +196,13 @@ class JackWatch:
             self.lost_reason = reason or "the JACK server stopped"
             self._gone.set()
 
+        def xrun(delayed_us: float) -> None:  # a late cycle: MIDI in it may be lost
+            self.xruns += 1
+            if self.on_xrun is not None:
+                self.on_xrun()  # a JACK thread: it must only hand work over
+
         client.set_shutdown_callback(shutdown)
+        client.set_xrun_callback(xrun)
         client.activate()
         self._client = client
         self._gone.clear()
@@ -279,7 +290,7 @@ class JackWatch:
         """Server state and how often it was lost and came back."""
         return {"server": "running" if self.running else "lost",
                 "lost_reason": self.lost_reason, "losses": self.losses,
-                "returns": self.returns}
+                "returns": self.returns, "xruns": self.xruns}
 
     def stop(self) -> None:
         self._stop.set()
@@ -445,6 +456,10 @@ class LiveMidiService:
         self.send_errors = 0
         self.not_sent = 0  # answers dropped because the output was gone (JACK stopped)
         self.messages_sent = 0  # handed to the output port (what a receiver should count)
+        # (time, note-off) lately sent: sent again after a JACK xrun, which can lose them
+        self._recent_offs: collections.deque[tuple[float, list[int]]] = \
+            collections.deque(maxlen=1024)
+        self.offs_resent = 0
         self.watch: JackWatch | None = None  # on JACK: notices the server die and return
         # note-offs the queue refused, by channel and key: the sequence number of the last
         # item queued before each (it must be handled first), -1 where none is parked
@@ -465,11 +480,25 @@ class LiveMidiService:
         self._worker.start()
         if self.ports.api == "jack":
             watch = JackWatch(self._jack_lost, self._jack_back,
-                              name=f"{self.ports.client_name}-watch")
+                              name=f"{self.ports.client_name}-watch",
+                              on_xrun=lambda: self.call_soon(self._offs_again))
             watch.watched = [f"{self.ports.client_name}:in",
                              f"{self.ports.client_name}-out:out"]
             if watch.start():
                 self.watch = watch
+
+    def _offs_again(self) -> list[list[int]]:
+        """(Worker thread, after a JACK xrun.) The note-offs sent in the last
+        ``RESEND_OFFS_S`` for notes that are not sounding again: a late cycle can lose
+        them on the way to the synthesizer, which would hold those notes for ever. A
+        second note-off for a silent note is harmless."""
+        now = time.perf_counter()
+        sounding = set(self.harmonizer.sounding_notes)
+        again = {(m[0] & 0x0F, m[1]): m for t, m in self._recent_offs
+                 if now - t <= RESEND_OFFS_S}
+        messages = [m for key, m in again.items() if key not in sounding]
+        self.offs_resent += len(messages)
+        return messages
 
     # the JACK watch's thread
     def _jack_lost(self, reason: str) -> None:
@@ -574,6 +603,9 @@ class LiveMidiService:
             try:
                 ports.send(message)
                 self.messages_sent += 1
+                if message[0] & 0xF0 == 0x80 or (message[0] & 0xF0 == 0x90
+                                                 and message[2] == 0):
+                    self._recent_offs.append((time.perf_counter(), message))
             except Exception as error:  # a vanished port: count it, keep going
                 self.send_errors += 1
                 log.debug("send failed: %s", error)
@@ -627,6 +659,7 @@ class LiveMidiService:
             dropped["not sent: output gone"] = self.not_sent
         return {"notes_in": stats.notes_in, "notes_out": stats.notes_out,
                 "messages_sent": self.messages_sent, "note_ons_arrived": self.note_ons_arrived,
+                "note_offs_resent_after_xruns": self.offs_resent,
                 "latency_ms": self.latency.percentiles_ms(), "dropped": dropped,
                 "sounding": len(self.harmonizer.sounding_notes), "lost": self.ports.lost,
                 "jack": self.watch.status() if self.watch is not None else None}
