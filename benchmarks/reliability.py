@@ -181,7 +181,9 @@ def flood(service: ServeProcess, server: JackServer, http: httpx.Client, rate: f
             "jack_xruns": (after["jack"] or {}).get("xruns", 0)
             - (before["jack"] or {}).get("xruns", 0),
             "dropped_and_counted": {k: v for k, v in dropped.items() if v},
-            "stuck_notes": stuck}
+            "stuck_notes": stuck,
+            # notes Kantor itself still sounds: their note-offs were lost on the way in
+            "kantor_sounding_after": after["sounding"]}
 
 
 def soak(service: ServeProcess, server: JackServer, http: httpx.Client, seconds: float,

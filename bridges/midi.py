@@ -460,6 +460,7 @@ class LiveMidiService:
         self._recent_offs: collections.deque[tuple[float, list[int]]] = \
             collections.deque(maxlen=1024)
         self.offs_resent = 0
+        self._xrun = threading.Event()  # set by the JACK watch: the worker sends offs again
         self.watch: JackWatch | None = None  # on JACK: notices the server die and return
         # note-offs the queue refused, by channel and key: the sequence number of the last
         # item queued before each (it must be handled first), -1 where none is parked
@@ -481,7 +482,7 @@ class LiveMidiService:
         if self.ports.api == "jack":
             watch = JackWatch(self._jack_lost, self._jack_back,
                               name=f"{self.ports.client_name}-watch",
-                              on_xrun=lambda: self.call_soon(self._offs_again))
+                              on_xrun=self._xrun.set)
             watch.watched = [f"{self.ports.client_name}:in",
                              f"{self.ports.client_name}-out:out"]
             if watch.start():
@@ -548,6 +549,9 @@ class LiveMidiService:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._xrun.is_set():  # not through the queue: a flood keeps it full
+                self._xrun.clear()
+                self._send_all(self._offs_again())
             try:
                 arrived, message, number = self.queue.get(timeout=0.05)
             except queue.Empty:
