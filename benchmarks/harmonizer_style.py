@@ -80,6 +80,30 @@ def variants(old: str, new: str) -> list[Variant]:
     ]
 
 
+def sweep(new: str) -> list[Variant]:
+    """Sampler settings for the new model, to choose the defaults on the validation split."""
+    d = GibbsSettings()
+    out = []
+    for t_end in (0.2, 0.35, 0.5, 0.7, 1.0):
+        out.append(Variant(f"T 1.0->{t_end}", new, dataclasses.replace(d, temperature_end=t_end),
+                           "annealing to this final temperature, all rules"))
+    out += [
+        Variant("T 1.0->0.7, 1 chain", new, dataclasses.replace(d, temperature_end=0.7, chains=1),
+                "no choice among chains (the likeliest chain is the blandest?)"),
+        Variant("T 1.0->0.7, 8 chains", new,
+                dataclasses.replace(d, temperature_end=0.7, chains=8), "more chains"),
+        Variant("T 1.0->0.7, rule weight 2", new,
+                dataclasses.replace(d, temperature_end=0.7, rule_weight=2.0), "half the charges"),
+        Variant("T 1.0->0.7, overlaps and hidden 0.25", new, dataclasses.replace(
+            d, temperature_end=0.7, rule_weights={"overlap": 0.25, "hidden": 0.25}),
+            "Bach overlaps and writes hidden fifths more than Kantor"),
+        Variant("T 1.0->1.0, rules off", new,
+                dataclasses.replace(d, temperature_end=1.0, rule_weight=0.0),
+                "DeepBach-like: the networks alone at temperature 1"),
+    ]
+    return out
+
+
 def variant_key(variant: Variant, split: str, seeds: tuple[int, ...]) -> str:
     card_hashes = [json.loads((Path(variant.assets) / f"chorale-{v}.json").read_text())["sha256"]
                    for v in ("soprano", "alto", "tenor", "bass")]
@@ -129,6 +153,8 @@ def main() -> None:
     parser.add_argument("--new", default=str(ASSETS), help="the model with key and distances")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="names of variants to (re)run")
+    parser.add_argument("--sweep", action="store_true",
+                        help="the sampler settings sweep (new model) instead of the analysis")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     corpus = load_corpus()
@@ -137,7 +163,8 @@ def main() -> None:
     bigram = fit_progression_model(corpus.split("train"))
     bach = settings_for(chorales, {}, seeds, bigram, progress=False)
     lines = []
-    for variant in variants(args.old, args.new):
+    chosen = sweep(args.new) if args.sweep else variants(args.old, args.new)
+    for variant in chosen:
         if not (Path(variant.assets) / "chorale-alto.json").exists():
             print(f"skipping {variant.name}: no model in {variant.assets}")
             continue
@@ -177,7 +204,8 @@ def main() -> None:
                       "reported, never chosen by."}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"harmonizer_style_ablation_{args.split}.json"
+    kind = "sweep" if args.sweep else "ablation"
+    path = out / f"harmonizer_style_{kind}_{args.split}.json"
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")
     plot(result, path.with_suffix(".png"))
     print(table(result))

@@ -23,6 +23,7 @@ from kantor.engine.chorale.encoding import (
     raw_to_tokens,
     sounding_pitches,
 )
+from kantor.engine.chorale.keys import key_of_setting
 from kantor.engine.chorale.live import CLOCKS_PER_STEP, LiveHarmonizer
 from kantor.engine.chorale.rules import rates, voice_leading_report
 from kantor.export.chorale.corpus import Chorale
@@ -115,6 +116,12 @@ def _send(harmonizer: LiveHarmonizer, messages: list[list[int]], now: float
     return out
 
 
+def _tell_key(harmonizer: LiveHarmonizer, chorale: Chorale) -> None:
+    """The key as a player sends it: the signature (CC 25) and the mode (CC 26)."""
+    harmonizer.apply_parameter("key_sharps", int(chorale.key_sharps))
+    harmonizer.apply_parameter("minor", key_of_setting(chorale.raw).minor)
+
+
 def play_clock_mode(harmonizer: LiveHarmonizer, chorale: Chorale, early: int) -> np.ndarray:
     """The harmoniser's answer to a soprano sent ``early`` steps ahead under MIDI clock.
 
@@ -123,7 +130,7 @@ def play_clock_mode(harmonizer: LiveHarmonizer, chorale: Chorale, early: int) ->
     the harmoniser counts them."""
     settings = harmonizer.settings
     settings.lookahead = early
-    settings.key_sharps = int(chorale.key_sharps)
+    _tell_key(harmonizer, chorale)
     harmonizer.reset()
     soprano = chorale.raw[0]
     n = soprano.shape[0]
@@ -151,7 +158,7 @@ def play_clock_mode(harmonizer: LiveHarmonizer, chorale: Chorale, early: int) ->
 def play_event_mode(harmonizer: LiveHarmonizer, chorale: Chorale) -> np.ndarray:
     """The answer to the soprano played with no clock, at a steady tempo."""
     harmonizer.settings.lookahead = 0
-    harmonizer.settings.key_sharps = int(chorale.key_sharps)
+    _tell_key(harmonizer, chorale)
     harmonizer.reset()
     soprano = chorale.raw[0]
     recorder = _GridRecorder(soprano.shape[0], harmonizer.settings.channels)
