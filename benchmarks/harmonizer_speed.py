@@ -22,6 +22,7 @@ import onnxruntime
 import torch
 from onnx import numpy_helper
 
+from kantor.engine.chorale.encoding import META_SIZES
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
 from kantor.export.chorale.corpus import load_corpus
 from kantor.export.chorale.model import VoiceNet, VoiceNetConfig
@@ -52,6 +53,7 @@ class TorchSampler(ChoraleSampler):
         self.nets = [torch_net_from_onnx(m.path, m.card, sizes) for m in onnx_sampler.models]
 
     def logits(self, voice, tokens, meta):
+        meta = np.ascontiguousarray(meta[..., self.meta_columns])
         with torch.inference_mode():
             return self.nets[voice](torch.from_numpy(tokens), torch.from_numpy(meta)).numpy()
 
@@ -62,7 +64,7 @@ def check_parity(a: ChoraleSampler, b: ChoraleSampler) -> float:
     worst = 0.0
     for v in range(len(a.vocabularies)):
         tokens = np.stack([rng.integers(0, voc.size, (64, window)) for voc in a.vocabularies], 1)
-        meta = np.stack([rng.integers(0, n, (64, window)) for n in (4, 2, 2, 12)], 2)
+        meta = np.stack([rng.integers(0, n, (64, window)) for n in META_SIZES], 2)
         worst = max(worst, float(np.abs(a.logits(v, tokens, meta) - b.logits(v, tokens, meta)
                                         ).max()))
     return worst

@@ -65,7 +65,8 @@ def test_windows_mask_the_predicted_voice_and_pad_the_edges(sampler):
     padded, padded_meta = pad_for_windows(tokens, meta, context=c)
     windows, window_meta = sampler.windows(padded[None], padded_meta, np.zeros(2, dtype=int),
                                            np.array([0, 2]), voice=1)
-    assert windows.shape == (2, 4, 2 * c + 1) and window_meta.shape == (2, 2 * c + 1, len(META_FIELDS))
+    assert windows.shape == (2, 4, 2 * c + 1)
+    assert window_meta.shape == (2, 2 * c + 1, len(META_FIELDS))
     assert windows[0, 1, c] == MASK and windows[0, 0, c] == tokens[0, 0]
     assert windows[0, 0, 0] == START and windows[1, 3, -1] == END
     assert window_meta[0, c - 2:c + 3, 0].tolist() == [2, 3, 0, 1, 2]  # ticks continue outside

@@ -23,7 +23,7 @@ def test_key_names_give_tonic_mode_and_signature(text, key, sharps):
 
 @pytest.mark.parametrize("text", ["H", "b minr", "", "C##x"])
 def test_unknown_key_names_say_what_is_accepted(text):
-    with pytest.raises(KeyParseError, match="key|mode"):
+    with pytest.raises(KeyParseError, match=r"key|mode"):
         parse_key(text)
 
 

@@ -108,6 +108,17 @@ class _GridRecorder:
                 self.raw[v, step] = HOLD_PITCH
 
 
+def _pedal(harmonizer: LiveHarmonizer, fermata: np.ndarray, step: int, now: float
+           ) -> list[list[int]]:
+    """The sustain pedal (the fermata controller) pressed or lifted where ``step``'s
+    fermata differs from the step before, as a player marks a cadence."""
+    before = bool(fermata[step - 1]) if step > 0 else False
+    if bool(fermata[step]) == before:
+        return []
+    return harmonizer.process([0xB0, harmonizer.settings.fermata_cc,
+                               127 if fermata[step] else 0], now)
+
+
 def _send(harmonizer: LiveHarmonizer, messages: list[list[int]], now: float
           ) -> list[list[int]]:
     out: list[list[int]] = []
@@ -141,7 +152,10 @@ def play_clock_mode(harmonizer: LiveHarmonizer, chorale: Chorale, early: int) ->
     now = 0.0
     tick_s = STEP_SECONDS / CLOCKS_PER_STEP
     recorder.feed(_send(harmonizer, [[0xF2, p0 & 0x7F, p0 >> 7], [0xFB]], now))
+    fermata = chorale.meta[:, 2].astype(bool)
     for j in range(n + early):
+        if 0 <= j - early < n:  # the pedal as the step it marks is decided
+            recorder.feed(_pedal(harmonizer, fermata, j - early, now))
         recorder.feed(harmonizer.process([0xF8], now))  # the step's first clock
         if j < n:
             recorder.feed(_send(harmonizer, _melody_events(soprano, j), now))
@@ -162,7 +176,9 @@ def play_event_mode(harmonizer: LiveHarmonizer, chorale: Chorale) -> np.ndarray:
     harmonizer.reset()
     soprano = chorale.raw[0]
     recorder = _GridRecorder(soprano.shape[0], harmonizer.settings.channels)
+    fermata = chorale.meta[:, 2].astype(bool)
     for step in range(soprano.shape[0]):
+        recorder.feed(_pedal(harmonizer, fermata, step, step * STEP_SECONDS))
         for message in _melody_events(soprano, step):
             recorder.feed(harmonizer.process(message, step * STEP_SECONDS))
         recorder.close_step(step)

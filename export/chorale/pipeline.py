@@ -11,9 +11,11 @@ import torch
 
 from kantor.engine.chorale.encoding import VOICES
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
+from kantor.engine.chorale.melody import harmonize_melody
 from kantor.engine.chorale.rules import rates
 from kantor.export.chorale.corpus import load_corpus
 from kantor.export.chorale.evaluate import model_nll, yardstick
+from kantor.export.chorale.style import card_headline, evaluate_style, melody_of
 from kantor.export.chorale.to_onnx import export_voices, write_card
 from kantor.export.chorale.train import PRESETS, TrainConfig, train
 
@@ -50,6 +52,7 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     nll = model_nll(sampler, test)
     settings = GibbsSettings()
     voice_leading = yardstick(sampler, test[:eval_limit], settings, with_baseline=False)
+    style = offline_style(sampler, corpus, test, settings, eval_limit)
     summary = {name: {k: round(r, 5) for k, r in rates(y["counts"]).items()}
                for name, y in voice_leading.items()}
     for v in range(len(paths)):
@@ -64,9 +67,24 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
                 "chorales": len(test[:eval_limit]), "settings": "engine defaults",
                 "rates": summary,
                 "soprano_reproduced": voice_leading["kantor"]["soprano_reproduced"]},
+            "style_against_bach": style,
         }
         card(v, metrics)
     return paths
+
+
+def offline_style(sampler: ChoraleSampler, corpus, chorales: list, settings: GibbsSettings,
+                  eval_limit: int | None) -> dict:
+    """The style evaluation's headline for the card: Kantor's settings of the held-out
+    melodies (3 seeds; 1 when ``eval_limit`` makes it a quick check) against Bach's."""
+    def kantor(chorale, seed: int):
+        return harmonize_melody(sampler, melody_of(chorale),
+                                settings=dataclasses.replace(settings, seed=seed)).raw
+
+    seeds = (0, 1, 2) if eval_limit is None else (0,)
+    report, _ = evaluate_style(corpus, {"kantor": kantor}, seeds=seeds, limit=eval_limit,
+                               chorales=chorales)
+    return card_headline(report, "kantor")
 
 
 LIVE_TASK = ("live voice network: the {voice}'s token at the current step from the past of "
@@ -107,6 +125,7 @@ def train_and_export_live(preset: str, run_dir: Path, out_dir: Path,
     yardstick_rates = {name: {r: round(v, 5) for r, v in result["rates"].items()}
                        for name, result in live_yardstick(harmonizer, test[:eval_limit],
                                                           tuple(lookaheads)).items()}
+    style = live_style(harmonizer, corpus, test, eval_limit)
     for i, net in enumerate(nets):
         voice = VOICES[net.voice]
         card(i, {
@@ -121,8 +140,24 @@ def train_and_export_live(preset: str, run_dir: Path, out_dir: Path,
                 "note": "clock_melody_D_steps_early: melody sent D steps ahead under MIDI "
                         "clock (the networks see D-1 steps past the decided one)",
                 "rates": yardstick_rates},
+            "style_against_bach_event_mode": style,
         })
     return paths
+
+
+def live_style(harmonizer, corpus, chorales: list, eval_limit: int | None) -> dict:
+    """The style evaluation's headline for the live cards: each held-out soprano played
+    into the harmoniser as MIDI in event mode (no clock), key by CC, answers on the grid."""
+    from kantor.export.chorale.live_eval import play_event_mode
+
+    def live(chorale, seed: int):
+        raw = play_event_mode(harmonizer, chorale)
+        raw[0] = chorale.raw[0]  # the melody as played; only the answers are judged
+        return raw
+
+    report, _ = evaluate_style(corpus, {"kantor": live}, seeds=(0,), limit=eval_limit,
+                               chorales=chorales)
+    return card_headline(report, "kantor")
 
 
 def _training_record(preset: str, config, history: dict) -> dict:

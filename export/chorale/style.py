@@ -137,6 +137,10 @@ def discriminate(rows: list[Setting], system: str, seed: int = 0) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     chosen = [r for r in rows if r.source in ("bach", system)]
+    melodies = sorted({r.chorale for r in chosen})
+    if len(melodies) < 4:
+        return {"system": system, "balanced_accuracy": None, "ci95": None,
+                "melodies": len(melodies), "note": "too few melodies to cross-validate"}
     names = sorted(chosen[0].features)
     x = feature_matrix(chosen, names)
     y = np.array([r.source == system for r in chosen], dtype=int)
@@ -293,12 +297,41 @@ def plot_report(report: dict, path: Path) -> None:
 
 def evaluate_style(corpus: ChoraleCorpus, harmonisers: dict[str, Harmoniser],
                    split: str = "test", seeds: tuple[int, ...] = (0, 1, 2),
-                   limit: int | None = None, progress: bool = True) -> tuple[dict, list]:
-    """Settings of the ``split``'s melodies by each harmoniser, compared with Bach's."""
-    chorales = corpus.split(split)[:limit]
+                   limit: int | None = None, progress: bool = True,
+                   chorales: list[Chorale] | None = None) -> tuple[dict, list]:
+    """Settings of the ``split``'s melodies (or of ``chorales``) by each harmoniser,
+    compared with Bach's."""
+    chorales = (corpus.split(split) if chorales is None else chorales)[:limit]
     bigram = fit_progression_model(corpus.split("train"))
     rows = settings_for(chorales, harmonisers, seeds, bigram, progress)
     report = compare(rows, chorales, list(harmonisers))
     report |= {"split": split, "chorales": [c.name for c in chorales], "seeds": list(seeds),
                "keys": {c.name: str(key_of_setting(c.raw)) for c in chorales}}
     return report, rows
+
+
+def card_headline(report: dict, system: str) -> dict:
+    """The figures a model card carries: the discriminator, final chords, progressions
+    and the features that told Kantor from Bach, each beside Bach's value."""
+    result = report["systems"][system]
+    bach, mine = report["features"]["bach"], report["features"][system]
+    disc = result["discriminator"]
+
+    def pair(name: str) -> dict:
+        return {"kantor": _round(mine.get(name)), "bach": _round(bach.get(name))}
+
+    return {
+        "split": report.get("split"), "melodies": len(report.get("chorales", [])),
+        "settings_per_melody": len(report.get("seeds", [0])),
+        "discriminator_balanced_accuracy": _round(disc["balanced_accuracy"]),
+        "discriminator_ci95": [_round(x) for x in disc["ci95"]] if disc["ci95"] else None,
+        "final_chord_root_and_bass_as_bach": _round(result["final_chord"]["share"]),
+        "progression_vs_bach_nats_per_chord": _round(
+            result["progression_vs_bach"]["nats_per_chord"]),
+        **{name: pair(name) for name in HEADLINE},
+        "evaluation": "kantor eval harmonizer --style (export/chorale/style.py)",
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
