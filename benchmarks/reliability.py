@@ -72,7 +72,7 @@ def rss_mb(pid: int) -> float | None:
 
 
 _RECEIVER = """
-import json, sys, jack
+import json, os, sys, jack
 client = jack.Client(sys.argv[1], no_start_server=True)
 port = client.midi_inports.register("input")
 received, sounding = [0], set()
@@ -93,6 +93,7 @@ client.activate()
 print("ready", flush=True)
 for line in sys.stdin:
     print(json.dumps({"received": received[0], "sounding": len(sounding)}), flush=True)
+os._exit(0)
 """
 
 
@@ -115,8 +116,12 @@ class Receiver:
         return json.loads(self.process.stdout.readline())
 
     def stop(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=10)
+        self.process.stdin.close()  # it leaves with os._exit: no JACK teardown to wait on
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def live_status(http: httpx.Client) -> dict:
@@ -346,10 +351,12 @@ def main() -> None:
             results["soak"] = soak(service, server, http, args.soak_seconds)
             print(json.dumps({k: v for k, v in results["soak"].items() if k != "samples"},
                              indent=1), flush=True)
+            (out / "reliability.json").write_text(json.dumps(results, indent=1) + "\n")
             results["jack"] = jack_dies(service, server, http)
             print(json.dumps(results["jack"]), flush=True)
         text = service.text()
         results["tracebacks_in_service_output"] = text.count("Traceback")
+        (out / "reliability.json").write_text(json.dumps(results, indent=1) + "\n")
         results["request_memory"] = request_memory()
         print(json.dumps({k: v for k, v in results["request_memory"].items()
                           if k != "requests"}), flush=True)
