@@ -541,13 +541,18 @@ STOP_DEADLINE_S = 8.0  # SIGTERM to exit, at most (plus the interpreter's own ex
 
 
 def _exit_after(seconds: float) -> None:
-    """Exit the process ``seconds`` from now if it is still running (something hangs)."""
+    """Exit the process ``seconds`` from now if it is still running (something hangs).
+    The kernel ends it a second later if even this thread cannot run (a C call that
+    holds the interpreter): SIGALRM's default action needs no Python."""
+    import signal
+
+    signal.alarm(int(seconds) + 1)  # SIGALRM keeps its default action (terminate)
     time.sleep(seconds)
-    log.error("stopping took over %.0f s (an audio or MIDI system that does not answer): "
-              "exiting now", seconds)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(1)
+    try:  # straight to the descriptor: a logging lock or a full pipe must not block exit
+        os.write(2, f"kantor: error: stopping took over {seconds:.0f} s (an audio or MIDI "
+                    "system that does not answer): exiting now\n".encode())
+    finally:
+        os._exit(1)
 
 
 def _channels(text: str) -> tuple[int, int, int, int]:

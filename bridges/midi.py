@@ -154,8 +154,11 @@ class JackWatch:
 
     def __init__(self, on_lost: Callable[[str], None], on_back: Callable[[], None],
                  name: str = "kantor-watch", poll_s: float = 0.5,
-                 on_xrun: Callable[[], None] | None = None) -> None:
+                 on_xrun: Callable[[], None] | None = None,
+                 on_ports_gone: Callable[[list[str]], None] | None = None) -> None:
         self.on_lost, self.on_back, self.on_xrun = on_lost, on_back, on_xrun
+        self.on_ports_gone = on_ports_gone
+        self._ports_seen = False  # the watched ports existed once since the last (re)start
         self.name, self.poll_s = name, poll_s
         self.watched: list[str] = []
         self.connections: dict[str, set[str]] = {}  # our port -> ports connected to it
@@ -236,6 +239,7 @@ class JackWatch:
                     self.returns += 1
                     log.warning("JACK server is back")
                     self.lost_reason = None
+                    self._ports_seen = False
                     self._restoring_until = time.monotonic() + RESTORE_WINDOW_S
                     self._call(self.on_back)
                     break
@@ -249,6 +253,19 @@ class JackWatch:
 
     def _remember_connections(self) -> None:
         client = self._client
+        existing = {p.name for p in client.get_ports()}
+        missing = [p for p in self.watched if p not in existing]
+        if self.watched and not missing:
+            self._ports_seen = True
+        elif missing and self._ports_seen and not self._gone.is_set() \
+                and self.on_ports_gone is not None:
+            # the server runs but our ports went: JACK drops ("zombifies") a client that
+            # misses its deadlines for seconds, and rtmidi's send then spins for ever
+            self._ports_seen = False
+            log.error("JACK dropped the ports %s (their client missed its deadlines)",
+                      ", ".join(missing))
+            self._call(self.on_ports_gone, missing)
+            return
         seen = {}
         for port in list(self.watched):
             try:
@@ -482,7 +499,7 @@ class LiveMidiService:
         if self.ports.api == "jack":
             watch = JackWatch(self._jack_lost, self._jack_back,
                               name=f"{self.ports.client_name}-watch",
-                              on_xrun=self._xrun.set)
+                              on_xrun=self._xrun.set, on_ports_gone=self._ports_gone)
             watch.watched = [f"{self.ports.client_name}:in",
                              f"{self.ports.client_name}-out:out"]
             if watch.start():
@@ -502,6 +519,13 @@ class LiveMidiService:
         return messages
 
     # the JACK watch's thread
+    def _ports_gone(self, missing: list[str]) -> None:
+        """JACK dropped our client while the server runs: stop sending into it, forget
+        what sounded (it went with the ports), open them again."""
+        self.ports.lost = f"JACK dropped the ports {', '.join(missing)}"
+        self.call_soon(self.harmonizer.release_all)
+        self._jack_back()
+
     def _jack_lost(self, reason: str) -> None:
         self.ports.lost = f"JACK server lost ({reason})"
         # what sounded died with the server: forget it (the note-offs cannot go out, and
