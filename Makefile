@@ -10,7 +10,7 @@ SYSTEM_DEV := $(SYSTEM_RUNTIME) festival festvox-us-slt-hts fortunes wordnet-bas
 OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
-        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-serve bench-tts clean \
+        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-serve bench-reliability bench-tts clean \
         speech-corpus train-voice bench-vocoder train-g2p
 
 SERVE_ARGS ?=
@@ -79,6 +79,9 @@ bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame perio
 
 bench-serve: install-dev  ## kantor serve: WebSocket first audio, live MIDI with/without speech (~5 min)
 	$(BIN)/python benchmarks/serve.py
+
+bench-reliability: install-dev  ## floods, a 10-minute soak, memory per request, a JACK server that dies (~13 min)
+	$(BIN)/python benchmarks/reliability.py
 
 speech-corpus: install-dev  ## render 10,300 sentences with Festival (~15 min) and analyse them (~20-60 min)
 	$(BIN)/python -m kantor.export.speech.festival

@@ -384,7 +384,7 @@ def plot(results: dict, path: Path) -> None:
                title="Memory over the soak")
     memory.legend()
     latency.plot(t, [s["live_p99_ms"] for s in samples])
-    latency.set(xlabel="soak time (min)", ylabel="live latency p99 (ms, cumulative)",
+    latency.set(xlabel="soak time (min)", ylabel="live latency p99 (ms; last 65536, floods incl.)",
                 title="Live MIDI while speaking")
     labels = [f"{f['rate_notes_per_s'] // 1000:g}k/s" + (" +speech" if f["speech"] else "")
               for f in results["floods"]]
@@ -392,7 +392,7 @@ def plot(results: dict, path: Path) -> None:
     floods.bar(x - 0.2, [f["messages_sent_by_kantor"] for f in results["floods"]], 0.4,
                label="sent by Kantor")
     floods.bar(x + 0.2, [f["messages_received"] for f in results["floods"]], 0.4,
-               label="received (jack_midi_dump)")
+               label="received (a JACK client of its own)")
     for i, f in enumerate(results["floods"]):
         floods.annotate(f"stuck {f['stuck_notes']}", (i, f["messages_received"]),
                         ha="center", va="bottom", fontsize=8)
