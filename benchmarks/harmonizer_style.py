@@ -26,6 +26,7 @@ import numpy as np
 
 from kantor.engine.chorale.encoding import sounding_pitches
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
+from kantor.engine.chorale.keys import key_of_setting
 from kantor.engine.chorale.melody import harmonize_melody
 from kantor.engine.chorale.rules import DEFAULT_RULE_WEIGHTS
 from kantor.engine.models import ASSETS
@@ -34,6 +35,7 @@ from kantor.export.chorale.outside_repertoire import TUNES
 from kantor.export.chorale.style import (
     Setting,
     compare,
+    describe,
     fit_progression_model,
     melody_of,
     settings_for,
@@ -81,27 +83,29 @@ def variants(old: str, new: str) -> list[Variant]:
 
 
 def sweep(new: str) -> list[Variant]:
-    """Sampler settings for the new model, to choose the defaults on the validation split."""
+    """Sampler settings for the new model, to choose the defaults on the validation split:
+    steps redrawn a beat apart (stride 4), charges that harden from 4 to 16 nats, and the
+    final temperature; the first line is the sampler as it was (random share, 4 nats)."""
     d = GibbsSettings()
-    out = []
-    for t_end in (0.2, 0.35, 0.5, 0.7, 1.0):
-        out.append(Variant(f"T 1.0->{t_end}", new, dataclasses.replace(d, temperature_end=t_end),
-                           "annealing to this final temperature, all rules"))
-    out += [
-        Variant("T 1.0->0.7, 1 chain", new, dataclasses.replace(d, temperature_end=0.7, chains=1),
-                "no choice among chains (the likeliest chain is the blandest?)"),
-        Variant("T 1.0->0.7, 8 chains", new,
-                dataclasses.replace(d, temperature_end=0.7, chains=8), "more chains"),
-        Variant("T 1.0->0.7, rule weight 2", new,
-                dataclasses.replace(d, temperature_end=0.7, rule_weight=2.0), "half the charges"),
-        Variant("T 1.0->0.7, overlaps and hidden 0.25", new, dataclasses.replace(
-            d, temperature_end=0.7, rule_weights={"overlap": 0.25, "hidden": 0.25}),
-            "Bach overlaps and writes hidden fifths more than Kantor"),
-        Variant("T 1.0->1.0, rules off", new,
-                dataclasses.replace(d, temperature_end=1.0, rule_weight=0.0),
-                "DeepBach-like: the networks alone at temperature 1"),
+    old_sampler = dataclasses.replace(d, stride=0, rule_weight_end=None,
+                                      temperature_end=0.2)
+    spaced = dataclasses.replace(d, stride=4, rule_weight=4.0, rule_weight_end=16.0,
+                                 rule_weights={"seventh_unprepared_exit": 0.25})
+    return [
+        Variant("old sampler, new rules", new, old_sampler,
+                "random share redrawn, T 1.0->0.2, 4 nats per break"),
+        Variant("spaced, hardening, T 1.0->0.5", new,
+                dataclasses.replace(spaced, temperature_end=0.5), "settles to T 0.5"),
+        Variant("spaced, hardening, T 1.0->0.7", new,
+                dataclasses.replace(spaced, temperature_end=0.7), "settles to T 0.7"),
+        Variant("spaced, hardening, T 1.0", new,
+                dataclasses.replace(spaced, temperature_end=1.0),
+                "the networks' own temperature throughout"),
+        Variant("spaced, hardening, T 1.0, no cadence approach", new,
+                dataclasses.replace(spaced, temperature_end=1.0, rule_weights={
+                    "seventh_unprepared_exit": 0.25, "cadence_approach": 0.0}),
+                "no charge for a cadence not reached by a falling fifth"),
     ]
-    return out
 
 
 def variant_key(variant: Variant, split: str, seeds: tuple[int, ...]) -> str:
@@ -171,6 +175,10 @@ def main() -> None:
         cache = CACHE / f"{variant_key(variant, args.split, seeds)}.pkl"
         if cache.exists() and not (args.only and variant.name in args.only):
             rows, extra = pickle.loads(cache.read_bytes())
+            by_name = {c.name: c for c in chorales}
+            for row in rows:  # features as the analysis reads them today
+                chorale = by_name[row.chorale]
+                describe(row, chorale, key_of_setting(chorale.raw), bigram)
         elif args.only and variant.name not in args.only:
             continue
         else:

@@ -10,6 +10,7 @@ from kantor.engine.chorale.rules import (
     is_complete_chord,
     rates,
     rule_weight_vector,
+    unresolved_sevenths,
 )
 from kantor.engine.chorale.rules import voice_leading_report as report
 
@@ -103,7 +104,7 @@ def test_a_candidate_that_makes_a_seventh_is_charged_when_its_next_note_leaps():
     sounding = sounding_pitches(raw)
     candidates = np.array([[65, 62]])
     found = candidate_violations(raw, sounding, 1, np.array([0]), candidates,
-                                 np.zeros(2, dtype=bool), weights=only("unresolved_seventh"))
+                                 np.zeros(2, dtype=bool), weights=only("seventh_unprepared_exit"))
     assert found[0].tolist() == [1.0, 0.0]
 
 
@@ -120,3 +121,30 @@ def test_the_final_chord_is_a_root_position_tonic_triad():
     before = candidate_violations(raw, sounding, 3, np.array([0]), np.array([[45]]),
                                   np.zeros(1, dtype=bool), piece, only("final_chord"))
     assert before[0, 0] == 0.0  # the rule starts at the final chord
+
+
+def test_a_seventh_struck_again_still_owes_its_resolution():
+    # G7 with the alto's F, F struck again over C (no longer a seventh there), then G:
+    # the F still had to fall, so the count sees one unresolved seventh.
+    raw = chords((67, 65, 59, 43), (67, 65, 60, 48), (67, 67, 60, 48))
+    assert unresolved_sevenths(raw) == 1
+    raw[1, 8] = 64  # ... or it falls to E at last: resolved
+    assert unresolved_sevenths(raw) == 0
+    sounding = sounding_pitches(raw)
+    found = candidate_violations(raw, sounding, 1, np.array([8]), np.array([[64, 67]]),
+                                 np.zeros(2, dtype=bool), weights=only("unresolved_seventh"))
+    assert found[0].tolist() == [0.0, 1.0]
+
+
+def test_a_cadence_chord_is_a_triad_over_its_root():
+    raw = chords((67, 62, 59, 43), (72, 67, 64, 48))
+    sounding = sounding_pitches(raw)
+    cadences = np.zeros(8, dtype=bool)
+    cadences[4] = True
+    piece = PieceContext(cadences=cadences)
+    bass = candidate_violations(raw, sounding, 3, np.array([4]), np.array([[48, 52, 45]]),
+                                np.zeros(3, dtype=bool), piece, only("cadence_chord"))
+    assert bass[0].tolist() == [0.0, 1.0, 1.0]  # C under C-E-G; E inverts; A is vi7
+    approach = candidate_violations(raw, sounding, 3, np.array([4]), np.array([[48]]),
+                                    np.zeros(1, dtype=bool), piece, only("cadence_approach"))
+    assert approach[0, 0] == 0.0  # G -> C: the root falls a fifth

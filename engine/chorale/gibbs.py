@@ -47,6 +47,7 @@ from kantor.engine.chorale.rules import (
     PieceContext,
     candidate_violations,
     rule_weight_vector,
+    unresolved_sevenths,
     voice_leading_report,
 )
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
@@ -69,12 +70,31 @@ class GibbsSettings:
     temperature_end: float = 0.2
     share_start: float = 0.5  # share of a voice's free steps redrawn per sweep
     share_end: float = 0.1
+    # Steps redrawn together lie at least this far apart (0: any share, at random). Two
+    # neighbours redrawn at once each see the other's old note, so a passing note or a
+    # suspension, which needs its neighbour, rarely survives; spaced out, each sees its
+    # neighbours as they are (Gibbs sampling proper, locally). A sweep then redraws one
+    # step in ``stride``, starting at a random phase, and ``share_*`` is not used.
+    stride: int = 0
     rule_weight: float = 4.0  # nats charged per broken voice-leading rule; 0 turns off
+    # The charge at the end of the run (None: constant). Rules that harden as the chain
+    # settles let it explore at the start and leave few breaks at the end, while the
+    # networks' own probabilities keep their temperature.
+    rule_weight_end: float | None = None
     # Relative charge per rule (see rules.RULES); None: rules.DEFAULT_RULE_WEIGHTS.
     rule_weights: dict[str, float] | None = None
     chains: int = 4  # independent chains; the most likely is returned
     seed: int = 0
     ranges: tuple[tuple[int, int], ...] = TEXTBOOK_RANGES  # MIDI, per voice
+
+    def charge(self, progress: float) -> float:
+        """Nats per rule break as ``progress`` goes 0 -> 1 (geometric, like temperature)."""
+        start, end = self.rule_weight, self.rule_weight_end
+        if end is None or end == start:
+            return start
+        if start <= 0 or end <= 0:  # no geometric path through zero: a straight line
+            return start + (end - start) * progress
+        return start * (end / start) ** progress
 
     def temperature(self, progress: float) -> float:
         """Geometric annealing from start to end as ``progress`` goes 0 -> 1."""
@@ -175,12 +195,17 @@ class ChoraleSampler:
             share = settings.share(progress)
             for voice in rng.permutation(free_voices):
                 free = np.flatnonzero(~fixed[voice])
-                picks = [free[rng.random(free.size) < share] for _ in chain_ids]
+                if settings.stride > 1:
+                    picks = [free[free % settings.stride == rng.integers(settings.stride)]
+                             for _ in chain_ids]
+                else:
+                    picks = [free[rng.random(free.size) < share] for _ in chain_ids]
                 picks = [p if p.size else free[rng.integers(free.size)][None] for p in picks]
                 which = np.concatenate([np.full(p.size, k) for k, p in enumerate(picks)])
                 positions = np.concatenate(picks)
                 scores = self._scores(padded, padded_meta, which, positions, voice,
-                                      allowed[voice], settings, piece, weights)
+                                      allowed[voice], settings, piece, weights,
+                                      settings.charge(progress))
                 choice = _sample(scores / temperature, rng)
                 padded[which, voice, positions + c] = choice
 
@@ -191,6 +216,7 @@ class ChoraleSampler:
             report = voice_leading_report(raw, meta)
             breaks = sum(report[r] for r in ("parallel_fifths", "parallel_octaves",
                                              "crossing", "spacing", "out_of_range"))
+            breaks += unresolved_sevenths(raw)
             scored.append((breaks, self._pseudo_log_likelihood(padded[k], padded_meta, fixed)))
         best = min(chain_ids, key=lambda k: (scored[k][0], -scored[k][1]))
         raw = tokens_to_raw(final[best], self.vocabularies)
@@ -241,15 +267,15 @@ class ChoraleSampler:
 
     def _scores(self, padded: np.ndarray, padded_meta: np.ndarray, which: np.ndarray,
                 positions: np.ndarray, voice: int, allowed: np.ndarray,
-                settings: GibbsSettings, piece: PieceContext, weights: np.ndarray
-                ) -> np.ndarray:
+                settings: GibbsSettings, piece: PieceContext, weights: np.ndarray,
+                charge: float) -> np.ndarray:
         """Log-probabilities minus rule charges for every token, ``[B, vocab]``."""
         windows, meta = self.windows(padded, padded_meta, which, positions, voice)
         scores = _log_softmax(self.logits(voice, windows, meta))
         scores[:, ~allowed] = -np.inf
         scores[positions == 0, HOLD] = -np.inf  # a piece cannot start with a hold
-        if settings.rule_weight > 0:
-            scores -= settings.rule_weight * self._violations(padded, which, positions, voice,
+        if charge > 0:
+            scores -= charge * self._violations(padded, which, positions, voice,
                                                               piece, weights)
         return scores
 

@@ -202,8 +202,10 @@ class LiveHarmonizer:
             ok[[REST, HOLD]] = True
             ok[[START, END, MASK]] = False
             self._allowed[v] = ok
-        # A player's end is unknown: no final-chord rule; the rest weigh as offline.
-        self._piece = PieceContext()
+        # A player's end is unknown: no final-chord rule. A cadence is known when the
+        # pedal goes down: the step it marks (grid column ``past``) gets the cadence rule.
+        self._cadence = np.zeros(self.past + 1, dtype=bool)
+        self._piece = PieceContext(cadences=self._cadence)
         self._rule_weights = rule_weight_vector()
         self._rng = np.random.default_rng(self.settings.seed)
         self.reset()
@@ -495,6 +497,8 @@ class LiveHarmonizer:
                 self._release(voice, out)
                 self.grid[voice, column] = REST
             return
+        fermata = self.meta[:, META_FIELDS.index("fermata")]
+        self._cadence[column] = bool(fermata[column]) and not fermata[column - 1]
         decided: list[int] = []
         for voice in LIVE_DECISION_ORDER:
             if redo and self.grid[voice, column] >= FIRST_PITCH_TOKEN:

@@ -209,16 +209,21 @@ def sampler_inputs(melody: Melody, fixed_notes: list[FixedNote] = ()
 
 
 def piece_context(melody: Melody) -> PieceContext:
-    """The tonic, and the step where the final chord starts when it must be a tonic
-    triad: the melody's last note lies in it (major or minor), as in almost every
-    chorale; a melody ending elsewhere leaves the final chord free."""
+    """The tonic, the cadences (the first step of each fermata) and the step where the
+    final chord starts when it must be a tonic triad: the melody's last note lies in it
+    (major or minor), as in almost every chorale; a melody ending elsewhere leaves the
+    final chord free."""
     key = melody.resolved_key()
     onsets = np.flatnonzero(melody.soprano >= 0)
+    fermatas = (np.zeros(melody.n_steps, dtype=bool) if melody.fermatas is None
+                else np.asarray(melody.fermatas, dtype=bool))
+    cadences = fermatas & ~np.concatenate([[False], fermatas[:-1]])
     if not onsets.size:
-        return PieceContext(tonic=key.tonic)
+        return PieceContext(tonic=key.tonic, cadences=cadences)
     last = int(onsets[-1])
     in_triad = (int(melody.soprano[last]) - key.tonic) % 12 in (0, 3, 4, 7)
-    return PieceContext(tonic=key.tonic, final_from=last if in_triad else NO_STEP)
+    return PieceContext(tonic=key.tonic, final_from=last if in_triad else NO_STEP,
+                        cadences=cadences)
 
 
 def harmonize_melody(sampler: ChoraleSampler, melody: Melody,

@@ -157,6 +157,36 @@ def voice_leading_report(raw: np.ndarray, meta: np.ndarray | None = None) -> dic
     return counts
 
 
+def unresolved_sevenths(raw: np.ndarray) -> int:
+    """Chord sevenths (by :data:`SEVENTH_OF`, at every sonority) whose voice's next
+    different pitch does not step down; each note is counted once."""
+    raw = np.asarray(raw, dtype=np.int64)
+    sounding = sounding_pitches(raw).astype(np.int64)
+    checked: set[tuple[int, int]] = set()  # (voice, onset step) of notes seen as sevenths
+    unresolved = 0
+    for step in sonority_steps(sounding):
+        column = sounding[:, step]
+        if (column < 0).all():
+            continue
+        seventh = SEVENTH_OF[int(np.bitwise_or.reduce(1 << (column[column >= 0] % 12)))]
+        if seventh < 0:
+            continue
+        for v in range(4):
+            pitch = int(column[v])
+            if pitch < 0 or pitch % 12 != seventh:
+                continue
+            onset = step
+            while onset > 0 and raw[v, onset] == HOLD_PITCH:
+                onset -= 1
+            if (v, onset) in checked:
+                continue
+            checked.add((v, onset))
+            following = next((int(p) for p in raw[v, step + 1:]
+                              if p not in (HOLD_PITCH, pitch)), -1)
+            unresolved += following >= 0 and not 1 <= pitch - following <= 2
+    return unresolved
+
+
 RATE_DENOMINATORS = {
     "parallel_fifths": "chord_changes", "parallel_octaves": "chord_changes",
     "hidden_perfect_sb": "chord_changes", "overlap": "chord_changes",
@@ -174,11 +204,20 @@ def rates(counts: dict[str, int]) -> dict[str, float]:
 # Voice-leading rules weigh 1; overlaps and hidden fifths, which Bach writes more often
 # than parallels, weigh less; an unresolved seventh weighs like a parallel; the final
 # chord (a root-position tonic triad) weighs most, since nothing later can mend it.
+# "unresolved_seventh" charges the note after a chord seventh for not stepping down;
+# "seventh_unprepared_exit" charges making a seventh whose voice's next note (as it
+# stands) does not step down from it, which also discourages sevenths that a later
+# redraw of that next note would resolve.
+# "cadence_chord" charges a chord at the start of a fermata that is not a major or minor
+# triad over its root (Bach: 99%); "cadence_approach" one whose root is not reached by
+# a falling fifth (an authentic cadence: Bach's commonest, 60%, hence a light charge).
 RULES: tuple[str, ...] = ("parallel", "crossing", "spacing", "overlap", "hidden", "range",
-                          "unresolved_seventh", "final_chord")
+                          "unresolved_seventh", "final_chord", "seventh_unprepared_exit",
+                          "cadence_chord", "cadence_approach")
 DEFAULT_RULE_WEIGHTS: dict[str, float] = {
     "parallel": 1.0, "crossing": 1.0, "spacing": 1.0, "overlap": 1.0, "hidden": 1.0,
-    "range": 1.0, "unresolved_seventh": 1.0, "final_chord": 2.0}
+    "range": 1.0, "unresolved_seventh": 1.0, "final_chord": 2.0,
+    "seventh_unprepared_exit": 1.0, "cadence_chord": 1.0, "cadence_approach": 0.25}
 NO_STEP = 1 << 40  # a step no piece reaches: "this rule applies nowhere"
 
 
@@ -210,7 +249,28 @@ def _seventh_table() -> np.ndarray:
 SEVENTH_OF = _seventh_table()
 
 
-@dataclass(frozen=True)
+def _root_tables() -> tuple[np.ndarray, np.ndarray]:
+    """``(triad_root, chord_root)[mask]``: the root pitch class of a major or minor triad
+    (with or without its fifth), and of any triad or seventh chord; -1 otherwise."""
+    triad = np.full(1 << 12, -1, dtype=np.int64)
+    chord = np.full(1 << 12, -1, dtype=np.int64)
+    triads = ((0, 4, 7), (0, 3, 7), (0, 4), (0, 3))
+    others = ((0, 3, 6), (0, 4, 8), (0, 4, 7, 10), (0, 4, 10), (0, 3, 7, 10), (0, 3, 10),
+              (0, 3, 6, 10), (0, 4, 7, 11), (0, 4, 11))
+    for shapes, tables in ((triads, (triad, chord)), (others, (chord,))):
+        for shape in shapes:
+            for root in range(12):
+                mask = sum(1 << ((root + i) % 12) for i in shape)
+                for table in tables:
+                    if table[mask] < 0:
+                        table[mask] = root
+    return triad, chord
+
+
+TRIAD_ROOT, CHORD_ROOT = _root_tables()
+
+
+@dataclass(frozen=True, eq=False)
 class PieceContext:
     """What rules beyond voice leading need to know of the piece: the ``tonic`` pitch
     class (-1 unknown) and the step where the final chord starts (:data:`NO_STEP` when
@@ -219,6 +279,7 @@ class PieceContext:
 
     tonic: int = -1
     final_from: int = NO_STEP
+    cadences: np.ndarray | None = None  # bool [T]: the first step of each fermata
 
 
 def candidate_violations(raw: np.ndarray, sounding: np.ndarray, voice: int,
@@ -243,7 +304,13 @@ def candidate_violations(raw: np.ndarray, sounding: np.ndarray, voice: int,
                                  np.ascontiguousarray(candidate_pitch, dtype=np.int64),
                                  np.ascontiguousarray(is_hold, dtype=np.bool_), low, high,
                                  np.ascontiguousarray(weights, dtype=np.float64),
-                                 int(piece.tonic), int(piece.final_from), SEVENTH_OF)
+                                 int(piece.tonic), int(piece.final_from), SEVENTH_OF,
+                                 _NO_CADENCES if piece.cadences is None
+                                 else np.ascontiguousarray(piece.cadences, dtype=np.bool_),
+                                 TRIAD_ROOT, CHORD_ROOT)
+
+
+_NO_CADENCES = np.zeros(0, dtype=np.bool_)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -256,16 +323,37 @@ def _next_onset(raw, voice, step):
 
 
 @numba.njit(cache=True, nogil=True)
+def _triad_over_bass(mask, bass):
+    """The pitch classes in ``mask`` lie in a major or minor triad whose root is ``bass``
+    (voices not yet sounding leave it incomplete, which still counts)."""
+    major = minor = False
+    for pc in range(12):
+        if not mask & (1 << pc):
+            continue
+        interval = (pc - bass) % 12
+        if interval == 4:
+            major = True
+        elif interval == 3:
+            minor = True
+        elif interval != 0 and interval != 7:
+            return False
+    return not (major and minor)
+
+
+@numba.njit(cache=True, nogil=True)
 def _resolves(seventh, following):
-    """A seventh resolves when its voice steps down a semitone or a tone."""
-    return following < 0 or 1 <= seventh - following <= 2
+    """A seventh resolves when its voice steps down a semitone or a tone; a rest, an
+    unknown next note or the seventh struck again leave the question open."""
+    return following < 0 or following == seventh or 1 <= seventh - following <= 2
 
 
 @numba.njit(cache=True, nogil=True)
 def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, low, high,
-                          weights, tonic, final_from, seventh_of):
+                          weights, tonic, final_from, seventh_of, cadences, triad_root,
+                          chord_root):
     w_parallel, w_crossing, w_spacing, w_overlap = weights[0], weights[1], weights[2], weights[3]
     w_hidden, w_range, w_seventh, w_final = weights[4], weights[5], weights[6], weights[7]
+    w_exit, w_cadence, w_approach = weights[8], weights[9], weights[10]
     n_voices, n_steps = sounding.shape
     n_candidates = candidate.shape[1]
     out = np.zeros(candidate.shape, dtype=np.float32)
@@ -339,7 +427,19 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
             for u in range(n_voices):
                 if sounding[u, t - 1] >= 0:
                     before |= 1 << (sounding[u, t - 1] % 12)
-        seventh_before = seventh_of[before] if before else -1
+        # The voice's pitch before t awaits resolution if it was a chord seventh at any
+        # sonority since it was first struck (held or struck again, it is still owed).
+        owed = False
+        step = t - 1
+        while prev_v >= 0 and step >= 0 and step >= t - 32 and sounding[voice, step] == prev_v:
+            mask = 0
+            for u in range(n_voices):
+                if sounding[u, step] >= 0:
+                    mask |= 1 << (sounding[u, step] % 12)
+            if seventh_of[mask] == prev_v % 12:
+                owed = True
+                break
+            step -= 1
         for k in range(n_candidates):
             c = candidate[b, k]
             if c < 0:
@@ -348,16 +448,51 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
             seventh = seventh_of[others | (1 << (c % 12))]
             if seventh >= 0:
                 if c % 12 == seventh and not _resolves(c, next_v):
-                    n += w_seventh
+                    n += w_exit
                 for u in range(n_voices):
                     p = sounding[u, t]
                     if u != voice and p >= 0 and p % 12 == seventh and not _resolves(
                             p, _next_onset(raw, u, t)):
-                        n += w_seventh
-            if (seventh_before >= 0 and prev_v >= 0 and prev_v % 12 == seventh_before
-                    and not is_hold[k] and c != prev_v and not _resolves(prev_v, c)):
+                        n += w_exit
+            if owed and not is_hold[k] and not _resolves(prev_v, c):
                 n += w_seventh
             out[b, k] += n
+        # A cadence: the chord at a fermata's start is a triad over its root, reached
+        # from a chord whose root lies a fifth above.
+        if t < cadences.size and cadences[t]:
+            root_before = chord_root[before] if t > 0 and before else -1
+            for k in range(n_candidates):
+                c = candidate[b, k]
+                if c < 0:
+                    continue
+                bass = c if voice == 3 else sounding[3, t]
+                if bass < 0:
+                    continue
+                if not _triad_over_bass(others | (1 << (c % 12)), bass % 12):
+                    out[b, k] += w_cadence
+                elif root_before >= 0 and (root_before - bass) % 12 != 7:
+                    out[b, k] += w_approach
+        # ... and the chord just before a cadence is judged by the same approach.
+        if t + 1 < cadences.size and cadences[t + 1]:
+            after = 0
+            for u in range(n_voices):
+                if u != voice and sounding[u, t + 1] >= 0:
+                    after |= 1 << (sounding[u, t + 1] % 12)
+            held = raw[voice, t + 1] == HOLD_PITCH  # the candidate sounds on into it
+            for k in range(n_candidates):
+                c = candidate[b, k]
+                if c < 0:
+                    continue
+                mine = 1 << (c % 12)
+                at_cadence = after
+                if held:
+                    at_cadence |= mine
+                elif sounding[voice, t + 1] >= 0:
+                    at_cadence |= 1 << (sounding[voice, t + 1] % 12)
+                arrival = triad_root[at_cadence]
+                root = chord_root[others | mine]
+                if arrival >= 0 and root >= 0 and (root - arrival) % 12 != 7:
+                    out[b, k] += w_approach
         # The final chord: a tonic triad with the tonic in the bass.
         if t >= final_from and tonic >= 0:
             for k in range(n_candidates):

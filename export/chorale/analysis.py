@@ -106,6 +106,16 @@ def _next_onset_pitch(row: np.ndarray, step: int) -> int:
     return int(row[step + 1 + later[0]]) if later.size else -1
 
 
+def _next_different_pitch(row: np.ndarray, step: int, pitch: int) -> int:
+    """The voice's next pitch after ``step`` that is not ``pitch`` struck again (-1 for
+    a rest or the end): where a repeated seventh finally goes."""
+    for later in row[step + 1:]:
+        if later in (HOLD_PITCH, pitch):
+            continue
+        return int(later)
+    return -1
+
+
 def beat_steps(meta: np.ndarray, sounding: np.ndarray) -> np.ndarray:
     """Quarter-beat steps where all four voices sound."""
     on_beat = np.flatnonzero(meta[:, 0] == 0)
@@ -193,7 +203,7 @@ def setting_features(raw: np.ndarray, meta: np.ndarray, key: Key) -> dict[str, F
         for v in range(4):
             if int(sounding[v, t]) % 12 != c.seventh:
                 continue
-            following = _next_onset_pitch(raw[v], t)
+            following = _next_different_pitch(raw[v], t, int(sounding[v, t]))
             if following < 0:
                 continue
             total += 1
