@@ -20,9 +20,11 @@ from tqdm import tqdm
 
 from kantor.engine.chorale.encoding import VOICES, pad_for_windows, raw_to_tokens
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
+from kantor.engine.chorale.melody import harmonize_melody
 from kantor.engine.chorale.rules import rates, voice_leading_report
 from kantor.export.chorale.baseline import harmonize_by_rules
 from kantor.export.chorale.corpus import Chorale, ChoraleCorpus
+from kantor.export.chorale.style import melody_of
 
 
 def model_nll(sampler: ChoraleSampler, chorales: list[Chorale], batch: int = 2048) -> dict:
@@ -65,9 +67,8 @@ def yardstick(sampler: ChoraleSampler, chorales: list[Chorale], settings: GibbsS
     soprano_exact = 0
     seconds = []
     for chorale in tqdm(chorales, desc="harmonising test sopranos", disable=not progress):
-        fixed = np.zeros(chorale.raw.shape, dtype=bool)
-        fixed[0] = True
-        result = sampler.harmonize(chorale.raw, fixed, chorale.meta, settings)
+        # As a user's melody: key read from it, cadences at its fermatas, final chord.
+        result = harmonize_melody(sampler, melody_of(chorale), settings=settings)
         seconds.append(result.seconds)
         soprano_exact += bool(np.array_equal(result.raw[0], chorale.raw[0]))
         totals["kantor"].update(voice_leading_report(result.raw, chorale.meta))

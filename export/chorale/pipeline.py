@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import platform
 from pathlib import Path
 
 import torch
 
-from kantor.engine.chorale.encoding import VOICES
+from kantor.engine.chorale.encoding import LIVE_DECISION_ORDER, VOICES
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
 from kantor.engine.chorale.melody import harmonize_melody
 from kantor.engine.chorale.rules import rates
@@ -47,7 +48,16 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
 
     for v in range(len(paths)):  # provisional cards so the runtime can load the files
         card(v, {})
-    sampler = ChoraleSampler.load(out_dir)
+    for v, metrics in enumerate(measure_offline(out_dir, corpus, eval_limit)):
+        card(v, {**metrics, "onnx_parity_max_abs_logit_error": parity[v]})
+    return paths
+
+
+def measure_offline(model_dir: Path, corpus, eval_limit: int | None = None) -> list[dict]:
+    """Held-out metrics of the four voice models in ``model_dir``, through ONNX Runtime
+    and the engine's default sampler: per voice, NLL and accuracy of Bach's notes; for
+    all, the voice-leading rates and the style evaluation of Kantor's settings."""
+    sampler = ChoraleSampler.load(model_dir)
     test = corpus.split("test") or corpus.split("valid") or corpus.split("train")[:2]
     nll = model_nll(sampler, test)
     settings = GibbsSettings()
@@ -55,22 +65,42 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     style = offline_style(sampler, corpus, test, settings, eval_limit)
     summary = {name: {k: round(r, 5) for k, r in rates(y["counts"]).items()}
                for name, y in voice_leading.items()}
-    for v in range(len(paths)):
-        voice = sampler.vocabularies[v].voice
-        metrics = {
+    out = []
+    for vocabulary in sampler.vocabularies:
+        voice = vocabulary.voice
+        out.append({
             "split": "test" if corpus.split("test") else "fallback",
             "test_tokens": nll["tokens_per_voice"],
             "nll_per_token_nats": round(nll[voice]["nll_per_token"], 5),
             "accuracy": round(nll[voice]["accuracy"], 5),
-            "onnx_parity_max_abs_logit_error": parity[v],
             "harmonisations_of_test_sopranos": {
                 "chorales": len(test[:eval_limit]), "settings": "engine defaults",
+                "sampler": {k: v for k, v in dataclasses.asdict(settings).items()
+                            if k not in ("seed", "ranges")},
                 "rates": summary,
                 "soprano_reproduced": voice_leading["kantor"]["soprano_reproduced"]},
             "style_against_bach": style,
-        }
-        card(v, metrics)
-    return paths
+        })
+    return out
+
+
+def remeasure(model_dir: Path, live: bool = False) -> None:
+    """Measure the models in ``model_dir`` again with today's engine (its sampler and
+    rules change what the same weights make) and rewrite their cards' metrics; the
+    weights, their hashes and the training record stay as they are."""
+    import json
+
+    corpus = load_corpus()
+    stems = ([f"chorale-live-{VOICES[v]}" for v in LIVE_DECISION_ORDER] if live
+             else [f"chorale-{v}" for v in VOICES])
+    measured = measure_live(model_dir, corpus) if live else measure_offline(model_dir, corpus)
+    for stem, metrics in zip(stems, measured, strict=True):
+        path = model_dir / f"{stem}.json"
+        card = json.loads(path.read_text())
+        parity = card.get("metrics", {}).get("onnx_parity_max_abs_logit_error")
+        card["metrics"] = {**metrics, "onnx_parity_max_abs_logit_error": parity,
+                           "measured": dt.date.today().isoformat()}
+        path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def offline_style(sampler: ChoraleSampler, corpus, chorales: list, settings: GibbsSettings,
@@ -97,10 +127,6 @@ def train_and_export_live(preset: str, run_dir: Path, out_dir: Path,
                           ) -> list[Path]:
     """Train the live preset, export ``chorale-live-<voice>.onnx`` for the alto, tenor and
     bass, and write cards with held-out NLL per lookahead and the live yardstick."""
-    from kantor.engine.chorale.encoding import LIVE_DECISION_ORDER
-    from kantor.engine.chorale.live import LiveHarmonizer
-    from kantor.export.chorale.live_eval import live_nll, live_yardstick
-
     config = _config(preset, threads)
     corpus = load_corpus(limit=config.corpus_limit)
     model, history = train(config, run_dir, corpus)
@@ -117,24 +143,36 @@ def train_and_export_live(preset: str, run_dir: Path, out_dir: Path,
 
     for i in range(len(paths)):
         card(i, {})
-    harmonizer = LiveHarmonizer.load(out_dir)
+    for i, metrics in enumerate(measure_live(out_dir, corpus, eval_limit)):
+        card(i, {**metrics, "onnx_parity_max_abs_logit_error": parity[i]})
+    return paths
+
+
+def measure_live(model_dir: Path, corpus, eval_limit: int | None = None) -> list[dict]:
+    """Held-out metrics of the live models in ``model_dir`` (in ``LIVE_DECISION_ORDER``):
+    NLL per lookahead, the voice-leading rates of test sopranos played as MIDI, and the
+    style evaluation of event mode."""
+    from kantor.engine.chorale.live import LiveHarmonizer
+    from kantor.export.chorale.live_eval import live_nll, live_yardstick
+
+    harmonizer = LiveHarmonizer.load(model_dir)
     harmonizer.prepare()
     test = corpus.split("test") or corpus.split("valid") or corpus.split("train")[:2]
-    lookaheads = [k for k in LIVE_LOOKAHEADS if k <= config.net.lookahead]
+    lookaheads = [k for k in LIVE_LOOKAHEADS if k <= harmonizer.max_lookahead]
     nll = {k: live_nll(harmonizer, test, k) for k in lookaheads}
     yardstick_rates = {name: {r: round(v, 5) for r, v in result["rates"].items()}
                        for name, result in live_yardstick(harmonizer, test[:eval_limit],
                                                           tuple(lookaheads)).items()}
     style = live_style(harmonizer, corpus, test, eval_limit)
-    for i, net in enumerate(nets):
-        voice = VOICES[net.voice]
-        card(i, {
+    out = []
+    for v in LIVE_DECISION_ORDER:
+        voice = VOICES[v]
+        out.append({
             "split": "test" if corpus.split("test") else "fallback",
             "nll_per_token_nats_by_lookahead": {k: round(nll[k][voice]["nll_per_token"], 5)
                                                 for k in lookaheads},
             "accuracy_by_lookahead": {k: round(nll[k][voice]["accuracy"], 5)
                                       for k in lookaheads},
-            "onnx_parity_max_abs_logit_error": parity[i],
             "live_harmonisations_of_test_sopranos": {
                 "chorales": len(test[:eval_limit]), "settings": "engine defaults",
                 "note": "clock_melody_D_steps_early: melody sent D steps ahead under MIDI "
@@ -142,7 +180,7 @@ def train_and_export_live(preset: str, run_dir: Path, out_dir: Path,
                 "rates": yardstick_rates},
             "style_against_bach_event_mode": style,
         })
-    return paths
+    return out
 
 
 def live_style(harmonizer, corpus, chorales: list, eval_limit: int | None) -> dict:
@@ -168,3 +206,14 @@ def _training_record(preset: str, config, history: dict) -> dict:
             "threads": config.threads, "torch": torch.__version__,
             "command": f"kantor train {'live-' if 'live' in preset else ''}harmonizer"
                        f" --preset {preset.replace('live-', '').replace('live', 'default')}"}
+
+
+if __name__ == "__main__":  # python -m kantor.export.chorale.pipeline remeasure DIR [--live]
+    import argparse
+
+    parser = argparse.ArgumentParser(description=remeasure.__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["remeasure"])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--live", action="store_true", help="the live models")
+    args = parser.parse_args()
+    remeasure(args.model_dir, live=args.live)
