@@ -196,10 +196,12 @@ def _trainer(module: str, name: str):
 
 
 def cmd_train_voice(args: argparse.Namespace) -> int:
-    """`kantor train voice-prosody|voice-acoustic`: needs the rendered, analysed corpus."""
-    train_and_export_voice = _trainer("kantor.export.speech.voice_pipeline",
-                                      "train_and_export_voice")
+    """`kantor train voice-prosody|voice-acoustic|voice-vocoder`: needs the rendered,
+    analysed corpus."""
     kind = args.what.removeprefix("voice-")
+    train_and_export_voice = _trainer("kantor.export.speech.voice_pipeline",
+                                      "train_and_export_voice") if kind != "vocoder" else \
+        _trainer("kantor.export.speech.neural_vocoder", "train_and_export_vocoder")
     preset = kind if args.preset == "default" else f"{kind}-{args.preset}"
     run_dir = Path(args.run_dir or f".cache/runs/{args.what}")
     out = Path(args.out or ".cache/models/voice")
@@ -387,7 +389,7 @@ def cmd_say(args: argparse.Namespace) -> int:
         text = _say_text(args)
         from kantor.engine.speech.voice import Voice
 
-        voice = Voice.load()
+        voice = Voice.load(vocoder=args.vocoder)
         rate = args.sample_rate or voice.sample_rate
         if args.output:
             sink = audio.WavSink(args.output, rate,
@@ -467,7 +469,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "device": args.device, "hostapi": args.hostapi, "blocksize": args.blocksize,
         "sample_rate": args.sample_rate, "speech_clients": args.speech_clients,
         "max_chars": args.max_chars, "drain_seconds": args.drain_seconds,
-        "max_body_bytes": args.max_body_bytes,
+        "vocoder": args.vocoder, "max_body_bytes": args.max_body_bytes,
         "verbose": (args.verbose or args.serve_verbose or None)}
     try:
         config = load_config(args.config, overrides)
@@ -672,6 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write 16-bit little-endian mono PCM to stdout instead of playing")
     say.add_argument("--rate", type=float, default=1.0, help="speaking rate multiplier")
     say.add_argument("--pitch", type=float, default=1.0, help="pitch multiplier")
+    say.add_argument("--vocoder", default="auto", choices=["auto", "neural", "world"],
+                     help="neural (the default when its model loads) or the WORLD-style one")
     say.add_argument("--phonemes", action="store_true",
                      help="the text is ARPAbet phonemes (e.g. 'HH AH0 L OW1'), said exactly")
     say.add_argument("--device", help="output device, by index or part of its name")
@@ -732,6 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     speech.add_argument("--max-chars", type=int, help="longest text accepted (5000)")
     speech.add_argument("--drain-seconds", type=float,
                         help="on stop, let queued speech play this long (default 0: cancel)")
+    speech.add_argument("--vocoder", choices=["auto", "neural", "world"],
+                        help="neural (the default when its model loads) or WORLD-style")
     serve.add_argument("--max-body-bytes", type=int, help="largest upload (1000000)")
     serve.add_argument("--duration", type=float, help="stop after this many seconds")
     serve.set_defaults(handler=cmd_serve)
@@ -747,7 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and export it to ONNX")
     train.add_argument("what", choices=["harmonizer", "live-harmonizer", "voice-prosody",
-                                        "voice-acoustic", "voice-aligner", "g2p"])
+                                        "voice-acoustic", "voice-vocoder", "voice-aligner",
+                                        "g2p"])
     train.add_argument("--preset", default="default", choices=["default", "tiny"])
     train.add_argument("--run-dir", help="checkpoints; a run resumes from here (default "
                                          ".cache/runs/chorale[-live])")

@@ -14,7 +14,7 @@ A TOML file groups them in tables; every key is optional::
                 key = 0  seed = 0
     [speech]    enabled = true  device = "..."  hostapi = "jack"  blocksize = 1024
                 sample_rate = 48000  clients = 4  queue_size = 64  max_chars = 5000
-                drain_seconds = 0.0
+                drain_seconds = 0.0  vocoder = "auto"
     [limits]    max_body_bytes = 1000000  harmonize_waiting = 2
                 header_timeout_s = 10.0  body_timeout_s = 30.0  ws_idle_s = 60.0
 """
@@ -75,6 +75,7 @@ class ServeConfig:
     speech_queue: int = 64
     max_chars: int = 5000
     drain_seconds: float = 0.0
+    vocoder: str = "auto"  # neural when its model loads, else the WORLD-style one; or world
     max_body_bytes: int = 1_000_000
     harmonize_waiting: int = 2
     header_timeout_s: float = 10.0  # connecting (or last response) -> request headers
@@ -117,6 +118,8 @@ class ServeConfig:
                 raise ConfigError(f"{name} must be 0.1-3600 seconds")
         if self.drain_seconds < 0:
             raise ConfigError("drain_seconds must not be negative")
+        if self.vocoder not in ("auto", "neural", "world"):
+            raise ConfigError("vocoder must be auto, neural or world")
         remote = [h for h in (self.host, self.osc_host if self.osc_port else "127.0.0.1")
                   if not is_loopback(h)]
         if remote and not self.allow_remote:
@@ -159,7 +162,8 @@ def _toml_keys() -> dict[tuple[str, str], tuple[str, tuple[type, ...]]]:
         "speech": {"enabled": "speech", "device": "device", "hostapi": "hostapi",
                    "blocksize": "blocksize", "sample_rate": "sample_rate",
                    "clients": "speech_clients", "queue_size": "speech_queue",
-                   "max_chars": "max_chars", "drain_seconds": "drain_seconds"},
+                   "max_chars": "max_chars", "drain_seconds": "drain_seconds",
+                   "vocoder": "vocoder"},
         "limits": {"max_body_bytes": "max_body_bytes",
                    "harmonize_waiting": "harmonize_waiting",
                    "header_timeout_s": "header_timeout_s", "body_timeout_s": "body_timeout_s",

@@ -67,7 +67,8 @@ class KantorService:
             output=config.speech, device=config.device, hostapi=config.hostapi,
             blocksize=config.blocksize, sample_rate=config.sample_rate,
             clients=config.speech_clients, queue_size=config.speech_queue,
-            max_chars=config.max_chars, assets=Path(config.assets) if config.assets else None)
+            max_chars=config.max_chars, assets=Path(config.assets) if config.assets else None,
+            vocoder=config.vocoder)
         self.sampler: ChoraleSampler | None = None
         self.models: list[dict] = []
         self.started_at = time.time()

@@ -78,9 +78,11 @@ class SpeechService:
     def __init__(self, *, output: bool = True, device: str | int | None = None,
                  hostapi: str | None = None, blocksize: int = 1024,
                  sample_rate: int | None = None, clients: int = 4, queue_size: int = 64,
-                 max_chars: int = 5000, assets: Path | None = None) -> None:
+                 max_chars: int = 5000, assets: Path | None = None,
+                 vocoder: str = "auto") -> None:
         self.output_enabled = output
         self.assets = assets  # the voice models' folder (default: the shipped ones)
+        self.vocoder = vocoder  # auto, neural or world (engine/speech/neural_vocoder.py)
         self.device, self.hostapi = device, hostapi
         self.blocksize, self.sample_rate = blocksize, sample_rate
         self.clients = clients
@@ -109,9 +111,10 @@ class SpeechService:
         """Load and warm the voices and open the audio output (AudioOutputError if it
         cannot be opened)."""
         started = time.perf_counter()
-        self.voice = Voice.load(self.assets)
-        for seed in range(self.clients):
-            voice = Voice(self.voice.models, self.voice.front_end, seed=seed + 1)
+        self.voice = Voice.load(self.assets, vocoder=self.vocoder)
+        for seed in range(self.clients):  # the same vocoder as the voice that loaded
+            voice = Voice(self.voice.models, self.voice.front_end, seed=seed + 1,
+                          vocoder=self.voice.vocoder.name)
             for _ in voice.stream("Ready."):  # its vocoder's first run, before any client
                 pass
             self._pool.put(voice)

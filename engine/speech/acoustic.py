@@ -22,6 +22,7 @@ from kantor.engine.speech.prosody import frame_inputs, frame_phones
 PROSODY_NAME = "voice-prosody"
 ACOUSTIC_NAME = "voice-acoustic"
 ACOUSTIC_ENCODER_NAME = "voice-acoustic-encoder"
+VOCODER_NAME = "voice-vocoder"  # engine/speech/neural_vocoder.py runs it
 
 
 @dataclass
@@ -42,10 +43,14 @@ def run_prosody(model: OnnxModel, ids: np.ndarray, feats: np.ndarray) -> Prosody
 class VoiceModels:
     """The two ONNX models of a voice, verified against their cards at load."""
 
-    def __init__(self, prosody: OnnxModel, encoder: OnnxModel, acoustic: OnnxModel) -> None:
+    def __init__(self, prosody: OnnxModel, encoder: OnnxModel, acoustic: OnnxModel,
+                 vocoder: OnnxModel | None = None, vocoder_error: str | None = None) -> None:
         self.prosody_model = prosody
         self.encoder_model = encoder
         self.acoustic_model = acoustic
+        # the neural vocoder's network, shared by every voice (None: the WORLD-style one)
+        self.vocoder_model = vocoder
+        self.vocoder_error = vocoder_error
         config = acoustic.card.get("config", {})
         try:
             # frames each side that influence a frame: 2 convolutions per block
@@ -54,11 +59,21 @@ class VoiceModels:
             raise ModelError(f"{acoustic.path}: card lacks the frame network's shape") from None
 
     @classmethod
-    def load(cls, folder: Path | None = None, threads: int = 1) -> VoiceModels:
+    def load(cls, folder: Path | None = None, threads: int = 1,
+             vocoder: bool = True) -> VoiceModels:
+        """The models in ``folder`` (default: the shipped ones). The neural vocoder's
+        network is optional: when it is absent or does not load, ``vocoder_error`` says
+        why and the voice falls back to the WORLD-style vocoder."""
         folder = Path(folder) if folder is not None else ASSETS
+        network, error = None, None
+        if vocoder:
+            try:
+                network = load_model(folder / f"{VOCODER_NAME}.onnx", threads)
+            except ModelError as failure:
+                error = str(failure)
         return cls(load_model(folder / f"{PROSODY_NAME}.onnx", threads),
                    load_model(folder / f"{ACOUSTIC_ENCODER_NAME}.onnx", threads),
-                   load_model(folder / f"{ACOUSTIC_NAME}.onnx", threads))
+                   load_model(folder / f"{ACOUSTIC_NAME}.onnx", threads), network, error)
 
     def prosody(self, ids: np.ndarray, feats: np.ndarray) -> Prosody:
         """Phone ids (N,) and features (N, F) of one utterance -> its prosody."""

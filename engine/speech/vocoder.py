@@ -120,6 +120,10 @@ class Vocoder:
     ``seed`` fixes the noise, so the same frames always give the same audio.
     """
 
+    name = "world"
+    lookahead = 0  # frames it waits for beyond those it renders (the neural one: several)
+    delay = HOP  # samples between a frame's centre and its sound in the output
+
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         self._make_bank()

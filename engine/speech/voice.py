@@ -3,7 +3,10 @@
 Per sentence: the front end gives phrases of words with phones; the prosody model gives
 durations and F0; then, a few frames at a time, the acoustic model (only the frames
 needed, plus context) and the vocoder. The first chunk is short (``FIRST_CHUNK_FRAMES``)
-so audio starts quickly; later chunks are longer (``CHUNK_FRAMES``) for throughput.
+so audio starts quickly; later chunks are longer (``CHUNK_FRAMES``) for throughput. The
+vocoder is the neural one (engine/speech/neural_vocoder.py) when its model is there, or
+the WORLD-style one (``vocoder="world"``); the acoustic model runs ``lookahead`` frames
+ahead of what the neural one renders, so each chunk is as long with either.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import numpy as np
 from kantor.engine.speech.acoustic import VoiceModels
 from kantor.engine.speech.features import SAMPLE_RATE
 from kantor.engine.speech.linguistic import PhoneItem, encode
+from kantor.engine.speech.neural_vocoder import make_vocoder
 from kantor.engine.speech.phones import PAUSE, is_phone, split_stress
 from kantor.engine.speech.prosody import f0_track, round_durations
 from kantor.engine.speech.text import Phrase
-from kantor.engine.speech.vocoder import Vocoder
 
 FIRST_CHUNK_FRAMES = 8  # 40 ms
 CHUNK_FRAMES = 40  # 200 ms
@@ -108,18 +111,22 @@ class Voice:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, models: VoiceModels, front_end, seed: int = 0) -> None:
+    def __init__(self, models: VoiceModels, front_end, seed: int = 0,
+                 vocoder: str = "auto") -> None:
         self.models = models
         self.front_end = front_end
-        self.vocoder = Vocoder(seed)
+        self.vocoder = make_vocoder(vocoder, models.vocoder_model, seed, models.vocoder_error)
 
     @classmethod
-    def load(cls, folder: Path | None = None, threads: int = 1) -> Voice:
+    def load(cls, folder: Path | None = None, threads: int = 1,
+             vocoder: str = "auto") -> Voice:
         """Load the shipped voice (or one in ``folder``) and run it once so nothing is
-        compiled or allocated for the first time on a listener's request."""
+        compiled or allocated for the first time on a listener's request. ``vocoder``:
+        ``auto`` (neural when its model loads, else WORLD-style), ``neural`` or ``world``."""
         from kantor.engine.speech.frontend import FrontEnd
 
-        voice = cls(VoiceModels.load(folder, threads), FrontEnd.load())
+        voice = cls(VoiceModels.load(folder, threads, vocoder=vocoder != "world"),
+                    FrontEnd.load(), vocoder=vocoder)
         voice.front_end.lexicon.prepare()
         for _ in voice.stream("Ready."):
             pass
@@ -179,7 +186,7 @@ class Voice:
             yield from self._speak(sentence, rate, math.log(pitch), first)
             first = False
         if not first:  # something was said: the vocoder's last samples
-            yield self.vocoder.flush()
+            yield np.clip(self.vocoder.flush(), -1.0, 1.0)
 
     def _speak(self, sentence: Sentence, rate: float, log_pitch: float,
                first: bool) -> Iterator[np.ndarray]:
@@ -191,11 +198,17 @@ class Voice:
         f0 = f0_track(durations, prosody.log_f0 + log_pitch, prosody.voiced)
         encodings = self.models.encode(ids, feats)
         total = int(durations.sum())
+        fed = 0  # frames handed to the vocoder
         start, size = 0, FIRST_CHUNK_FRAMES if first else CHUNK_FRAMES
         while start < total:
             stop = min(total, start + size)
-            frames = self.models.acoustic_window(encodings, durations, f0, start, stop)
-            yield np.clip(self.vocoder.process(frames), -1.0, 1.0)
+            ahead = min(total, stop + self.vocoder.lookahead)
+            if ahead > fed:
+                frames = self.models.acoustic_window(encodings, durations, f0, fed, ahead)
+                fed = ahead
+                audio = self.vocoder.process(frames)
+                if len(audio):
+                    yield np.clip(audio, -1.0, 1.0)
             start, size = stop, CHUNK_FRAMES
 
     def synthesize(self, text: str, **options) -> np.ndarray:
