@@ -60,51 +60,58 @@ class Variant:
     note: str
 
 
+# The sampler and rules before this work (on the models of either version).
+OLD_SAMPLER = GibbsSettings(temperature_end=0.2, offbeat_temperature_end=None, stride=0,
+                            rule_hardening=1.0,
+                            rule_weights={"unresolved_seventh": 0.0, "final_chord": 0.0,
+                                          "seventh_unprepared_exit": 0.0, "cadence_chord": 0.0,
+                                          "cadence_approach": 0.0})
+
+
 def variants(old: str, new: str) -> list[Variant]:
-    """The lines of the analysis: the shipped model as it was, then one change at a time."""
+    """The lines of the analysis: Kantor as it was, then one change at a time, to the
+    defaults now."""
     d = GibbsSettings()
-    old_rules = dataclasses.replace(d, rule_weights=NO_RULES_BEYOND_VOICE_LEADING)
+    new_rules = dataclasses.replace(OLD_SAMPLER, rule_weights=None)
     return [
-        Variant("old model, old sampler", old, old_rules,
-                "the model without key/mode/distances; T 1.0->0.2, rules: voice leading only"),
-        Variant("old model, T 1.0->1.0", old, dataclasses.replace(old_rules, temperature_end=1.0),
-                "no annealing to a low temperature (mode-seeking)"),
-        Variant("old model, rules off", old, dataclasses.replace(old_rules, rule_weight=0.0),
+        Variant("before: old model, old sampler", old, OLD_SAMPLER,
+                "key-blind model; random share redrawn, T 1.0->0.2, voice-leading charges"),
+        Variant("old model, T 1.0 throughout", old,
+                dataclasses.replace(OLD_SAMPLER, temperature_end=1.0),
+                "no annealing towards a low temperature (mode-seeking)"),
+        Variant("old model, rules off", old, dataclasses.replace(OLD_SAMPLER, rule_weight=0.0),
                 "no rule charges at all"),
-        Variant("old model, + resolution and final rules", old, d,
-                "sevenths resolve, final chord a root-position tonic triad"),
-        Variant("new model, old sampler", new, old_rules,
-                "the model told key, mode, distance to the next fermata and to the end"),
-        Variant("new model, T 1.0->1.0", new, dataclasses.replace(old_rules, temperature_end=1.0),
-                "the new model without annealing"),
-        Variant("new model, + resolution and final rules", new, d,
-                "the new model with the new rules"),
+        Variant("old model, + new rules", old, new_rules,
+                "sevenths resolve, final chord, cadences at fermatas"),
+        Variant("new model, old sampler", new, OLD_SAMPLER,
+                "the networks told key, mode and the distances to the next fermata and end"),
+        Variant("new model, + new rules", new, new_rules, "both"),
+        Variant("new model, new rules, steps a beat apart", new,
+                dataclasses.replace(new_rules, stride=4), "spaced Gibbs updates"),
+        Variant("after: defaults", new, d,
+                "+ T 0.5 on the beat, 1.0 off it; charges harden 4 -> 16 nats"),
     ]
 
 
 def sweep(new: str) -> list[Variant]:
-    """Sampler settings for the new model, to choose the defaults on the validation split:
-    steps redrawn a beat apart (stride 4), charges that harden from 4 to 16 nats, and the
-    final temperature; the first line is the sampler as it was (random share, 4 nats)."""
+    """Sampler settings for the new model, chosen on the validation split by
+    :func:`style_gaps` (headline features and the progression likelihood)."""
     d = GibbsSettings()
-    old_sampler = dataclasses.replace(d, stride=0, rule_weight_end=None,
-                                      temperature_end=0.2)
-    spaced = dataclasses.replace(d, stride=4, rule_weight=4.0, rule_weight_end=16.0,
-                                 rule_weights={"seventh_unprepared_exit": 0.25})
     return [
-        Variant("old sampler, new rules", new, old_sampler,
-                "random share redrawn, T 1.0->0.2, 4 nats per break"),
-        Variant("spaced, hardening, T 1.0->0.5", new,
-                dataclasses.replace(spaced, temperature_end=0.5), "settles to T 0.5"),
-        Variant("spaced, hardening, T 1.0->0.7", new,
-                dataclasses.replace(spaced, temperature_end=0.7), "settles to T 0.7"),
-        Variant("spaced, hardening, T 1.0", new,
-                dataclasses.replace(spaced, temperature_end=1.0),
-                "the networks' own temperature throughout"),
-        Variant("spaced, hardening, T 1.0, no cadence approach", new,
-                dataclasses.replace(spaced, temperature_end=1.0, rule_weights={
-                    "seventh_unprepared_exit": 0.25, "cadence_approach": 0.0}),
-                "no charge for a cadence not reached by a falling fifth"),
+        Variant("T 0.5 on the beat, 1.0 off it (defaults)", new, d, "the defaults"),
+        Variant("T 0.35 on the beat, 1.0 off it", new,
+                dataclasses.replace(d, temperature_end=0.35), "lower on the beat"),
+        Variant("T 0.7 on the beat, 1.0 off it", new,
+                dataclasses.replace(d, temperature_end=0.7), "higher on the beat"),
+        Variant("T 0.5 everywhere", new, dataclasses.replace(d, offbeat_temperature_end=None),
+                "one temperature"),
+        Variant("T 1.0 everywhere", new,
+                dataclasses.replace(d, temperature_end=1.0, offbeat_temperature_end=None),
+                "the networks' own belief everywhere"),
+        Variant("constant charges", new, dataclasses.replace(d, rule_hardening=1.0),
+                "4 nats per break throughout"),
+        Variant("no cadence rules", new, dataclasses.replace(d, rule_weights={
+            "cadence_chord": 0.0, "cadence_approach": 0.0}), "no cadence charges"),
     ]
 
 

@@ -581,12 +581,14 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
     group.add_argument("--iterations", type=int, help="Gibbs sweeps (default 40)")
     group.add_argument("--temperature", type=float,
-                       help="final sampling temperature; lower is safer, higher more "
-                            "adventurous (default 0.2)")
+                       help="the temperature the chords settle at on the beat; lower is "
+                            "safer, higher more adventurous (default 0.5; off the beat the "
+                            "inner voices keep the networks' own, 1.0)")
     group.add_argument("--chains", type=int, help="chains sampled side by side; the most "
                                                   "likely wins (default 4)")
     group.add_argument("--rule-weight", type=float,
-                       help="nats charged per voice-leading rule broken (default 4; 0 = off)")
+                       help="nats charged per rule broken at the start of the run, growing "
+                            "4-fold by its end (default 4; 0 = off)")
     group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     group.add_argument("--assets", help="folder with chorale-*.onnx models and their cards")
 

@@ -28,9 +28,9 @@ class HarmonizeOptions:
     """What a user may steer; ``None`` keeps the sampler's tuned default."""
 
     iterations: int | None = None
-    temperature: float | None = None  # final temperature of the annealing
+    temperature: float | None = None  # where the chords settle on the beat (off it: 1.0)
     chains: int | None = None
-    rule_weight: float | None = None  # nats per broken voice-leading rule
+    rule_weight: float | None = None  # nats per broken rule at the start (x4 by the end)
     seed: int = 0
     # The key, overriding the file's: "b minor", "Eb", "d dorian" (tonic, mode and the
     # usual signature), or a signature in sharps (the key is then read from the melody).

@@ -65,22 +65,27 @@ MAX_BATCH = 2048
 class GibbsSettings:
     """How the sampler searches. Defaults are tuned on the validation chorales."""
 
-    iterations: int = 40  # sweeps; each redraws a share of every free voice's steps
+    iterations: int = 40  # sweeps; each redraws one step in ``stride`` of every free voice
     temperature_start: float = 1.0
-    temperature_end: float = 0.2
-    share_start: float = 0.5  # share of a voice's free steps redrawn per sweep
+    # Where the run settles on the beat, where the chords are decided: below 1, the
+    # likelier progressions. Off the beat (passing notes, suspensions, figuration) it
+    # settles at ``offbeat_temperature_end``: 1.0 is the networks' own belief, so the
+    # inner voices move as often as Bach's (annealing them towards 0 is mode-seeking:
+    # held and repeated notes, block chords). None: the same as on the beat.
+    temperature_end: float = 0.5
+    offbeat_temperature_end: float | None = 1.0
+    # Steps redrawn together lie ``stride`` apart, from a random phase. Two neighbours
+    # redrawn at once each see the other's old note, so a passing note or a suspension,
+    # which needs its neighbour, rarely survives; a beat apart, each sees its neighbours
+    # as they are. 0: a random share of the steps instead (``share_*``), as before.
+    stride: int = 4
+    share_start: float = 0.5  # with stride 0: share of a voice's free steps per sweep
     share_end: float = 0.1
-    # Steps redrawn together lie at least this far apart (0: any share, at random). Two
-    # neighbours redrawn at once each see the other's old note, so a passing note or a
-    # suspension, which needs its neighbour, rarely survives; spaced out, each sees its
-    # neighbours as they are (Gibbs sampling proper, locally). A sweep then redraws one
-    # step in ``stride``, starting at a random phase, and ``share_*`` is not used.
-    stride: int = 0
-    rule_weight: float = 4.0  # nats charged per broken voice-leading rule; 0 turns off
-    # The charge at the end of the run (None: constant). Rules that harden as the chain
-    # settles let it explore at the start and leave few breaks at the end, while the
-    # networks' own probabilities keep their temperature.
-    rule_weight_end: float | None = None
+    rule_weight: float = 4.0  # nats charged per broken rule at the start; 0 turns off
+    # The charge grows by this factor over the run (geometrically): rules that harden as
+    # the chain settles let it explore first and leave few breaks at the end, while the
+    # networks' own probabilities keep their temperature. 1: a constant charge.
+    rule_hardening: float = 4.0
     # Relative charge per rule (see rules.RULES); None: rules.DEFAULT_RULE_WEIGHTS.
     rule_weights: dict[str, float] | None = None
     chains: int = 4  # independent chains; the most likely is returned
@@ -88,17 +93,16 @@ class GibbsSettings:
     ranges: tuple[tuple[int, int], ...] = TEXTBOOK_RANGES  # MIDI, per voice
 
     def charge(self, progress: float) -> float:
-        """Nats per rule break as ``progress`` goes 0 -> 1 (geometric, like temperature)."""
-        start, end = self.rule_weight, self.rule_weight_end
-        if end is None or end == start:
-            return start
-        if start <= 0 or end <= 0:  # no geometric path through zero: a straight line
-            return start + (end - start) * progress
-        return start * (end / start) ** progress
+        """Nats per rule break as ``progress`` goes 0 -> 1."""
+        return self.rule_weight * self.rule_hardening ** progress
 
-    def temperature(self, progress: float) -> float:
-        """Geometric annealing from start to end as ``progress`` goes 0 -> 1."""
-        return self.temperature_start * (self.temperature_end / self.temperature_start) ** progress
+    def temperature(self, progress: float, offbeat: bool = False) -> float:
+        """Geometric annealing from start to end as ``progress`` goes 0 -> 1 (off the
+        beat towards ``offbeat_temperature_end`` when set)."""
+        end = self.temperature_end
+        if offbeat and self.offbeat_temperature_end is not None:
+            end = self.offbeat_temperature_end
+        return self.temperature_start * (end / self.temperature_start) ** progress
 
     def share(self, progress: float) -> float:
         return self.share_start + (self.share_end - self.share_start) * progress
@@ -191,7 +195,8 @@ class ChoraleSampler:
 
         for it in range(settings.iterations):
             progress = it / max(settings.iterations - 1, 1)
-            temperature = settings.temperature(progress)
+            on_beat, off_beat = settings.temperature(progress), settings.temperature(
+                progress, offbeat=True)
             share = settings.share(progress)
             for voice in rng.permutation(free_voices):
                 free = np.flatnonzero(~fixed[voice])
@@ -206,7 +211,8 @@ class ChoraleSampler:
                 scores = self._scores(padded, padded_meta, which, positions, voice,
                                       allowed[voice], settings, piece, weights,
                                       settings.charge(progress))
-                choice = _sample(scores / temperature, rng)
+                temperature = np.where(meta[positions, 0] == 0, on_beat, off_beat)
+                choice = _sample(scores / temperature[:, None], rng)
                 padded[which, voice, positions + c] = choice
 
         final = padded[:, :, c:c + n_steps]

@@ -217,7 +217,7 @@ RULES: tuple[str, ...] = ("parallel", "crossing", "spacing", "overlap", "hidden"
 DEFAULT_RULE_WEIGHTS: dict[str, float] = {
     "parallel": 1.0, "crossing": 1.0, "spacing": 1.0, "overlap": 1.0, "hidden": 1.0,
     "range": 1.0, "unresolved_seventh": 1.0, "final_chord": 2.0,
-    "seventh_unprepared_exit": 1.0, "cadence_chord": 1.0, "cadence_approach": 0.25}
+    "seventh_unprepared_exit": 0.25, "cadence_chord": 1.0, "cadence_approach": 0.25}
 NO_STEP = 1 << 40  # a step no piece reaches: "this rule applies nowhere"
 
 

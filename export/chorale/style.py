@@ -227,12 +227,17 @@ def compare(rows: list[Setting], chorales: list[Chorale], systems: list[str]) ->
     return report
 
 
+PROGRESSION_SCALE_NATS = 0.5  # a progression gap of 0.5 nats/chord weighs as one unit
+
+
 def style_gaps(report: dict, system: str) -> dict[str, float]:
-    """How far ``system`` is from Bach on the headline features, in units of the
-    feature's spread between the two (for choosing settings on the validation split;
-    no classifier involved)."""
+    """How far ``system`` is from Bach on the headline features, in units of each
+    feature's binomial spread, and in its chord progressions' likelihood under Bach's
+    bigram (per :data:`PROGRESSION_SCALE_NATS`), for choosing settings on the validation
+    split; no classifier involved."""
     bach, mine = report["features"]["bach"], report["features"][system]
-    gaps = {}
+    gaps = {"progression": report["systems"][system]["progression_vs_bach"]["nats_per_chord"]
+            / PROGRESSION_SCALE_NATS} if system in report.get("systems", {}) else {}
     for name in HEADLINE:
         if bach.get(name) is None or mine.get(name) is None:
             continue
