@@ -112,6 +112,10 @@ def sweep(new: str) -> list[Variant]:
                 "4 nats per break throughout"),
         Variant("no cadence rules", new, dataclasses.replace(d, rule_weights={
             "cadence_chord": 0.0, "cadence_approach": 0.0}), "no cadence charges"),
+        Variant("light charges for what Bach allows himself", new, dataclasses.replace(
+            d, rule_weights={"crossing": 0.25, "spacing": 0.25, "overlap": 0.25,
+                             "hidden": 0.25}),
+            "crossing, spacing, overlaps and hidden fifths charged a quarter"),
     ]
 
 
