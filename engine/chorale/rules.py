@@ -211,7 +211,8 @@ def rates(counts: dict[str, int]) -> dict[str, float]:
 # redraw of that next note would resolve.
 # "cadence_chord" charges a chord at the start of a fermata that is not a major or minor
 # triad over its root (Bach: 99%); "cadence_approach" one whose root is not reached by
-# a falling fifth (an authentic cadence: Bach's commonest, 60%, hence a light charge).
+# a falling fifth from the chord a beat before (an authentic cadence: Bach's commonest,
+# 60%, hence a light charge), unless it is a half cadence on the home key's dominant.
 RULES: tuple[str, ...] = ("parallel", "crossing", "spacing", "overlap", "hidden", "range",
                           "unresolved_seventh", "final_chord", "seventh_unprepared_exit",
                           "cadence_chord", "cadence_approach")
@@ -220,6 +221,7 @@ DEFAULT_RULE_WEIGHTS: dict[str, float] = {
     "range": 1.0, "unresolved_seventh": 1.0, "final_chord": 2.0,
     "seventh_unprepared_exit": 0.25, "cadence_chord": 1.0, "cadence_approach": 0.25}
 NO_STEP = 1 << 40  # a step no piece reaches: "this rule applies nowhere"
+APPROACH_STEPS = 4  # a cadence is approached from the chord a beat (4 16ths) before it
 
 
 def rule_weight_vector(weights: dict[str, float] | None = None) -> np.ndarray:
@@ -321,6 +323,16 @@ def _next_onset(raw, voice, step):
         if raw[voice, later] != HOLD_PITCH:
             return raw[voice, later]
     return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _mask_at(sounding, step, skip_voice):
+    """Pitch classes (12-bit mask) sounding at ``step``, leaving out ``skip_voice``."""
+    mask = 0
+    for u in range(sounding.shape[0]):
+        if u != skip_voice and sounding[u, step] >= 0:
+            mask |= 1 << (sounding[u, step] % 12)
+    return mask
 
 
 @numba.njit(cache=True, nogil=True)
@@ -459,9 +471,11 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
                 n += w_seventh
             out[b, k] += n
         # A cadence: the chord at a fermata's start is a triad over its root, reached
-        # from a chord whose root lies a fifth above.
+        # from a chord a beat before whose root lies a fifth above it.
         if t < cadences.size and cadences[t]:
-            root_before = chord_root[before] if t > 0 and before else -1
+            root_before = -1
+            if t >= APPROACH_STEPS:
+                root_before = chord_root[_mask_at(sounding, t - APPROACH_STEPS, -1)]
             for k in range(n_candidates):
                 c = candidate[b, k]
                 if c < 0:
@@ -471,28 +485,33 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
                     continue
                 if not _triad_over_bass(others | (1 << (c % 12)), bass % 12):
                     out[b, k] += w_cadence
-                elif root_before >= 0 and (root_before - bass) % 12 != 7:
+                elif (root_before >= 0 and (root_before - bass) % 12 != 7
+                        and (tonic < 0 or (bass - tonic) % 12 != 7)):
                     out[b, k] += w_approach
-        # ... and the chord just before a cadence is judged by the same approach.
-        if t + 1 < cadences.size and cadences[t + 1]:
-            after = 0
-            for u in range(n_voices):
-                if u != voice and sounding[u, t + 1] >= 0:
-                    after |= 1 << (sounding[u, t + 1] % 12)
-            held = raw[voice, t + 1] == HOLD_PITCH  # the candidate sounds on into it
+        # ... and a candidate sounding a beat before a cadence is judged by its approach.
+        for at in range(t, end + 1):
+            arrive = at + APPROACH_STEPS
+            if arrive >= cadences.size or not cadences[arrive] or arrive >= n_steps:
+                continue
+            at_cadence = _mask_at(sounding, arrive, voice)
+            bass_then = sounding[3, arrive]
             for k in range(n_candidates):
                 c = candidate[b, k]
                 if c < 0:
                     continue
-                mine = 1 << (c % 12)
-                at_cadence = after
-                if held:
-                    at_cadence |= mine
-                elif sounding[voice, t + 1] >= 0:
-                    at_cadence |= 1 << (sounding[voice, t + 1] % 12)
-                arrival = triad_root[at_cadence]
-                root = chord_root[others | mine]
-                if arrival >= 0 and root >= 0 and (root - arrival) % 12 != 7:
+                mask, bass = at_cadence, bass_then
+                if end >= arrive:
+                    mask |= 1 << (c % 12)  # the candidate still sounds at the cadence
+                    if voice == 3:
+                        bass = c
+                elif sounding[voice, arrive] >= 0:
+                    mask |= 1 << (sounding[voice, arrive] % 12)
+                if bass < 0 or not _triad_over_bass(mask, bass % 12):
+                    continue
+                if tonic >= 0 and (bass - tonic) % 12 == 7:
+                    continue  # a half cadence on the dominant may come from anywhere
+                root = chord_root[_mask_at(sounding, at, voice) | (1 << (c % 12))]
+                if root >= 0 and (root - bass) % 12 != 7:
                     out[b, k] += w_approach
         # The final chord: a tonic triad with the tonic in the bass.
         if t >= final_from and tonic >= 0:
