@@ -30,7 +30,8 @@ def test_a_verified_model_runs(model_copy):
     model = load_model(model_copy)
     window = 2 * model.card["context"] + 1
     logits = model.run({"tokens": np.full((3, 4, window), 4, dtype=np.int64),
-                        "meta": np.zeros((3, window, 4), dtype=np.int64)})[0]
+                        "meta": np.zeros((3, window, len(model.card["inputs"]["meta"]["fields"])),
+                                         dtype=np.int64)})[0]
     assert logits.shape == (3, model.card["outputs"]["logits"]["shape"][1])
 
 

@@ -62,13 +62,14 @@ class VoiceModels:
     def load(cls, folder: Path | None = None, threads: int = 1,
              vocoder: bool = True) -> VoiceModels:
         """The models in ``folder`` (default: the shipped ones). The neural vocoder's
-        network is optional: when it is absent or does not load, ``vocoder_error`` says
-        why and the voice falls back to the WORLD-style vocoder."""
+        network is optional: the voice falls back to the WORLD-style vocoder when it is
+        absent (``vocoder_error`` None) or does not load (``vocoder_error`` says why)."""
         folder = Path(folder) if folder is not None else ASSETS
         network, error = None, None
-        if vocoder:
+        path = folder / f"{VOCODER_NAME}.onnx"
+        if vocoder and path.exists():  # absent: a voice without one (error stays None)
             try:
-                network = load_model(folder / f"{VOCODER_NAME}.onnx", threads)
+                network = load_model(path, threads)
             except ModelError as failure:
                 error = str(failure)
         return cls(load_model(folder / f"{PROSODY_NAME}.onnx", threads),

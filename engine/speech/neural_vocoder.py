@@ -285,7 +285,8 @@ def make_vocoder(kind: str = "auto", model: OnnxModel | None = None, seed: int =
                  why_not: str | None = None):
     """The vocoder ``kind`` names: ``neural`` (this module, running ``model``), ``world``
     (the WORLD-style vocoder of engine/speech/vocoder.py) or ``auto`` (neural when there
-    is a ``model``, else world with a warning saying ``why_not``)."""
+    is a ``model``, else world: with a warning saying ``why_not`` when the model exists
+    but failed to load, quietly when none is installed, ``why_not`` None)."""
     from kantor.engine.speech.vocoder import Vocoder
 
     if kind not in VOCODERS:
@@ -294,7 +295,12 @@ def make_vocoder(kind: str = "auto", model: OnnxModel | None = None, seed: int =
         return Vocoder(seed)
     if model is None:
         if kind == "neural":
-            raise ModelError(f"the neural vocoder is not available: {why_not}")
-        log.warning("neural vocoder unavailable (%s): using the WORLD-style vocoder", why_not)
+            raise ModelError("the neural vocoder is not available: "
+                             f"{why_not or 'its model is not installed'}")
+        if why_not is None:  # a voice without the network: WORLD-style, nothing is wrong
+            log.debug("no neural vocoder model installed: using the WORLD-style vocoder")
+        else:
+            log.warning("neural vocoder unavailable (%s): using the WORLD-style vocoder",
+                        why_not)
         return Vocoder(seed)
     return NeuralVocoder(model, seed)
