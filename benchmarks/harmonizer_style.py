@@ -5,6 +5,11 @@ the same held-out melodies, plus how melodies from outside the repertoire end.
     python benchmarks/harmonizer_style.py --split valid   # choose settings here
     python benchmarks/harmonizer_style.py --split test    # report here
 
+The models compared: ``--old`` the key-blind model as shipped before this work
+(``git:4d6dac7`` takes it from that commit into .cache/models/), ``--keyed`` the model
+told key, mode and distances (``kantor train harmonizer --preset visible``), ``--new``
+the shipped one (``--preset default``: the same, trained orderless).
+
 Each variant is a model folder and sampler settings. Settings are compared on the
 validation chorales with :func:`style_gaps` (feature distances, no classifier); the
 discriminator is reported on the test chorales and nothing is chosen by it. Settings of
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kantor.engine.chorale import gibbs, keys, melody, rules
 from kantor.engine.chorale.encoding import sounding_pitches
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
 from kantor.engine.chorale.keys import key_of_setting
@@ -68,9 +74,11 @@ OLD_SAMPLER = GibbsSettings(temperature_end=0.2, offbeat_temperature_end=None, s
                                           "cadence_approach": 0.0})
 
 
-def variants(old: str, new: str) -> list[Variant]:
+def variants(old: str, keyed: str, new: str) -> list[Variant]:
     """The lines of the analysis: Kantor as it was, then one change at a time, to the
-    defaults now."""
+    defaults now. ``old``: the key-blind model; ``keyed``: the model told key, mode and
+    the distances to the next fermata and the end; ``new``: that model trained orderless
+    (the shipped one)."""
     d = GibbsSettings()
     new_rules = dataclasses.replace(OLD_SAMPLER, rule_weights=None)
     return [
@@ -83,13 +91,22 @@ def variants(old: str, new: str) -> list[Variant]:
                 "no rule charges at all"),
         Variant("old model, + new rules", old, new_rules,
                 "sevenths resolve, final chord, cadences at fermatas"),
-        Variant("new model, old sampler", new, OLD_SAMPLER,
+        Variant("keyed model, old sampler", keyed, OLD_SAMPLER,
                 "the networks told key, mode and the distances to the next fermata and end"),
-        Variant("new model, + new rules", new, new_rules, "both"),
-        Variant("new model, new rules, steps a beat apart", new,
+        Variant("keyed model, + new rules", keyed, new_rules, "both"),
+        Variant("keyed model, new rules, steps a beat apart", keyed,
                 dataclasses.replace(new_rules, stride=4), "spaced Gibbs updates"),
-        Variant("after: defaults", new, d,
+        Variant("keyed model, new sampler", keyed, d,
                 "+ T 0.5 on the beat, 1.0 off it; charges harden 4 -> 16 nats"),
+        Variant("after: orderless model, defaults", new, d,
+                "the keyed model trained with masked neighbours in half its windows"),
+        Variant("orderless model, redrawn notes hidden", new,
+                dataclasses.replace(d, hide_redrawn="always"),
+                "notes redrawn together do not see each other's old notes"),
+        Variant("orderless model, T 1.0, rules off", new,
+                dataclasses.replace(d, temperature_end=1.0, offbeat_temperature_end=None,
+                                    rule_weight=0.0),
+                "the networks' own belief, no rules: what the model alone makes"),
     ]
 
 
@@ -122,9 +139,31 @@ def sweep(new: str) -> list[Variant]:
 def variant_key(variant: Variant, split: str, seeds: tuple[int, ...]) -> str:
     card_hashes = [json.loads((Path(variant.assets) / f"chorale-{v}.json").read_text())["sha256"]
                    for v in ("soprano", "alto", "tenor", "bass")]
+    # The engine's chorale code decides what the same weights and settings make.
+    code = [hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+            for module in (gibbs, rules, melody, keys)]
     text = json.dumps([dataclasses.asdict(variant.settings), card_hashes, split, seeds,
-                       DEFAULT_RULE_WEIGHTS], sort_keys=True, default=str)
+                       DEFAULT_RULE_WEIGHTS, code], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_folder(spec: str) -> str:
+    """A model folder, or ``git:COMMIT``: the chorale models shipped at that commit,
+    copied out of the repository once into .cache/models/git-COMMIT."""
+    if not spec.startswith("git:"):
+        return spec
+    import subprocess
+
+    commit = spec[4:]
+    folder = Path(f".cache/models/git-{commit}")
+    if not (folder / "chorale-bass.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        for voice in ("soprano", "alto", "tenor", "bass"):
+            for suffix in ("onnx", "json"):
+                data = subprocess.run(["git", "show", f"{commit}:engine/assets/chorale-{voice}."
+                                       f"{suffix}"], check=True, capture_output=True).stdout
+                (folder / f"chorale-{voice}.{suffix}").write_bytes(data)
+    return str(folder)
 
 
 def run_variant(variant: Variant, chorales, bigram, seeds) -> tuple[list[Setting], dict]:
@@ -163,9 +202,11 @@ def outside_endings(sampler: ChoraleSampler, settings: GibbsSettings, seeds) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="valid", choices=["valid", "test"])
-    parser.add_argument("--old", default=".cache/models/chorale-v1",
+    parser.add_argument("--old", default="git:4d6dac7",
                         help="the model before this work (key-blind)")
-    parser.add_argument("--new", default=str(ASSETS), help="the model with key and distances")
+    parser.add_argument("--keyed", default=".cache/models/chorale-v2",
+                        help="the model told key, mode and distances, trained as before")
+    parser.add_argument("--new", default=str(ASSETS), help="the shipped (orderless) model")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="names of variants to (re)run")
     parser.add_argument("--sweep", action="store_true",
@@ -178,7 +219,8 @@ def main() -> None:
     bigram = fit_progression_model(corpus.split("train"))
     bach = settings_for(chorales, {}, seeds, bigram, progress=False)
     lines = []
-    chosen = sweep(args.new) if args.sweep else variants(args.old, args.new)
+    chosen = (sweep(args.new) if args.sweep else
+              variants(model_folder(args.old), args.keyed, args.new))
     for variant in chosen:
         if not (Path(variant.assets) / "chorale-alto.json").exists():
             print(f"skipping {variant.name}: no model in {variant.assets}")

@@ -81,6 +81,14 @@ class GibbsSettings:
     stride: int = 4
     share_start: float = 0.5  # with stride 0: share of a voice's free steps per sweep
     share_end: float = 0.1
+    # With spaced updates: hide the notes being redrawn together behind MASK, so each
+    # sees its neighbours' absence rather than their old notes (which otherwise pull
+    # every redrawn note towards what stood there: the same note struck beat after
+    # beat). "offbeat": only notes off the beat (figuration), "always": every one, "":
+    # never. Only for networks trained with masked neighbours (``orderless``).
+    hide_redrawn: str = ""
+    block_end: float = 0.05
+    block_anneal: float = 0.75
     rule_weight: float = 4.0  # nats charged per broken rule at the start; 0 turns off
     # The charge grows by this factor over the run (geometrically): rules that harden as
     # the chain settles let it explore first and leave few breaks at the end, while the
@@ -208,9 +216,15 @@ class ChoraleSampler:
                 picks = [p if p.size else free[rng.integers(free.size)][None] for p in picks]
                 which = np.concatenate([np.full(p.size, k) for k, p in enumerate(picks)])
                 positions = np.concatenate(picks)
+                seen = padded
+                if settings.hide_redrawn:  # the networks do not see them; the rules do
+                    seen = padded.copy()
+                    hide = (np.ones(positions.size, dtype=bool)
+                            if settings.hide_redrawn == "always" else meta[positions, 0] != 0)
+                    seen[which[hide], voice, positions[hide] + c] = MASK
                 scores = self._scores(padded, padded_meta, which, positions, voice,
                                       allowed[voice], settings, piece, weights,
-                                      settings.charge(progress))
+                                      settings.charge(progress), seen=seen)
                 temperature = np.where(meta[positions, 0] == 0, on_beat, off_beat)
                 choice = _sample(scores / temperature[:, None], rng)
                 padded[which, voice, positions + c] = choice
@@ -274,9 +288,11 @@ class ChoraleSampler:
     def _scores(self, padded: np.ndarray, padded_meta: np.ndarray, which: np.ndarray,
                 positions: np.ndarray, voice: int, allowed: np.ndarray,
                 settings: GibbsSettings, piece: PieceContext, weights: np.ndarray,
-                charge: float) -> np.ndarray:
-        """Log-probabilities minus rule charges for every token, ``[B, vocab]``."""
-        windows, meta = self.windows(padded, padded_meta, which, positions, voice)
+                charge: float, seen: np.ndarray | None = None) -> np.ndarray:
+        """Log-probabilities minus rule charges for every token, ``[B, vocab]``; the
+        networks read ``seen`` (default ``padded``), the rules ``padded``."""
+        windows, meta = self.windows(padded if seen is None else seen, padded_meta, which,
+                                     positions, voice)
         scores = _log_softmax(self.logits(voice, windows, meta))
         scores[:, ~allowed] = -np.inf
         scores[positions == 0, HOLD] = -np.inf  # a piece cannot start with a hold
