@@ -129,10 +129,14 @@ def sweep(new: str) -> list[Variant]:
                 "4 nats per break throughout"),
         Variant("no cadence rules", new, dataclasses.replace(d, rule_weights={
             "cadence_chord": 0.0, "cadence_approach": 0.0}), "no cadence charges"),
-        Variant("light charges for what Bach allows himself", new, dataclasses.replace(
-            d, rule_weights={"crossing": 0.25, "spacing": 0.25, "overlap": 0.25,
-                             "hidden": 0.25}),
-            "crossing, spacing, overlaps and hidden fifths charged a quarter"),
+        Variant("full charges for crossings, spacing, overlaps, hidden fifths", new,
+                dataclasses.replace(d, rule_weights={"crossing": 1.0, "spacing": 1.0,
+                                                     "overlap": 1.0, "hidden": 1.0}),
+                "every voice-leading rule charged alike"),
+        Variant("redrawn notes hidden", new, dataclasses.replace(d, hide_redrawn="always"),
+                "notes redrawn together do not see each other's old notes"),
+        Variant("redrawn notes hidden off the beat", new,
+                dataclasses.replace(d, hide_redrawn="offbeat"), "only the figuration"),
     ]
 
 

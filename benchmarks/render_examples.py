@@ -3,7 +3,7 @@ outside the repertoire, set by Bach (the chorales), by Kantor before this work a
 Kantor now, rendered with MuseScore 3 (PNG) and fluidsynth with a General MIDI
 soundfont (OGG), side by side.
 
-    python benchmarks/render_examples.py --before .cache/models/chorale-v1 \
+    python benchmarks/render_examples.py [--before git:4d6dac7] \
         [--out benchmarks/results/examples]
 
 Needs the Debian packages musescore3, fluidsynth and fluid-soundfont-gm. Writes
@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from harmonizer_style import OLD_SAMPLER, model_folder  # the analysis's "before"
 
 from kantor.bridges.scorefiles import write_harmonisation
-from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
+from kantor.engine.chorale.gibbs import ChoraleSampler
 from kantor.engine.chorale.melody import Melody, harmonize_melody
 from kantor.engine.models import ASSETS
 from kantor.export.chorale.corpus import load_corpus
@@ -34,7 +35,6 @@ from kantor.export.chorale.style import melody_of
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 CHORALES = ("bwv432", "bwv110.7", "bwv145.5")  # major, minor, ending on the dominant
 OUTSIDE = ("Greensleeves (3/4)", "Drunken Sailor (Dorian)")
-OLD_SAMPLER = GibbsSettings(rule_weights={"unresolved_seventh": 0.0, "final_chord": 0.0})
 SAMPLE_RATE = 22050
 
 
@@ -45,7 +45,7 @@ def render(raw: np.ndarray, melody: Melody, stem: Path) -> list[Path]:
     written = [xml]
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     png = stem.with_suffix(".png")
-    subprocess.run(["mscore3", "-o", str(png), str(xml)], env=env, check=True,
+    subprocess.run(["mscore3", "-r", "80", "-o", str(png), str(xml)], env=env, check=True,
                    capture_output=True, timeout=120)
     pages = sorted(stem.parent.glob(f"{stem.name}-*.png"))
     if pages:  # MuseScore numbers the pages; keep the first under the plain name
@@ -70,7 +70,8 @@ def render(raw: np.ndarray, melody: Melody, stem: Path) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default=".cache/models/chorale-v1")
+    parser.add_argument("--before", default="git:4d6dac7",
+                        help="model folder, or git:COMMIT (the models shipped then)")
     parser.add_argument("--after", default=str(ASSETS))
     parser.add_argument("--out", default="benchmarks/results/examples")
     args = parser.parse_args()
@@ -80,7 +81,7 @@ def main() -> None:
                              "fluid-soundfont-gm)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    before = ChoraleSampler.load(Path(args.before))
+    before = ChoraleSampler.load(Path(model_folder(args.before)))
     after = ChoraleSampler.load(Path(args.after))
     corpus = {c.name: c for c in load_corpus().chorales}
     index = ["# Before and after, by eye and ear", "",

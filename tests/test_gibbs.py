@@ -135,3 +135,19 @@ def test_a_tune_from_outside_the_repertoire_ends_on_its_final(sampler):
         last = sounding_pitches(raw)[:, -1]
         assert last[3] % 12 == tune.tonic().tonic
         assert {int(p) % 12 for p in last} <= {2, 5, 6, 9}  # D, F or F#, A
+
+
+def test_hidden_redraws_keep_the_melody_and_the_rules(sampler):
+    """Notes redrawn together may be hidden from the networks; the rules still see them,
+    so the result keeps its soprano, stays in range and the same seed repeats it."""
+    melody = hymn_line()
+    settings = GibbsSettings(iterations=12, chains=2, hide_redrawn="always", seed=5)
+    a = harmonize_melody(sampler, melody, settings=settings)
+    b = harmonize_melody(sampler, melody, settings=settings)
+    assert np.array_equal(a.raw, b.raw)
+    assert np.array_equal(a.raw[0], melody.soprano)
+    report = voice_leading_report(a.raw, melody.metadata())
+    assert report["out_of_range"] == 0
+    plain = harmonize_melody(sampler, melody, settings=GibbsSettings(iterations=12, chains=2,
+                                                                     seed=5))
+    assert not np.array_equal(a.raw, plain.raw)  # hiding changes what the networks read
