@@ -61,7 +61,7 @@ system-dev:
 lint: install-dev
 	$(BIN)/ruff check .
 
-train-harmonizer: install-dev  ## the default chorale model (~30 min on 2 CPU cores)
+train-harmonizer: install-dev  ## the default chorale model (~33 min on one CPU thread)
 	$(BIN)/kantor train harmonizer --out .cache/models/chorale
 
 eval-harmonizer: install-dev
@@ -71,7 +71,7 @@ bench-harmonizer: install-dev
 	$(BIN)/python benchmarks/harmonizer_speed.py
 	$(BIN)/python benchmarks/harmonizer_sweep.py
 
-train-live: install-dev  ## the live model (~17 min on 2 CPU cores)
+train-live: install-dev  ## the live model (~50 min on one CPU thread)
 	$(BIN)/kantor train live-harmonizer --out .cache/models/chorale-live
 
 bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame periods (~12 min)
