@@ -196,6 +196,10 @@ class JackWatch:
             return False
 
         def shutdown(status, reason: str) -> None:  # a JACK thread: hand over, no more
+            if self._client is not client:
+                # a dead client's farewell: libjack cleans old clients up when a new one
+                # connects, after the server returned; it says nothing of the new one
+                return
             self.lost_reason = reason or "the JACK server stopped"
             self._gone.set()
 
@@ -206,9 +210,13 @@ class JackWatch:
 
         client.set_shutdown_callback(shutdown)
         client.set_xrun_callback(xrun)
-        client.activate()
-        self._client = client
+        self._client = client  # before activating: a loss from now on is this client's
         self._gone.clear()
+        try:
+            client.activate()
+        except jack.JackError:
+            self._client = None
+            return False
         return True
 
     @property
@@ -251,9 +259,21 @@ class JackWatch:
         except Exception:  # the owner's problem must not end the watch
             log.exception("JACK watch callback failed")
 
+    @staticmethod
+    def _existing(client, names) -> set[str]:
+        """Which of the ports ``names`` exist now. Only they are looked up: JACK-Client
+        wraps every port a query returns (a pointer per port) while other clients' ports
+        come and go (jackclient-python issue #70: a crash inside such a lookup)."""
+        if not names:
+            return set()
+        pattern = "|".join(f"^{_posix_regex_literal(name)}$" for name in names)
+        return {p.name for p in client.get_ports(name_pattern=pattern)}
+
     def _remember_connections(self) -> None:
+        if not self.watched:  # the service's own watch only listens for the server
+            return
         client = self._client
-        existing = {p.name for p in client.get_ports()}
+        existing = self._existing(client, self.watched)
         missing = [p for p in self.watched if p not in existing]
         if self.watched and not missing:
             self._ports_seen = True
@@ -282,8 +302,12 @@ class JackWatch:
         if client is None:
             return 0
         made = 0
+        if not self.watched:
+            return 0
         try:
-            existing = {p.name for p in client.get_ports()}
+            existing = self._existing(client, {*self.connections,
+                                               *(p for ps in self.connections.values()
+                                                 for p in ps)})
         except Exception:  # the server went again
             return 0
         for ours, theirs in self.connections.items():
@@ -317,6 +341,12 @@ class JackWatch:
         if self._client is not None:
             _close_quietly(self._client)
             self._client = None
+
+
+def _posix_regex_literal(text: str) -> str:
+    """``text`` as a POSIX extended regular expression matching only itself (JACK's port
+    name patterns are POSIX, where Python's re.escape writes escapes it does not know)."""
+    return "".join(f"\\{c}" if c in ".[]()*+?{}|^$\\" else c for c in text)
 
 
 def _close_quietly(client) -> None:
