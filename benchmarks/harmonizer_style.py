@@ -54,6 +54,8 @@ SHOWN = ("alto_eighth", "tenor_eighth", "alto_repeated", "alto_suspensions_per_b
          "fermata_fifth_down", "fermata_on_other", "parallel_fifths", "parallel_octaves",
          "spacing")
 NO_RULES_BEYOND_VOICE_LEADING = {"unresolved_seventh": 0.0, "final_chord": 0.0}
+# Crossings, wide spacing, overlaps and hidden fifths left to the networks (Bach's habits)
+FREE_TEXTURE = {"crossing": 0.0, "spacing": 0.0, "overlap": 0.0, "hidden": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,42 @@ def sweep(new: str) -> list[Variant]:
                 "notes redrawn together do not see each other's old notes"),
         Variant("redrawn notes hidden off the beat", new,
                 dataclasses.replace(d, hide_redrawn="offbeat"), "only the figuration"),
+        Variant("first chain, not the likeliest", new, dataclasses.replace(d, select="first"),
+                "among the chains with fewest errors, a draw rather than the mode"),
+        Variant("crossings and spacing not errors", new,
+                dataclasses.replace(d, errors="parallels"),
+                "chains are compared by parallels, range and sevenths only"),
+        Variant("free texture", new, dataclasses.replace(
+            d, select="first", errors="parallels",
+            rule_weights={"crossing": 0.0, "spacing": 0.0, "overlap": 0.0, "hidden": 0.0}),
+                "crossings, spacing, overlaps and hidden fifths left to the networks"),
+        Variant("free texture, T 0.7 on the beat", new, dataclasses.replace(
+            d, select="first", errors="parallels", temperature_end=0.7,
+            rule_weights={"crossing": 0.0, "spacing": 0.0, "overlap": 0.0, "hidden": 0.0}),
+                "and chords a little less settled"),
+        Variant("free texture, T 0.7, likeliest chain", new, dataclasses.replace(
+            d, errors="parallels", temperature_end=0.7, rule_weights=FREE_TEXTURE),
+                "the mode among the chains again"),
+        Variant("free texture, T 0.7, 80 sweeps", new, dataclasses.replace(
+            d, select="first", errors="parallels", temperature_end=0.7, iterations=80,
+            rule_weights=FREE_TEXTURE), "twice the sweeps"),
+        Variant("free texture, T 0.7, sevenths charged half", new, dataclasses.replace(
+            d, select="first", errors="parallels", temperature_end=0.7,
+            rule_weights={**FREE_TEXTURE, "unresolved_seventh": 0.5}),
+                "an unresolved seventh costs half as much"),
+        Variant("free texture, T 0.85 on the beat", new, dataclasses.replace(
+            d, select="first", errors="parallels", temperature_end=0.85,
+            rule_weights=FREE_TEXTURE), "chords nearer the networks' own belief"),
+        Variant("free texture, T 0.7, rhythm at T 1", new, dataclasses.replace(
+            d, errors="parallels", temperature_end=0.7, rhythm_temperature=1.0,
+            rule_weights=FREE_TEXTURE),
+                "hold, rest or strike at the networks' belief; the pitch settles"),
+        Variant("free texture, T 0.5, rhythm at T 1", new, dataclasses.replace(
+            d, errors="parallels", rhythm_temperature=1.0, rule_weights=FREE_TEXTURE),
+                "the same with the pitch settling lower"),
+        Variant("free texture, T 0.5 everywhere, rhythm at T 1", new, dataclasses.replace(
+            d, errors="parallels", rhythm_temperature=1.0, offbeat_temperature_end=None,
+            rule_weights=FREE_TEXTURE), "every pitch settles at 0.5, rhythm free"),
     ]
 
 

@@ -151,3 +151,44 @@ def test_hidden_redraws_keep_the_melody_and_the_rules(sampler):
     plain = harmonize_melody(sampler, melody, settings=GibbsSettings(iterations=12, chains=2,
                                                                      seed=5))
     assert not np.array_equal(a.raw, plain.raw)  # hiding changes what the networks read
+
+
+def test_rhythm_temperature_keeps_hold_rest_and_onset_odds():
+    """With the rhythm apart, a low pitch temperature sharpens only the choice among new
+    pitches: the odds of holding, resting and striking stay the networks' own."""
+    from kantor.engine.chorale.encoding import FIRST_PITCH_TOKEN, HOLD, REST
+    from kantor.engine.chorale.gibbs import _rhythm_apart
+
+    probabilities = np.array([[0.0, 0.0, 0.0, 0.1, 0.4, 0.3, 0.15, 0.05]])
+    with np.errstate(divide="ignore"):
+        scores = np.log(probabilities)
+    is_pitch = np.arange(probabilities.shape[1]) >= FIRST_PITCH_TOKEN
+    out = _rhythm_apart(scores, np.array([0.5]), 1.0, is_pitch)
+    drawn = np.exp(out - out.max())
+    drawn /= drawn.sum()
+    assert drawn[0, HOLD] == pytest.approx(0.4) and drawn[0, REST] == pytest.approx(0.1)
+    assert drawn[0, is_pitch].sum() == pytest.approx(0.5)
+    pitches = probabilities[0, is_pitch] ** 2  # temperature 0.5 squares the odds
+    assert drawn[0, is_pitch] == pytest.approx(0.5 * pitches / pitches.sum())
+    # a row where no pitch is allowed draws only what is
+    blocked = np.where(is_pitch, -np.inf, scores)
+    out = _rhythm_apart(blocked, np.array([0.5]), 1.0, is_pitch)
+    assert np.isneginf(out[0, is_pitch]).all() and np.isfinite(out[0, HOLD])
+
+
+@pytest.mark.parametrize("choice", [{"select": "best"}, {"errors": "none"}])
+def test_unknown_chain_choice_is_refused(sampler, choice):
+    with pytest.raises(ValueError, match="unknown chain selection"):
+        harmonize_melody(sampler, hymn_line(), settings=GibbsSettings(iterations=1, **choice))
+
+
+@pytest.mark.parametrize("select", ["likeliest", "first"])
+def test_the_chain_returned_is_the_one_the_setting_names(sampler, select):
+    result = harmonize_melody(sampler, hymn_line(), settings=GibbsSettings(
+        iterations=6, chains=4, select=select, errors="parallels", seed=1))
+    scores = result.chain_scores
+    fewest = min(breaks for breaks, _ in scores)
+    candidates = [k for k, (breaks, _) in enumerate(scores) if breaks == fewest]
+    expected = (max(candidates, key=lambda k: scores[k][1]) if select == "likeliest"
+                else candidates[0])
+    assert (result.violations, result.log_likelihood) == scores[expected]

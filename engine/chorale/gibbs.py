@@ -61,6 +61,13 @@ MODEL_STEM = "chorale-{voice}"
 MAX_BATCH = 2048
 
 
+# The rule counts that make a chain worse than another when the sampler picks one.
+ERRORS_COUNTED = {
+    "strict": ("parallel_fifths", "parallel_octaves", "crossing", "spacing", "out_of_range"),
+    "parallels": ("parallel_fifths", "parallel_octaves", "out_of_range"),
+}
+
+
 @dataclass
 class GibbsSettings:
     """How the sampler searches. Defaults are tuned on the validation chorales."""
@@ -74,6 +81,12 @@ class GibbsSettings:
     # held and repeated notes, block chords). None: the same as on the beat.
     temperature_end: float = 0.5
     offbeat_temperature_end: float | None = 1.0
+    # Temperature of the rhythm decision alone - hold the note, rest or strike a new one -
+    # while the pitch of a new note anneals as above. 1.0: a voice holds, moves in
+    # eighths and suspends as often as the networks believe Bach's would, however settled
+    # the harmony (annealing the hold towards its mode gives block chords). None: one
+    # temperature for the whole token, as before.
+    rhythm_temperature: float | None = None
     # Steps redrawn together lie ``stride`` apart, from a random phase. Two neighbours
     # redrawn at once each see the other's old note, so a passing note or a suspension,
     # which needs its neighbour, rarely survives; a beat apart, each sees its neighbours
@@ -96,7 +109,15 @@ class GibbsSettings:
     rule_hardening: float = 4.0
     # Relative charge per rule (see rules.RULES); None: rules.DEFAULT_RULE_WEIGHTS.
     rule_weights: dict[str, float] | None = None
-    chains: int = 4  # independent chains; the most likely is returned
+    chains: int = 4  # independent chains; one with the fewest errors is returned
+    # Which of the chains with the fewest errors: "likeliest" (highest pseudo-likelihood:
+    # mode-seeking, it prefers held and repeated notes) or "first" (the first of them in
+    # seed order, i.e. a draw from the sampler's own distribution).
+    select: str = "likeliest"
+    # What counts as an error when choosing: "strict" counts crossings and wide spacing
+    # too; "parallels" only parallels, range and unresolved sevenths (Bach crosses and
+    # spaces wide now and then; a setting with none at all is itself a tell).
+    errors: str = "strict"
     seed: int = 0
     ranges: tuple[tuple[int, int], ...] = TEXTBOOK_RANGES  # MIDI, per voice
 
@@ -145,6 +166,7 @@ class ChoraleSampler:
                                                 for k in ("voice", "low", "high")})
                              for m in models]
         self._token_pitches = [v.token_pitches() for v in self.vocabularies]
+        self._is_pitch = [np.arange(v.size) >= FIRST_PITCH_TOKEN for v in self.vocabularies]
 
     @classmethod
     def load(cls, assets: Path = ASSETS, threads: int = 1) -> ChoraleSampler:
@@ -184,6 +206,9 @@ class ChoraleSampler:
         ``fixed [4, T]`` is True are read) given metadata ``meta [T, F]``; ``piece``
         tells the rules the tonic and where the final chord starts."""
         settings = settings or GibbsSettings()
+        if settings.select not in ("likeliest", "first") or settings.errors not in ERRORS_COUNTED:
+            raise ValueError(f"unknown chain selection '{settings.select}' or error count "
+                             f"'{settings.errors}'")
         piece = piece or PieceContext()
         weights = rule_weight_vector(settings.rule_weights)
         started = time.perf_counter()
@@ -226,7 +251,12 @@ class ChoraleSampler:
                                       allowed[voice], settings, piece, weights,
                                       settings.charge(progress), seen=seen)
                 temperature = np.where(meta[positions, 0] == 0, on_beat, off_beat)
-                choice = _sample(scores / temperature[:, None], rng)
+                if settings.rhythm_temperature is not None:
+                    scores = _rhythm_apart(scores, temperature, settings.rhythm_temperature,
+                                           self._is_pitch[voice])
+                else:
+                    scores = scores / temperature[:, None]
+                choice = _sample(scores, rng)
                 padded[which, voice, positions + c] = choice
 
         final = padded[:, :, c:c + n_steps]
@@ -234,11 +264,13 @@ class ChoraleSampler:
         for k in chain_ids:
             raw = tokens_to_raw(final[k], self.vocabularies)
             report = voice_leading_report(raw, meta)
-            breaks = sum(report[r] for r in ("parallel_fifths", "parallel_octaves",
-                                             "crossing", "spacing", "out_of_range"))
-            breaks += unresolved_sevenths(raw)
+            counted = ERRORS_COUNTED[settings.errors]
+            breaks = sum(report[r] for r in counted) + unresolved_sevenths(raw)
             scored.append((breaks, self._pseudo_log_likelihood(padded[k], padded_meta, fixed)))
-        best = min(chain_ids, key=lambda k: (scored[k][0], -scored[k][1]))
+        if settings.select == "likeliest":
+            best = min(chain_ids, key=lambda k: (scored[k][0], -scored[k][1]))
+        else:
+            best = min(chain_ids, key=lambda k: (scored[k][0], k))
         raw = tokens_to_raw(final[best], self.vocabularies)
         raw[fixed] = notes[fixed]
         return Harmonisation(raw=raw, log_likelihood=scored[best][1],
@@ -341,6 +373,29 @@ class ChoraleSampler:
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _rhythm_apart(scores: np.ndarray, pitch_temperature: np.ndarray,
+                  rhythm_temperature: float, is_pitch: np.ndarray) -> np.ndarray:
+    """Scores whose softmax draws hold / rest / a new note at ``rhythm_temperature`` and,
+    given a new note, its pitch at ``pitch_temperature`` (``[B]``): log-probabilities
+    ``scores [B, vocab]`` (-inf where a token is not allowed)."""
+    pitch = np.where(is_pitch[None, :], scores, -np.inf)
+    onset = _logsumexp(pitch)  # [B]: log P(a new note), -inf if none is allowed
+    sharpened = pitch / pitch_temperature[:, None]
+    with np.errstate(invalid="ignore"):  # rows without any allowed pitch: nothing to add
+        within = sharpened - _logsumexp(sharpened)[:, None]
+    out = np.where(is_pitch[None, :], (onset / rhythm_temperature)[:, None] + within,
+                   scores / rhythm_temperature)
+    return np.where(np.isnan(out), -np.inf, out)
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    """Row-wise log(sum(exp(x))), -inf for rows that are all -inf."""
+    top = x.max(axis=-1)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return safe + np.log(np.exp(x - safe[:, None]).sum(axis=-1))
 
 
 def _sample(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
