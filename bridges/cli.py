@@ -15,6 +15,7 @@ runtime alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import logging
@@ -777,10 +778,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # A crash inside a C library (PortAudio, libjack, ONNX Runtime) prints every thread's
     # Python stack instead of dying silently
-    try:
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # stderr is no file
         faulthandler.enable()
-    except (AttributeError, ValueError, OSError):  # stderr is not a file (embedded, captured)
-        pass
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s: %(message)s")
