@@ -11,8 +11,8 @@ told key, mode and distances (``kantor train harmonizer --preset visible``), ``-
 the shipped one (``--preset default``: the same, trained orderless).
 
 Each variant is a model folder and sampler settings. Settings are compared on the
-validation chorales with :func:`style_gaps` (feature distances, no classifier); the
-discriminator is reported on the test chorales and nothing is chosen by it. Settings of
+validation chorales, by a discriminator fitted there and by :func:`style_gaps` (feature
+distances); the test chorales' discriminator reports and nothing is chosen by it. Settings of
 every variant are cached under .cache/style/ by variant, split and model hash, so adding
 a variant reruns only that one. Writes harmonizer_style_ablation_<split>.json and .png.
 """
@@ -31,7 +31,7 @@ import numpy as np
 
 from kantor.engine.chorale import gibbs, keys, melody, rules
 from kantor.engine.chorale.encoding import sounding_pitches
-from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
+from kantor.engine.chorale.gibbs import FREE_TEXTURE, ChoraleSampler, GibbsSettings
 from kantor.engine.chorale.keys import key_of_setting
 from kantor.engine.chorale.melody import harmonize_melody
 from kantor.engine.chorale.rules import DEFAULT_RULE_WEIGHTS
@@ -49,13 +49,16 @@ from kantor.export.chorale.style import (
 )
 
 CACHE = Path(".cache/style")
+NOTE = ("style_gap_rms: root mean square of the headline features' distance from Bach in "
+        "units of their binomial spread (lower is closer). Settings are chosen on the "
+        "validation split, by its own discriminator (fitted on validation settings only) and "
+        "style_gap_rms; the test split's discriminator, which reports, never chooses.")
 SHOWN = ("alto_eighth", "tenor_eighth", "alto_repeated", "alto_suspensions_per_beat",
          "complete_triads", "seventh_chords", "sevenths_resolved", "leading_tone_in_minor",
          "fermata_fifth_down", "fermata_on_other", "parallel_fifths", "parallel_octaves",
          "spacing")
 NO_RULES_BEYOND_VOICE_LEADING = {"unresolved_seventh": 0.0, "final_chord": 0.0}
-# Crossings, wide spacing, overlaps and hidden fifths left to the networks (Bach's habits)
-FREE_TEXTURE = {"crossing": 0.0, "spacing": 0.0, "overlap": 0.0, "hidden": 0.0}
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +73,15 @@ class Variant:
 
 # The sampler and rules before this work (on the models of either version).
 OLD_SAMPLER = GibbsSettings(temperature_end=0.2, offbeat_temperature_end=None, stride=0,
-                            rule_hardening=1.0,
+                            rule_hardening=1.0, errors="strict",
                             rule_weights={"unresolved_seventh": 0.0, "final_chord": 0.0,
                                           "seventh_unprepared_exit": 0.0, "cadence_chord": 0.0,
                                           "cadence_approach": 0.0})
+
+
+# The sampler of the first round of style work (T 0.5 on the beat; every voice-leading rule
+# charged, crossings and spacing counted as errors when choosing a chain).
+FIRST_ROUND = GibbsSettings(temperature_end=0.5, rule_weights=None, errors="strict")
 
 
 def variants(old: str, keyed: str, new: str) -> list[Variant]:
@@ -81,7 +89,7 @@ def variants(old: str, keyed: str, new: str) -> list[Variant]:
     defaults now. ``old``: the key-blind model; ``keyed``: the model told key, mode and
     the distances to the next fermata and the end; ``new``: that model trained orderless
     (the shipped one)."""
-    d = GibbsSettings()
+    d = FIRST_ROUND
     new_rules = dataclasses.replace(OLD_SAMPLER, rule_weights=None)
     return [
         Variant("before: old model, old sampler", old, OLD_SAMPLER,
@@ -100,8 +108,11 @@ def variants(old: str, keyed: str, new: str) -> list[Variant]:
                 dataclasses.replace(new_rules, stride=4), "spaced Gibbs updates"),
         Variant("keyed model, new sampler", keyed, d,
                 "+ T 0.5 on the beat, 1.0 off it; charges harden 4 -> 16 nats"),
-        Variant("after: orderless model, defaults", new, d,
+        Variant("orderless model, first-round sampler", new, d,
                 "the keyed model trained with masked neighbours in half its windows"),
+        Variant("after: orderless model, free texture, T 0.7", new, GibbsSettings(),
+                "crossings, spacing, overlaps, hidden fifths left to the networks; chords "
+                "settle at T 0.7 (the defaults now)"),
         Variant("orderless model, redrawn notes hidden", new,
                 dataclasses.replace(d, hide_redrawn="always"),
                 "notes redrawn together do not see each other's old notes"),
@@ -113,11 +124,13 @@ def variants(old: str, keyed: str, new: str) -> list[Variant]:
 
 
 def sweep(new: str) -> list[Variant]:
-    """Sampler settings for the new model, chosen on the validation split by
-    :func:`style_gaps` (headline features and the progression likelihood)."""
-    d = GibbsSettings()
+    """Sampler settings for the shipped model, compared on the validation split: the
+    discriminator there (never the test split's) and :func:`style_gaps` (headline features
+    and the progression likelihood). Each line changes the first round's settings."""
+    d = FIRST_ROUND
     return [
-        Variant("T 0.5 on the beat, 1.0 off it (defaults)", new, d, "the defaults"),
+        Variant("T 0.5 on the beat, 1.0 off it (defaults)", new, d,
+                "the first round's defaults"),
         Variant("T 0.35 on the beat, 1.0 off it", new,
                 dataclasses.replace(d, temperature_end=0.35), "lower on the beat"),
         Variant("T 0.7 on the beat, 1.0 off it", new,
@@ -175,6 +188,24 @@ def sweep(new: str) -> list[Variant]:
         Variant("free texture, T 0.5 everywhere, rhythm at T 1", new, dataclasses.replace(
             d, errors="parallels", rhythm_temperature=1.0, offbeat_temperature_end=None,
             rule_weights=FREE_TEXTURE), "every pitch settles at 0.5, rhythm free"),
+        Variant("free texture, T 0.5, rhythm at T 1, sevenths formed freely", new,
+                dataclasses.replace(d, errors="parallels", rhythm_temperature=1.0,
+                                    rule_weights={**FREE_TEXTURE,
+                                                  "seventh_unprepared_exit": 0.0}),
+                "a seventh is charged only if its voice then fails to step down"),
+        Variant("free texture, T 0.7, sevenths formed freely", new, dataclasses.replace(
+            d, errors="parallels", temperature_end=0.7,
+            rule_weights={**FREE_TEXTURE, "seventh_unprepared_exit": 0.0}),
+                "the same at T 0.7, one temperature for the token"),
+        Variant("free texture but hidden fifths, T 0.7", new, dataclasses.replace(
+            d, errors="parallels", temperature_end=0.7,
+            rule_weights={"crossing": 0.0, "spacing": 0.0, "overlap": 0.0}),
+                "hidden fifths and octaves still charged a quarter"),
+        Variant("free texture but hidden fifths, T 0.7, sevenths x1.5", new,
+                dataclasses.replace(d, errors="parallels", temperature_end=0.7,
+                                    rule_weights={"crossing": 0.0, "spacing": 0.0,
+                                                  "overlap": 0.0, "unresolved_seventh": 1.5}),
+                "and an unresolved seventh charged half as much again"),
     ]
 
 
@@ -263,9 +294,22 @@ def main() -> None:
     lines = []
     chosen = (sweep(args.new) if args.sweep else
               variants(model_folder(args.old), args.keyed, args.new))
+    out = Path(args.out)
+    kind = "sweep" if args.sweep else "ablation"
+    path = out / f"harmonizer_style_{kind}_{args.split}.json"
+    # A line whose model is not on this machine (a model trained only for the analysis)
+    # keeps its figures from the previous run, which says so.
+    earlier = ({line["variant"]: line for line in json.loads(path.read_text())["lines"]}
+               if path.exists() else {})
     for variant in chosen:
         if not (Path(variant.assets) / "chorale-alto.json").exists():
-            print(f"skipping {variant.name}: no model in {variant.assets}")
+            if variant.name in earlier:
+                print(f"{variant.name}: no model in {variant.assets}; figures of the "
+                      "previous run kept")
+                lines.append({**earlier[variant.name], "figures_from": "an earlier run "
+                              "(its model is not on this machine)"})
+            else:
+                print(f"skipping {variant.name}: no model in {variant.assets}")
             continue
         cache = CACHE / f"{variant_key(variant, args.split, seeds)}.pkl"
         if cache.exists() and not (args.only and variant.name in args.only):
@@ -301,14 +345,8 @@ def main() -> None:
         bach_features = report["features"]["bach"]
     result = {"split": args.split, "chorales": len(chorales), "seeds": list(seeds),
               "bach": {k: bach_features.get(k) for k in SHOWN}, "lines": lines,
-              "note": "style_gap_rms: root mean square of the headline features' distance "
-                      "from Bach in units of their binomial spread (lower is closer); "
-                      "used to choose on the validation split. The discriminator is "
-                      "reported, never chosen by."}
-    out = Path(args.out)
+              "note": NOTE}
     out.mkdir(parents=True, exist_ok=True)
-    kind = "sweep" if args.sweep else "ablation"
-    path = out / f"harmonizer_style_{kind}_{args.split}.json"
     path.write_text(json.dumps(result, indent=2, default=float) + "\n")
     plot(result, path.with_suffix(".png"))
     print(table(result))

@@ -80,8 +80,10 @@ def test_rules_steer_away_from_parallels(sampler):
         total = 0
         for seed in range(3):
             # Settling at a low temperature everywhere, so the rules decide what is left.
+            # Every voice-leading rule charged (the defaults leave crossings to the networks).
             settings = GibbsSettings(iterations=20, chains=1, rule_weight=weight, seed=seed,
-                                     temperature_end=0.2, offbeat_temperature_end=None)
+                                     temperature_end=0.2, offbeat_temperature_end=None,
+                                     rule_weights=None)
             raw = harmonize_melody(sampler, melody, settings=settings).raw
             report = voice_leading_report(raw, melody.metadata())
             total += report["parallel_fifths"] + report["parallel_octaves"] + report["crossing"]

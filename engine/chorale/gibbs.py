@@ -61,6 +61,13 @@ MODEL_STEM = "chorale-{voice}"
 MAX_BATCH = 2048
 
 
+# Rules the offline sampler leaves to the networks: crossings, wide spacing, overlaps and
+# hidden fifths. Bach writes each now and then (1-6% of his chords); charged, they vanish
+# altogether, and a setting with none at all is itself a tell (chosen on the validation
+# chorales, benchmarks/harmonizer_style.py --sweep).
+FREE_TEXTURE: dict[str, float] = {"crossing": 0.0, "spacing": 0.0, "overlap": 0.0,
+                                  "hidden": 0.0}
+
 # The rule counts that make a chain worse than another when the sampler picks one.
 ERRORS_COUNTED = {
     "strict": ("parallel_fifths", "parallel_octaves", "crossing", "spacing", "out_of_range"),
@@ -79,7 +86,7 @@ class GibbsSettings:
     # settles at ``offbeat_temperature_end``: 1.0 is the networks' own belief, so the
     # inner voices move as often as Bach's (annealing them towards 0 is mode-seeking:
     # held and repeated notes, block chords). None: the same as on the beat.
-    temperature_end: float = 0.5
+    temperature_end: float = 0.7
     offbeat_temperature_end: float | None = 1.0
     # Temperature of the rhythm decision alone - hold the note, rest or strike a new one -
     # while the pitch of a new note anneals as above. 1.0: a voice holds, moves in
@@ -107,8 +114,9 @@ class GibbsSettings:
     # the chain settles let it explore first and leave few breaks at the end, while the
     # networks' own probabilities keep their temperature. 1: a constant charge.
     rule_hardening: float = 4.0
-    # Relative charge per rule (see rules.RULES); None: rules.DEFAULT_RULE_WEIGHTS.
-    rule_weights: dict[str, float] | None = None
+    # Relative charge per rule over rules.DEFAULT_RULE_WEIGHTS (see rules.RULES); None:
+    # those defaults alone (what the live harmoniser charges).
+    rule_weights: dict[str, float] | None = field(default_factory=lambda: dict(FREE_TEXTURE))
     chains: int = 4  # independent chains; one with the fewest errors is returned
     # Which of the chains with the fewest errors: "likeliest" (highest pseudo-likelihood:
     # mode-seeking, it prefers held and repeated notes) or "first" (the first of them in
@@ -117,7 +125,7 @@ class GibbsSettings:
     # What counts as an error when choosing: "strict" counts crossings and wide spacing
     # too; "parallels" only parallels, range and unresolved sevenths (Bach crosses and
     # spaces wide now and then; a setting with none at all is itself a tell).
-    errors: str = "strict"
+    errors: str = "parallels"
     seed: int = 0
     ranges: tuple[tuple[int, int], ...] = TEXTBOOK_RANGES  # MIDI, per voice
 

@@ -6,7 +6,8 @@ regression on every feature of :mod:`kantor.export.chorale.analysis`, cross-vali
 leave-one-melody-out (a melody's settings, Bach's and Kantor's, are never on both sides);
 its balanced accuracy is 50% when it cannot tell them apart. It is the *reporting*
 classifier: nothing in Kantor is trained or selected against it. Settings are chosen on
-the validation chorales (:func:`style_gaps`) and reported on the test chorales.
+the validation chorales (by a discriminator fitted on them and :func:`style_gaps`) and
+reported on the test chorales.
 """
 
 from __future__ import annotations
