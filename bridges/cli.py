@@ -584,10 +584,9 @@ def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--iterations", type=int, help="Gibbs sweeps (default 40)")
     group.add_argument("--temperature", type=float,
                        help="the temperature the chords settle at on the beat; lower is "
-                            "safer, higher more adventurous (default 0.7; off the beat the "
+                            "safer, higher more adventurous (default 0.5; off the beat the "
                             "inner voices keep the networks' own, 1.0)")
-    group.add_argument("--chains", type=int, help="chains sampled side by side; of those "
-                                                  "with the fewest parallels, the most "
+    group.add_argument("--chains", type=int, help="chains sampled side by side; the most "
                                                   "likely wins (default 4)")
     group.add_argument("--rule-weight", type=float,
                        help="nats charged per rule broken at the start of the run, growing "

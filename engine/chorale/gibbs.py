@@ -61,10 +61,11 @@ MODEL_STEM = "chorale-{voice}"
 MAX_BATCH = 2048
 
 
-# Rules the offline sampler leaves to the networks: crossings, wide spacing, overlaps and
-# hidden fifths. Bach writes each now and then (1-6% of his chords); charged, they vanish
-# altogether, and a setting with none at all is itself a tell (chosen on the validation
-# chorales, benchmarks/harmonizer_style.py --sweep).
+# Rules that could be left to the networks: crossings, wide spacing, overlaps and hidden
+# fifths. Bach writes each now and then (1-6% of his chords); charged, they vanish
+# altogether, and a setting with none at all is itself a tell. Not the default: chosen on
+# the validation chorales, it did not hold on the test chorales (benchmarks/results/
+# harmonizer_style_choice_valid.json, harmonizer_style_ablation_test.json).
 FREE_TEXTURE: dict[str, float] = {"crossing": 0.0, "spacing": 0.0, "overlap": 0.0,
                                   "hidden": 0.0}
 
@@ -86,7 +87,7 @@ class GibbsSettings:
     # settles at ``offbeat_temperature_end``: 1.0 is the networks' own belief, so the
     # inner voices move as often as Bach's (annealing them towards 0 is mode-seeking:
     # held and repeated notes, block chords). None: the same as on the beat.
-    temperature_end: float = 0.7
+    temperature_end: float = 0.5
     offbeat_temperature_end: float | None = 1.0
     # Temperature of the rhythm decision alone - hold the note, rest or strike a new one -
     # while the pitch of a new note anneals as above. 1.0: a voice holds, moves in
@@ -115,8 +116,8 @@ class GibbsSettings:
     # networks' own probabilities keep their temperature. 1: a constant charge.
     rule_hardening: float = 4.0
     # Relative charge per rule over rules.DEFAULT_RULE_WEIGHTS (see rules.RULES); None:
-    # those defaults alone (what the live harmoniser charges).
-    rule_weights: dict[str, float] | None = field(default_factory=lambda: dict(FREE_TEXTURE))
+    # those defaults alone.
+    rule_weights: dict[str, float] | None = None
     chains: int = 4  # independent chains; one with the fewest errors is returned
     # Which of the chains with the fewest errors: "likeliest" (highest pseudo-likelihood:
     # mode-seeking, it prefers held and repeated notes) or "first" (the first of them in
@@ -125,7 +126,7 @@ class GibbsSettings:
     # What counts as an error when choosing: "strict" counts crossings and wide spacing
     # too; "parallels" only parallels, range and unresolved sevenths (Bach crosses and
     # spaces wide now and then; a setting with none at all is itself a tell).
-    errors: str = "parallels"
+    errors: str = "strict"
     seed: int = 0
     ranges: tuple[tuple[int, int], ...] = TEXTBOOK_RANGES  # MIDI, per voice
 
