@@ -63,6 +63,34 @@ def test_tiny_model_trains_exports_and_matches_torch(tmp_path, lexicon):
         assert len(phones) <= MAX_PHONES
         assert set(phones) <= set(PHONE_SYMBOLS)
     assert g2p.card["metrics"]["test"]["words"] == 40
+    # the cached step graphs decode what the network decodes over the whole prefix
+    import torch
+
+    from kantor.export.speech.g2p import greedy_decode
+
+    letters = np.zeros((len(words), max(map(len, words))), dtype=np.int64)
+    for row, word in enumerate(words):
+        letters[row, :len(word)] = [LETTER_INDEX[c] for c in word]
+    net.eval()
+    greedy = G2P(g2p.encoder, g2p.decoder, beam=1)
+    assert greedy.decode(letters) == greedy_decode(net, torch.from_numpy(letters))
+    # `quantize`: int8 copies the engine loads, with cards naming the float files
+    from kantor.export.speech.g2p import QUANTIZED_VERSION, quantize_shipped
+
+    small = dict(list(lexicon.items())[::200])  # a quick scoring
+    quantized_paths = quantize_shipped(tmp_path / "out", tmp_path / "int8", small)
+    quantized = G2P.load(tmp_path / "int8")
+    card, origin = quantized.card, quantized.card["quantized_from"]
+    assert card["version"] == QUANTIZED_VERSION and "int8" in card["weights_storage"]
+    assert origin["decoder_sha256"] == g2p.card["sha256"]
+    assert origin["test_words_pronounced_differently"] <= origin["test_words"]
+    assert sum(p.stat().st_size for p in quantized_paths) < sum(
+        p.stat().st_size for p in paths)
+    for phones in quantized.predict_batch(words):
+        assert len(phones) <= MAX_PHONES and set(phones) <= set(PHONE_SYMBOLS)
+    with pytest.raises(ValueError, match="already holds quantized"):
+        quantize_shipped(tmp_path / "int8", tmp_path / "again", small)
+
 
 
 def test_split_is_fixed_by_the_word_hash(lexicon):
@@ -153,31 +181,18 @@ def test_beam_search_agrees_with_itself_and_with_greedy_at_width_one(shipped, le
         G2P(shipped.encoder, shipped.decoder, beam=0)
 
 
-def test_shipped_graphs_decode_what_their_torch_network_decodes(shipped):
-    """The cached step graphs against the network they hold, rebuilt in torch from their
-    weights and decoded over the whole prefix each step, as it was trained."""
-    pytest.importorskip("torch")
-    import torch
-
-    from kantor.export.speech.g2p import greedy_decode, net_from_onnx
-
-    net = net_from_onnx(ASSETS)
-    words = [*HELD_OUT, "blorftastic", "x", "supercalifragilistic"]
-    letters = np.zeros((len(words), max(map(len, words))), dtype=np.int64)
-    for row, word in enumerate(words):
-        letters[row, :len(word)] = [LETTER_INDEX[c] for c in word]
-    greedy = G2P(shipped.encoder, shipped.decoder, beam=1)
-    assert greedy.decode(letters) == greedy_decode(net, torch.from_numpy(letters))
-
-
-def test_the_card_records_a_conversion_that_kept_the_accuracy(shipped):
+def test_the_card_records_conversions_that_kept_the_accuracy(shipped):
+    """1.0.0 -> 1.1.0: the same weights with a key/value cache; 1.1.0 -> 1.2.0: int8
+    weights. Neither pronounces the held-out words worse."""
     card = shipped.card
-    converted = card["converted_from"]
-    assert converted["version"] == "1.0.0"
+    converted, quantized = card["converted_from"], card["quantized_from"]
+    assert converted["version"] == "1.0.0" and quantized["version"] == "1.1.0"
     assert converted["max_abs_logit_difference_vs_old_graphs"] <= card["onnx_parity_tolerance"]
     for split in ("test", "valid"):
         for metric in ("per", "wer", "per_first", "wer_first"):
-            assert card["metrics"][split][metric] <= converted["old_metrics"][split][metric]
+            assert card["metrics"][split][metric] <= quantized["metrics"][split][metric]
+            assert quantized["metrics"][split][metric] <= converted["old_metrics"][split][
+                metric]
 
 
 def test_a_decoder_without_a_cache_is_refused(shipped):

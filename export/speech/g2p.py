@@ -22,6 +22,7 @@ figures against the first pronunciation alone are reported too.
     python -m kantor.export.speech.g2p finetune --weights w.pt --weights-out w2.pt --device cuda
     python -m kantor.export.speech.g2p rescore --out engine/assets  # after a decoding change
     python -m kantor.export.speech.g2p convert --from old/ --out engine/assets  # 1.0.0 files
+    python -m kantor.export.speech.g2p quantize --from float/ --out engine/assets  # int8
 
 torch is imported inside the functions that need it, so the data and scoring helpers
 work without it.
@@ -1126,6 +1127,98 @@ def finetune(weights: Path, weights_out: Path, run_dir: Path, time_budget_s: flo
     save_weights(net, {**base_record, "finetune": record}, weights_out)
 
 
+QUANTIZED_VERSION = "1.2.0"
+QUANTIZED_STORAGE = (
+    "int8 weights, one scale per output channel in a 7-bit range (ONNX Runtime dynamic "
+    "quantization of every weight matrix product; activations are quantized per call); the "
+    "attention products and everything else stay float32")
+
+
+def _weight_products_quantized(float_path: Path, out_path: Path, scratch: Path) -> None:
+    """Write an int8 copy of one graph: its weights' matrix products in int8, the rest
+    float. The float16 storage casts are folded first (the quantiser needs the weights as
+    initializers of the products)."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folded = scratch / f"{float_path.stem}.folded.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folded)
+    options.log_severity_level = 3
+    ort.InferenceSession(str(float_path), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(folded)).graph
+    constants = {i.name for i in graph.initializer}
+    # attention scores and their weighting multiply two activations: no weight to store
+    activation_products = [n.name for n in graph.node if n.op_type == "MatMul"
+                           and not any(i in constants for i in n.input)]
+    # reduce_range: 7-bit weights, so the int8 kernels' pairwise sums cannot saturate
+    quantize_dynamic(folded, out_path, weight_type=QuantType.QInt8, per_channel=True,
+                     reduce_range=True, op_types_to_quantize=["MatMul", "Gemm"],
+                     nodes_to_exclude=activation_products)
+
+
+def _rewrite_cards(folder: Path, base: dict[str, dict], updates: dict,
+                   name: str = NAME) -> None:
+    """Cards for the graphs in ``folder``: ``base`` (per graph) with ``updates`` and the
+    files' own hashes."""
+    paths = dict(zip(("encoder", "decoder"), model_paths(folder, name), strict=True))
+    hashes = {graph: sha256_of(path) for graph, path in paths.items()}
+    for graph, path in paths.items():
+        companion = "decoder" if graph == "encoder" else "encoder"
+        card = {**base[graph], **updates, "sha256": hashes[graph],
+                "companion_sha256": hashes[companion]}
+        path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def quantize_shipped(float_folder: Path, out_dir: Path, lexicon: Lexicon,
+                     name: str = NAME) -> list[Path]:
+    """Int8 copies of a float encoder/decoder pair, scored through the engine like any
+    export; their cards keep the float files' hashes and held-out scores, and count the
+    held-out test words the two pronounce differently. ``out_dir`` may be
+    ``float_folder``."""
+    import shutil
+    import tempfile
+
+    base = {graph: json.loads(path.with_suffix(".json").read_text())
+            for graph, path in zip(("encoder", "decoder"), model_paths(float_folder, name),
+                                   strict=True)}
+    if "quantized_from" in base["decoder"]:
+        raise ValueError(f"{float_folder} already holds quantized graphs")
+    float_g2p = G2P.load(float_folder, name=name, threads=2)
+    with tempfile.TemporaryDirectory() as scratch:
+        staging = Path(scratch) / "out"
+        staging.mkdir()
+        for float_path, out_path in zip(model_paths(float_folder, name),
+                                        model_paths(staging, name), strict=True):
+            _weight_products_quantized(float_path, out_path, Path(scratch))
+        _rewrite_cards(staging, base, {})  # provisional: lets the engine load them
+        metrics = evaluate_shipped(staging, lexicon, name)
+        words = list(split_lexicon(lexicon)["test"])
+        old, new = predict_all(float_g2p, words), predict_all(G2P.load(staging, name=name,
+                                                                        threads=2), words)
+        differing = sum(old[w] != new[w] for w in words)
+        card = base["decoder"]
+        _rewrite_cards(staging, base, {
+            "version": QUANTIZED_VERSION, "created": dt.date.today().isoformat(),
+            "weights_storage": QUANTIZED_STORAGE, "metrics": metrics,
+            "quantized_from": {
+                "version": card["version"], "decoder_sha256": card["sha256"],
+                "encoder_sha256": card["companion_sha256"],
+                "weights_storage": card["weights_storage"],
+                "how": "python -m kantor.export.speech.g2p quantize (onnxruntime "
+                       "quantize_dynamic after folding the float16 casts)",
+                "test_words_pronounced_differently": differing, "test_words": len(words),
+                "metrics": card["metrics"]}})
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in model_paths(staging, name):
+            for file in (path, path.with_suffix(".json")):
+                shutil.copyfile(file, out_dir / file.name)
+    log.info("quantized: %d of %d test words pronounced differently", differing, len(words))
+    return list(model_paths(out_dir, name))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kantor.export.speech.g2p",
                                      description=__doc__.split("\n\n")[0])
@@ -1159,6 +1252,11 @@ def main(argv: list[str] | None = None) -> int:
     convert_cmd.add_argument("--from", dest="source", default="engine/assets")
     convert_cmd.add_argument("--dict")
     convert_cmd.add_argument("--out", default="engine/assets")
+    quantize_cmd = commands.add_parser(
+        "quantize", help="int8 copies of float graphs (about 1.7x faster on one core)")
+    quantize_cmd.add_argument("--from", dest="source", default=".cache/models/g2p")
+    quantize_cmd.add_argument("--dict")
+    quantize_cmd.add_argument("--out", default="engine/assets")
     rescore_cmd = commands.add_parser("rescore", help="re-score shipped files, rewrite cards")
     rescore_cmd.add_argument("--dict")
     rescore_cmd.add_argument("--out", default="engine/assets")
@@ -1176,6 +1274,9 @@ def main(argv: list[str] | None = None) -> int:
         dict_path = Path(args.dict) if args.dict else default_dict_path()
         paths = convert_full_prefix(Path(args.source), Path(args.out),
                                     load_lexicon(dict_path), dict_path)
+    elif args.command == "quantize":
+        paths = quantize_shipped(Path(args.source), Path(args.out),
+                                 load_lexicon(Path(args.dict) if args.dict else None))
     elif args.command == "rescore":
         rescore(Path(args.out), load_lexicon(Path(args.dict) if args.dict else None))
         return 0
