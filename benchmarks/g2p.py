@@ -1,5 +1,6 @@
-"""The G2P's speed and accuracy: the cached decoder step against the full-prefix decoder it
-replaced, both measured in the same run on the same machine.
+"""The G2P's speed and accuracy: the shipped int8 graphs (1.2.0), the float graphs they were
+quantized from (1.1.0, revision ``FLOAT_REVISION``) and the full-prefix decoder those
+replaced (1.0.0), all measured in the same run on the same machine.
 
 Speed, on ``--threads`` ONNX Runtime threads (default 1, what the engine uses):
   - batched: words/s for held-out words decoded with beam 3 in batches of 256 sorted by
@@ -8,8 +9,8 @@ Speed, on ``--threads`` ONNX Runtime threads (default 1, what the engine uses):
     percentile over ``--single`` words: what an unknown first word adds to the first audio.
 The baseline is ``engine/speech/g2p.py`` and the ``engine/assets/g2p-*`` files of git
 revision ``--baseline`` (the 1.0.0 model, which recomputed the whole prefix each step),
-loaded side by side with the current engine; runs alternate between the two so that a
-busy machine slows both alike, and the targets are the ratios. Both decode the same words
+loaded side by side with the current engine; runs alternate between the systems so that a
+busy machine slows them alike, and the targets are the ratios. Both decode the same words
 and the run counts where their pronunciations differ.
 
 Accuracy (current engine, beam 3, scored as the model card says: a word is right if it
@@ -54,6 +55,8 @@ from kantor.export.speech.g2p import (
 ROOT = Path(__file__).resolve().parents[1]
 # The last commit of the 1.0.0 model and its full-prefix decoding.
 BASELINE = "1ade498ebfc172dfa3fef8f1c15f211113314fdc"
+# The last commit of the 1.1.0 model (cached step, float weights) before int8 weights.
+FLOAT_REVISION = "9014c3e"
 HELD_OUT_G014B2B = ROOT / "benchmarks" / "data" / "g014b2b" / "g014b2b-held-out.tsv"
 BATCH = 256
 
@@ -77,6 +80,15 @@ def load_baseline(revision: str, folder: Path, threads: int, beams: tuple[int, .
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return {beam: module.G2P.load(folder, threads=threads, beam=beam) for beam in beams}
+
+
+def load_float(revision: str, folder: Path, threads: int, beams: tuple[int, ...]):
+    """Today's G2P class with the model files of ``revision`` (copied to ``folder``)."""
+    for name in ("g2p-encoder", "g2p-decoder"):
+        for suffix in (".onnx", ".json"):
+            (folder / f"{name}{suffix}").write_bytes(
+                git_bytes(revision, f"engine/assets/{name}{suffix}"))
+    return {beam: G2P.load(folder, threads=threads, beam=beam) for beam in beams}
 
 
 def words_per_second(g2p, words: list[str]) -> tuple[float, dict[str, list[str]]]:
@@ -104,8 +116,11 @@ def speed(threads: int, repeats: int, batched: list[str], single: list[str],
           baseline: str) -> dict:
     """Old and new decoders, alternating, on ``threads`` threads."""
     with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "float").mkdir()
         systems = {
             "full_prefix_1.0.0": load_baseline(baseline, Path(scratch), threads, (1, 3)),
+            "cached_step_float_1.1.0": load_float(FLOAT_REVISION, Path(scratch) / "float",
+                                                  threads, (1, 3)),
             "cached_step": {beam: G2P.load(threads=threads, beam=beam) for beam in (1, 3)},
         }
         rates: dict[str, list[float]] = {name: [] for name in systems}
@@ -121,7 +136,7 @@ def speed(threads: int, repeats: int, batched: list[str], single: list[str],
                 rates[name].append(rate)
                 for beam in (1, 3):
                     single_ms[name][beam] += one_word_ms(g2ps[beam], single)
-    old, new = systems
+    old, _, new = systems
     differing = sorted(w for w in batched if predictions[old][w] != predictions[new][w])
     result = {name: {"batched_beam3_words_per_s": round(float(np.median(rates[name])), 1),
                      "batched_runs_words_per_s": [round(r, 1) for r in rates[name]],
@@ -135,6 +150,9 @@ def speed(threads: int, repeats: int, batched: list[str], single: list[str],
                                  / result[new]["one_word_greedy_ms"]["median"], 2),
         "one_word_beam3": round(result[old]["one_word_beam3_ms"]["median"]
                                 / result[new]["one_word_beam3_ms"]["median"], 2)}
+    result["speedup_int8_over_float"] = round(
+        result[new]["batched_beam3_words_per_s"]
+        / result["cached_step_float_1.1.0"]["batched_beam3_words_per_s"], 2)
     result["pronunciations_differing_old_vs_new"] = {"words": len(batched),
                                                      "differing": differing}
     return result
@@ -192,11 +210,12 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     speeds = results["speed"]
-    names = ["full_prefix_1.0.0", "cached_step"]
-    labels = ["1.0.0 (full prefix)", "1.1.0 (cached step)"]
+    names = ["full_prefix_1.0.0", "cached_step_float_1.1.0", "cached_step"]
+    labels = ["1.0.0 (full prefix)", "1.1.0 (cached step)", "1.2.0 (int8)"]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     rates = [speeds[n]["batched_beam3_words_per_s"] for n in names]
-    axes[0].bar(labels, rates, color=["#999", "#2a7"])
+    colours = ["#999", "#7b9", "#2a7"]
+    axes[0].bar(labels, rates, color=colours)
     axes[0].axhline(600, color="k", ls="--", lw=1, label="target 600 words/s")
     axes[0].set_ylabel("words/s")
     axes[0].set_title(f"batched, beam 3, {results['threads']} thread(s)")
@@ -205,7 +224,7 @@ def plot(results: dict, path: Path) -> None:
                            (axes[2], "one_word_beam3_ms", "one word, beam 3")):
         medians = [speeds[n][key]["median"] for n in names]
         p90 = [speeds[n][key]["p90"] for n in names]
-        ax.bar(labels, medians, color=["#999", "#2a7"], label="median")
+        ax.bar(labels, medians, color=colours, label="median")
         ax.scatter(labels, p90, color="k", marker="_", s=400, label="90th percentile")
         ax.axhline(5, color="k", ls="--", lw=1, label="target 5 ms")
         ax.set_ylabel("ms")
