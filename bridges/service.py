@@ -35,6 +35,8 @@ SERVICE_MODELS = ("chorale-live-alto", "chorale-live-tenor", "chorale-live-bass"
                   "chorale-soprano", "chorale-alto", "chorale-tenor", "chorale-bass",
                   "voice-prosody", "voice-acoustic-encoder", "voice-acoustic",
                   "g2p-encoder", "g2p-decoder")
+# Models a voice may do without (the WORLD-style vocoder stands in for the neural one).
+OPTIONAL_MODELS = ("voice-vocoder",)
 
 
 class ServiceError(RuntimeError):
@@ -48,7 +50,8 @@ class BusyError(RuntimeError):
 def model_cards(assets: Path = ASSETS) -> list[dict]:
     """Name, version, sha256 and held-out metrics of every model the service runs."""
     cards = []
-    for name in SERVICE_MODELS:
+    optional = [n for n in OPTIONAL_MODELS if (assets / f"{n}.onnx").exists()]
+    for name in (*SERVICE_MODELS, *optional):
         card = read_card(assets / f"{name}.onnx")
         cards.append({"name": card.get("name", name), "version": card.get("version"),
                       "task": card.get("task"), "sha256": card.get("sha256"),

@@ -168,3 +168,21 @@ def test_a_voice_speaks_with_either_vocoder(tiny_vocoder, tmp_path):
     assert Voice(models, front_end).vocoder.name == "world"
     with pytest.raises(ModelError, match="does not match its card"):
         Voice(models, front_end, vocoder="neural")
+
+
+def test_the_shipped_voice_speaks_through_its_neural_vocoder():
+    """The shipped vocoder loads by default, its card says it is closer to the teacher than
+    the WORLD-style one on held-out sentences, and it speaks at the teacher's level."""
+    from kantor.engine.models import ASSETS, read_card
+    from kantor.engine.speech.voice import Voice
+
+    card = read_card(ASSETS / "voice-vocoder.onnx")
+    measured = card["test_metrics"]
+    for features in ("analysed", "predicted"):
+        assert (measured[f"neural_{features}"]["stft_distance"]
+                < measured[f"world_{features}"]["stft_distance"])
+    voice = Voice.load()
+    assert voice.vocoder.name == "neural"
+    audio = voice.synthesize("The quick brown fox jumps over the lazy dog.")
+    assert np.isfinite(audio).all() and 1.5 < len(audio) / voice.sample_rate < 5
+    assert 0.02 < float(np.sqrt(np.mean(audio ** 2))) < 0.3
