@@ -173,9 +173,8 @@ class KantorVoice:
     Raises :class:`EngineError` when the voice is not built yet.
     """
 
-    name = "kantor"
-
-    def __init__(self) -> None:
+    def __init__(self, vocoder: str = "auto", name: str = "kantor") -> None:
+        self.name = name
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         try:
             from kantor.engine.speech.voice import Voice
@@ -185,7 +184,7 @@ class KantorVoice:
         threads = {name: 1 for name in ("threads", "num_threads", "intra_op_num_threads")
                    if name in parameters}
         try:
-            self.voice = Voice.load(**threads)
+            self.voice = Voice.load(**threads, vocoder=vocoder)
         except (OSError, ValueError, RuntimeError) as error:
             raise EngineError(f"Kantor's voice did not load: {error}") from error
         self.rate = int(getattr(self.voice, "sample_rate", 24000))
@@ -207,7 +206,7 @@ class KantorVoice:
         return Rendering(np.concatenate([c.reshape(-1) for c in chunks]), self.rate, wall, first)
 
     def version(self) -> str:
-        return "kantor.engine.speech.voice"
+        return f"kantor.engine.speech.voice, {type(self.voice.vocoder).__name__}"
 
 
 def external_engines(workdir: Path | None = None) -> list[ExternalEngine]:
