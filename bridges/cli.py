@@ -271,6 +271,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         pick_api,
         start_private_jack,
     )
+    from kantor.bridges.scheduling import raise_priority, real_time
     from kantor.engine.chorale.keys import KeyParseError, parse_key_or_sharps
     from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
 
@@ -317,11 +318,13 @@ def cmd_live(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    scheduling = raise_priority()  # the worker thread starting now inherits it
     service.start()
+    scheduling = real_time(service.worker_id) or scheduling
     print(f"kantor live ({api}): ready. Send the melody to '{ports.names.input}'; "
           f"the voices come out of '{ports.names.output}' on channels "
-          f"{', '.join(str(c + 1) for c in settings.channels)} (S, A, T, B). Ctrl-C stops.",
-          flush=True)
+          f"{', '.join(str(c + 1) for c in settings.channels)} (S, A, T, B); the worker "
+          f"runs at {scheduling} scheduling. Ctrl-C stops.", flush=True)
     started = time.monotonic()
     try:
         while not stop.wait(args.status_interval):

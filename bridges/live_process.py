@@ -29,13 +29,12 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from kantor.bridges.midi import MidiPortError
+from kantor.bridges.scheduling import raise_priority, real_time
 
 log = logging.getLogger(__name__)
 
 # How many answered melody notes the status keeps (the "last phrase").
 PHRASE_LENGTH = 16
-LIVE_NICE = -10  # the live process's nice value, where allowed
-LIVE_RT_PRIORITY = 10  # SCHED_FIFO priority of its worker; JACK's threads use ~70-95
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
@@ -111,12 +110,7 @@ def _child_main(connection, config: LiveConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     os.environ.update(config.environment)
     listener = _child_logging(config.verbose)
-    scheduling = "normal"
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, LIVE_NICE)  # ahead of synthesis for the CPU
-        scheduling = f"nice {LIVE_NICE}"
-    except (OSError, AttributeError):  # no privileges, or not on this platform
-        log.debug("could not raise the live process's priority")
+    scheduling = raise_priority()  # ahead of synthesis for the CPU
     service = None
     try:
         from pathlib import Path
@@ -136,7 +130,7 @@ def _child_main(connection, config: LiveConfig) -> None:
         tracker = PhraseTracker(harmonizer)
         service = LiveMidiService(harmonizer, ports, on_answer=tracker.on_answer)
         service.start()
-        scheduling = _real_time(service.worker_id) or scheduling
+        scheduling = real_time(service.worker_id) or scheduling
         connection.send(("ready", {"api": config.api, "input": ports.names.input,
                                    "output": ports.names.output,
                                    "pid": os.getpid(), "scheduling": scheduling}))
@@ -149,20 +143,6 @@ def _child_main(connection, config: LiveConfig) -> None:
 
         if ports_abandoned():  # ports of a JACK server that died: never close them
             os._exit(0)
-
-
-def _real_time(thread_id: int) -> str | None:
-    """Put the live worker thread under real-time scheduling (SCHED_FIFO) where allowed
-    (root, or an rtprio limit), as a DAW does its MIDI thread: a waiting note is then
-    never queued behind ordinary threads. Its priority stays below JACK's own threads.
-    The worker sleeps on its queue between events, so it cannot starve the machine (and
-    Linux caps real-time threads at 95% of a CPU). A description, or None if refused."""
-    try:
-        os.sched_setscheduler(thread_id, os.SCHED_FIFO, os.sched_param(LIVE_RT_PRIORITY))
-    except (OSError, AttributeError):
-        log.debug("real-time scheduling refused: the live worker runs at normal priority")
-        return None
-    return f"SCHED_FIFO {LIVE_RT_PRIORITY}"
 
 
 def _status(service, harmonizer, tracker) -> dict:

@@ -1,5 +1,6 @@
 """The live harmoniser on real JACK MIDI ports, in process and as the `kantor live` command."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -101,6 +102,9 @@ def test_kantor_live_command_stops_cleanly_on_sigterm(jack_server):
     try:
         line = process.stdout.readline()
         assert "ready" in line and "kantorcli:in" in line
+        # as root (CI) the worker gets real-time scheduling, as in `kantor serve`
+        expected = "SCHED_FIFO 10" if os.geteuid() == 0 else "scheduling"
+        assert expected in line
         daw = JackMidiClient()
         daw.connect_to("kantorcli:in", "kantorcli-out:out")
         daw.send([0x90, 67, 100])
