@@ -247,6 +247,9 @@ def cmd_train_harmonizer(args: argparse.Namespace) -> int:
     if args.what.startswith("voice-"):
         return cmd_train_voice(args)
     live = args.what == "live-harmonizer"
+    if live and args.preset not in ("default", "tiny"):
+        raise CliError(f"preset '{args.preset}' is for the offline harmonizer; the live one "
+                       "takes default or tiny")
     preset = {("default", True): "live", ("tiny", True): "live-tiny"}.get(
         (args.preset, live), args.preset)
     run = _trainer("kantor.export.chorale.pipeline",
