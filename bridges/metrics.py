@@ -71,6 +71,14 @@ def _live(live: dict) -> Iterator[Metric]:
     for reason, count in live["dropped"].items():
         dropped.add_metric([reason], count)
     yield dropped
+    answered = CounterMetricFamily("kantor_live_decisions", "chords decided, by mode and "
+                                   "whether answered ahead (hit) or on arrival (miss)",
+                                   labels=["mode", "answer"])
+    for mode, counts in (live.get("speculation") or {}).items():
+        if isinstance(counts, dict):
+            answered.add_metric([mode, "hit"], counts["hits"])
+            answered.add_metric([mode, "miss"], counts["misses"])
+    yield answered
 
 
 def _speech(speech: dict) -> Iterator[Metric]:

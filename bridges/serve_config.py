@@ -11,7 +11,7 @@ A TOML file groups them in tables; every key is optional::
                 start_jack = false
     [live]      temperature = 0.3  lookahead = 0  rule_weight = 4.0  velocity_scale = 0.85
                 thru = true  channels = [1, 2, 3, 4]  melody_channel = 1  fermata_cc = 64
-                key = 0  seed = 0
+                key = 0  seed = 0  speculation = 96
     [speech]    enabled = true  device = "..."  hostapi = "jack"  blocksize = 1024
                 sample_rate = 48000  clients = 4  queue_size = 64  max_chars = 5000
                 drain_seconds = 0.0  vocoder = "auto"
@@ -65,6 +65,7 @@ class ServeConfig:
     fermata_cc: int = 64
     key: int = 0
     seed: int = 0
+    speculation: int = 96  # live answers computed ahead per step (0: none)
     assets: str | None = None
     speech: bool = True
     device: str | int | None = None
@@ -90,6 +91,7 @@ class ServeConfig:
                 "rule_weight": float(self.rule_weight), "channels": channels,
                 "velocity_scale": float(self.velocity_scale), "thru": self.thru,
                 "fermata_cc": self.fermata_cc, "key_sharps": self.key, "seed": self.seed,
+                "speculation": self.speculation,
                 "melody_channel": None if self.melody_channel is None
                 else self.melody_channel - 1}
 
@@ -158,7 +160,7 @@ def _toml_keys() -> dict[tuple[str, str], tuple[str, tuple[type, ...]]]:
                  "out_port": "out_port", "start_jack": "start_jack"},
         "live": {k: k for k in ("temperature", "lookahead", "rule_weight", "velocity_scale",
                                 "thru", "channels", "melody_channel", "fermata_cc", "key",
-                                "seed", "assets")},
+                                "seed", "speculation", "assets")},
         "speech": {"enabled": "speech", "device": "device", "hostapi": "hostapi",
                    "blocksize": "blocksize", "sample_rate": "sample_rate",
                    "clients": "speech_clients", "queue_size": "speech_queue",

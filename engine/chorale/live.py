@@ -13,6 +13,13 @@ Two timing modes, chosen by what arrives:
   16th; the harmoniser decides every step, so lower voices can move under a held note,
   and with a lookahead of K steps it decides step ``now - K`` from a melody sent early.
 
+Between two melody notes the processor answers ahead (:meth:`LiveHarmonizer.speculate`, run
+by the worker while its queue is empty): for the likeliest next notes (pitch, steps passed,
+pedal) it decides the voices in batched network calls and keeps the answers keyed by
+everything the decision reads, random draws included. When a note arrives and its inputs
+match an entry, the answer is sent from the table; otherwise it is computed then. Both
+paths run the same code, so the music is the same with or without speculation.
+
 The sustain pedal (CC64, or another CC) marks a fermata. Parameters can be set by CC
 (see :data:`CC_PARAMETERS`). :meth:`LiveHarmonizer.process` takes raw MIDI bytes and
 returns raw MIDI bytes; it allocates little and never loads or compiles anything:
@@ -21,10 +28,12 @@ returns raw MIDI bytes; it allocates little and never loads or compiles anything
 
 from __future__ import annotations
 
+import collections
 import logging
 import statistics
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,8 +84,23 @@ LIVE_PARAMETERS: dict[str, tuple[type, float, float]] = {
     "thru": (bool, 0, 1),
     "key_sharps": (int, -7, 7),
     "minor": (bool, 0, 1),
+    "speculation": (int, 0, 256),
 }
 CC_ALL_NOTES_OFF = 123
+# Prior for ordering the speculative answers: how Bach's sopranos move from note to note
+# (semitones -> share of the 16,493 moves between notes in the training chorales) ...
+MELODY_INTERVAL_PRIOR = {-2: 0.261, 2: 0.205, 0: 0.151, -1: 0.132, 1: 0.107, 5: 0.034,
+                         -3: 0.027, -4: 0.019, 3: 0.016, -5: 0.015, 7: 0.012, 4: 0.009,
+                         -7: 0.007, 12: 0.002, 8: 0.0015, -8: 0.001, 9: 0.0007, -12: 0.0003}
+# ... how long the notes are, in quarter notes ...
+DURATION_PRIOR = {1.0: 0.689, 0.5: 0.179, 2.0: 0.104, 1.5: 0.015, 0.25: 0.011}
+# ... and the fermata pedal: down for one note (a fermata is one note long), then up; from
+# up it goes down before 13.7% of notes.
+PEDAL_DOWN_PRIOR = 0.137
+SPECULATION_BATCH = 4  # rows per network call: one call is the longest a note can wait
+# CPU time answering ahead may take per step, as a share of the time expected until the
+# next note (so it is done before the note comes and never takes a whole core).
+SPECULATION_SHARE = 0.5
 CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
 LEGATO_GAP_S = 0.08  # a new note this soon after a release continues the phrase
 
@@ -100,6 +124,9 @@ class LiveSettings:
     tonic_degree: int | None = None
     steps_per_bar: int = 16
     seed: int = 0
+    # Answers computed ahead per step while waiting for the next note (0: none). More
+    # covers rarer notes at more idle CPU; the answers are the same either way.
+    speculation: int = 96
 
 
 @dataclass
@@ -110,6 +137,21 @@ class LiveStats:
     notes_out: int = 0
     steps: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    # Decisions answered from the speculative table (hit) or computed on arrival (miss),
+    # by mode ("event", "clock").
+    hits: dict[str, int] = field(default_factory=lambda: {"event": 0, "clock": 0})
+    misses: dict[str, int] = field(default_factory=lambda: {"event": 0, "clock": 0})
+    speculated: int = 0  # answers computed ahead
+
+    def speculation(self) -> dict:
+        """Hits, misses and hit rate per mode (None before the first decision)."""
+        report = {}
+        for mode in ("event", "clock"):
+            hits, misses = self.hits[mode], self.misses[mode]
+            report[mode] = {"hits": hits, "misses": misses,
+                            "hit_rate": hits / (hits + misses) if hits + misses else None}
+        report["answers_computed_ahead"] = self.speculated
+        return report
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -182,8 +224,11 @@ class LiveHarmonizer:
         # rest is the melody ahead (lookahead). Meta follows the same columns.
         self.grid = np.full((4, self.window), START, dtype=np.int64)
         self.meta = np.zeros((self.window, len(META_FIELDS)), dtype=np.int64)
-        self._inputs = np.zeros((1, 4, self.window), dtype=np.int64)
-        self._meta_in = np.zeros((1, self.window, self.meta_columns.size), dtype=np.int64)
+        # Network inputs for up to SPECULATION_BATCH rows (a miss uses the first row).
+        self._inputs = np.zeros((SPECULATION_BATCH, 4, self.window), dtype=np.int64)
+        self._meta_in = np.zeros((SPECULATION_BATCH, self.window, self.meta_columns.size),
+                                 dtype=np.int64)
+        self._seen = np.zeros((4, self.window), dtype=np.int64)  # for decision keys
         self._token_pitch = [v.token_pitches() for v in self.vocabularies]
         self._candidates = [p[None, :].copy() for p in self._token_pitch]
         self._lows = np.array([v.low for v in self.vocabularies], dtype=np.int64)
@@ -208,22 +253,36 @@ class LiveHarmonizer:
         self._piece = PieceContext(cadences=self._cadence)
         self._rule_weights = rule_weight_vector()
         self._rng = np.random.default_rng(self.settings.seed)
+        self._noise: deque[list[np.ndarray]] = deque()  # drawn ahead, one entry a decision
+        self._noise_serial = 0  # decisions that have consumed noise so far
+        self._table: dict[tuple, tuple[int, ...]] = {}  # decision key -> A, T, B tokens
+        self._work: Iterator[None] | None = None
+        self._work_due = False
+        self._spent_s = 0.0  # CPU time spent answering ahead since the last decision
         self.reset()
-        for _ in range(5):  # first runs of a session are slow: do them now
-            for v in LIVE_DECISION_ORDER:
-                self._window_for(v, [])
-                self._logits(v)
+        for _ in range(5):  # first runs of a session are slow (each batch size): do them now
+            for rows in range(1, SPECULATION_BATCH + 1):
+                for v in LIVE_DECISION_ORDER:
+                    self.models[v].run({"tokens": self._inputs[:rows],
+                                        "meta": self._meta_in[:rows]})
         self.reset()
         self._prepared = True
         # The first note also loads the compiled rule kernels (Numba dispatch, ~25 ms):
-        # play one now and forget it - state, counters and random stream as if unplayed.
+        # play two notes, the second answered ahead, and forget them - state, counters and
+        # random stream as if unplayed.
         channel = self.settings.melody_channel or 0
         self.process([0x90 | channel, 67, 64], 0.0)
-        self.process([0x80 | channel, 67, 0], 0.5)
+        self.process([0x80 | channel, 67, 0], 0.2)
+        while self.speculating:
+            self.speculate()
+        self.process([0x90 | channel, 69, 64], 0.25)
+        self.process([0x80 | channel, 69, 0], 0.5)
         self.release_all()
         self.reset()
         self.stats = LiveStats()
         self._rng = np.random.default_rng(self.settings.seed)
+        self._noise.clear()
+        self._noise_serial = 0
 
     def reset(self) -> None:
         """Forget the music so far (outputs must have been released first)."""
@@ -243,6 +302,13 @@ class LiveHarmonizer:
         self.clock_running = False
         self.clock_count = 0
         self.fermata = False
+        # For guessing the next note: steps between recent notes (event mode) and how
+        # each arrived ("held": over the last note, "legato": just after its release,
+        # "detached": after a pause).
+        self.recent_gaps: deque[float] = deque(maxlen=16)  # seconds between onsets
+        self.recent_arrivals: deque[str] = deque(maxlen=8)
+        self._table.clear()
+        self._work, self._work_due = None, True
 
     # ----------------------------------------------------------------- messages in
     def process(self, message: list[int] | bytes, now_s: float | None = None) -> list[list[int]]:
@@ -251,6 +317,9 @@ class LiveHarmonizer:
         if not self._prepared:
             raise RuntimeError("call prepare() before process()")
         now_s = time.perf_counter() if now_s is None else now_s
+        # What was being computed ahead assumed the state before this message: start over
+        # (entries already in the table stay: they are keyed by their exact inputs).
+        self._work, self._work_due = None, True
         out: list[list[int]] = []
         if not message:
             self.stats.drop("empty message")
@@ -316,6 +385,7 @@ class LiveHarmonizer:
         if name == "lookahead":
             value = min(value, self.max_lookahead)
         setattr(self.settings, name, value)
+        self._work, self._work_due = None, True
         if name in ("key_sharps", "minor"):
             self.settings.tonic_degree = None  # a key set this way is major or relative minor
             if self._prepared:
@@ -354,6 +424,10 @@ class LiveHarmonizer:
         continuing = self.released[1] if legato else set()
         gap = None if self.last_onset_s is None else now_s - self.last_onset_s
         steps = self._steps_since(gap, was_held=self.melody_note is not None or legato)
+        if gap is not None:
+            self.recent_gaps.append(gap)
+            self.recent_arrivals.append("held" if self.melody_note is not None
+                                        else "legato" if legato else "detached")
         self.last_onset_s = now_s
         self.melody_note = (channel, pitch)
         self.melody_velocity = velocity
@@ -399,24 +473,36 @@ class LiveHarmonizer:
         sent D steps early, the current step otherwise."""
         return self.past + self._early_steps()
 
-    def _set_melody(self, column: int, pitch: int) -> None:
+    def _set_melody(self, column: int, pitch: int, grid: np.ndarray | None = None) -> None:
+        grid = self.grid if grid is None else grid
+        grid[0, column] = self._melody_token(pitch)
+        grid[0, column + 1:] = HOLD
+
+    def _melody_token(self, pitch: int) -> int:
+        """The soprano token of MIDI ``pitch``, folded by octaves into the soprano's range."""
         vocab = self.vocabularies[0]
         while pitch > vocab.high:
             pitch -= 12
         while pitch < vocab.low:
             pitch += 12
-        self.grid[0, column] = FIRST_PITCH_TOKEN + pitch - vocab.low
-        self.grid[0, column + 1:] = HOLD
+        return FIRST_PITCH_TOKEN + pitch - vocab.low
 
     def _steps_since(self, gap_s: float | None, was_held: bool) -> int:
         """16th steps since the last melody note, from the gap and the recent tempo (the
         median gap between legato notes counts as a quarter note)."""
         if gap_s is None:
             return 1
+        steps = self._steps_for(gap_s, was_held)
         if was_held:
             self.onset_gaps.append(gap_s)
-        quarter_s = min(max(statistics.median(self.onset_gaps), 0.15), 1.5
-                        ) if self.onset_gaps else 0.5
+        return steps
+
+    def _steps_for(self, gap_s: float, was_held: bool) -> int:
+        """What :meth:`_steps_since` will say of ``gap_s``, changing nothing."""
+        gaps = list(self.onset_gaps)
+        if was_held:
+            gaps = [*gaps, gap_s][-(self.onset_gaps.maxlen or len(gaps) + 1):]
+        quarter_s = min(max(statistics.median(gaps), 0.15), 1.5) if gaps else 0.5
         return int(min(max(round(gap_s / quarter_s * STEPS_PER_QUARTER), 1),
                            2 * STEPS_PER_QUARTER))
 
@@ -426,35 +512,45 @@ class LiveHarmonizer:
         self.grid[:] = START
         self.grid[:, self.past:] = REST
         self.step = step
-        self._write_meta(0, self.window)
+        self._write_meta(self.meta, step, 0, self.window, self.fermata)
 
     def _advance(self, steps: int, continuing: set[int] | frozenset = frozenset()) -> None:
         """Move the grid ``steps`` forward: the past scrolls left; new steps continue what
         sounds, or what was released legato (``continuing`` voices), or stay silent."""
         steps = max(1, min(steps, self.window))
-        self.grid[:, :-steps] = self.grid[:, steps:].copy()
-        self.meta[:-steps] = self.meta[steps:].copy()
+        holds = [(self.melody_note is not None if v == 0 else v in self.sounding)
+                 or v in continuing for v in range(4)]
+        self.step += steps
+        self._shift(self.grid, self.meta, self.step, steps, holds, self.fermata)
+        self.stats.steps += steps
+
+    def _shift(self, grid: np.ndarray, meta: np.ndarray, step: int, steps: int,
+               holds: list[bool], fermata: bool) -> None:
+        """Scroll ``grid`` and ``meta`` (in place) ``steps`` forward to absolute ``step``;
+        voice v's new steps hold if ``holds[v]``, else rest."""
+        grid[:, :-steps] = grid[:, steps:].copy()
+        meta[:-steps] = meta[steps:].copy()
         # Steps that were ahead of the decided one now become history (after a jump of
         # several steps) or stay ahead: give them what actually sounds. Only a melody sent
         # early (clock mode with lookahead) holds real notes ahead; those are kept.
         first_new = self.past - steps + 1
+        early = self._early_steps()
         for v in range(4):
-            sounds = (self.melody_note is not None if v == 0 else v in self.sounding)
-            start = self.window - steps if v == 0 and self._early_steps() else first_new
-            self.grid[v, start:] = HOLD if sounds or v in continuing else REST
-        self.step += steps
-        self._write_meta(self.window - steps, self.window)
-        self.meta[self.past, 2] = self.fermata
-        self.stats.steps += steps
+            start = self.window - steps if v == 0 and early else first_new
+            grid[v, start:] = HOLD if holds[v] else REST
+        self._write_meta(meta, step, self.window - steps, self.window, fermata)
+        meta[self.past, 2] = fermata
 
-    def _write_meta(self, first: int, last: int) -> None:
-        """Metadata of grid columns ``first``..``last-1`` from their absolute steps."""
+    def _write_meta(self, meta: np.ndarray, step: int, first: int, last: int,
+                    fermata: bool) -> None:
+        """Metadata of grid columns ``first``..``last-1`` when column ``past`` is absolute
+        step ``step``."""
         for column in range(first, last):
-            step = self.step - self.past + column
-            row = self.meta[column]
-            row[0] = step % STEPS_PER_QUARTER
-            row[1] = step % self.settings.steps_per_bar == 0
-            row[2] = self.fermata
+            at = step - self.past + column
+            row = meta[column]
+            row[0] = at % STEPS_PER_QUARTER
+            row[1] = at % self.settings.steps_per_bar == 0
+            row[2] = fermata
             self._write_key(row)
             row[6] = row[7] = FAR  # a player's next cadence and end are not known
 
@@ -466,26 +562,6 @@ class LiveHarmonizer:
         row[5] = (9 if self.settings.minor else 0) if degree is None else degree % 12
 
     # ----------------------------------------------------------------- deciding
-    def _logits(self, voice: int) -> np.ndarray:
-        out = self.models[voice].run({"tokens": self._inputs, "meta": self._meta_in})[0]
-        return out[0]
-
-    def _window_for(self, voice: int, decided: list[int]) -> None:
-        """Fill the network inputs for ``voice`` deciding the current step: the lower
-        voices' present and future are hidden except those already decided, and the
-        soprano beyond the lookahead (event mode has none)."""
-        inputs = self._inputs[0]
-        inputs[:] = self.grid
-        self._meta_in[0] = self.meta[:, self.meta_columns]
-        centre = self.past
-        inputs[1:, centre:] = MASK
-        for u in decided:
-            inputs[u, centre] = self.grid[u, centre]
-        # A melody sent D steps early is known D-1 steps past the step being decided (the
-        # notes for step now+D arrive during it, after its decision).
-        ahead = max(self._early_steps() - 1, 0)
-        inputs[0, centre + ahead + 1:] = MASK
-
     def _decide(self, out: list[list[int]], redo: bool) -> None:
         """Choose alto, tenor and bass for the current step and emit what changes;
         ``redo`` replaces an answer already given for this step."""
@@ -497,56 +573,245 @@ class LiveHarmonizer:
                 self._release(voice, out)
                 self.grid[voice, column] = REST
             return
-        fermata = self.meta[:, META_FIELDS.index("fermata")]
-        self._cadence[column] = bool(fermata[column]) and not fermata[column - 1]
-        decided: list[int] = []
-        for voice in LIVE_DECISION_ORDER:
-            if redo and self.grid[voice, column] >= FIRST_PITCH_TOKEN:
+        earlier = self.grid[:, column].copy()  # this step's answer so far (redo)
+        # A voice whose answer is replaced is released before it decides again.
+        sounding = {v: p for v, p in self.sounding.items()
+                    if not (redo and earlier[v] >= FIRST_PITCH_TOKEN)}
+        key = self._decision_key(self.grid, self.meta, sounding)
+        noise = self._take_noise()
+        mode = "clock" if self.clock_running else "event"
+        tokens = self._table.get(key)
+        if tokens is None:
+            self.stats.misses[mode] += 1
+            for _ in self._answer(self.grid[None], self.meta[None], sounding, noise):
+                pass  # decided in place, on the grid itself
+            tokens = tuple(int(self.grid[v, column]) for v in LIVE_DECISION_ORDER)
+        else:
+            self.stats.hits[mode] += 1
+        self._table.clear()  # every entry assumed the noise just used
+        self._spent_s = 0.0
+        for voice, token in zip(LIVE_DECISION_ORDER, tokens, strict=True):
+            if redo and earlier[voice] >= FIRST_PITCH_TOKEN:
                 self._release(voice, out)  # this step's earlier answer is replaced
-            self._window_for(voice, decided)
-            token = self._choose(voice)
             self.grid[voice, column] = token
-            decided.append(voice)
             self._emit(voice, token, out)
 
-    def _choose(self, voice: int) -> int:
-        scores = self._logits(voice).astype(np.float64)
+    def _decision_key(self, grid: np.ndarray, meta: np.ndarray, sounding: dict[int, int]
+                      ) -> tuple:
+        """Everything a decision on ``grid`` reads, hashable: two equal keys get the same
+        answer. The lower voices at and after the step decided are hidden from it."""
+        seen = self._seen
+        seen[:] = grid
+        seen[1:, self.past:] = MASK
+        seen[0, self.past + max(self._early_steps() - 1, 0) + 1:] = MASK
+        settings = self.settings
+        return (seen.tobytes(), meta.tobytes(), tuple(sorted(sounding.items())),
+                self._early_steps(), settings.temperature, settings.rule_weight,
+                self._noise_serial if settings.temperature > 0 else -1)
+
+    def _answer(self, rows: np.ndarray, metas: np.ndarray, sounding: dict[int, int],
+                noise: list[np.ndarray] | None) -> Iterator[None]:
+        """Decide bass, alto and tenor at column ``past`` of each grid in ``rows`` ([n, 4,
+        window], written in place) with metadata ``metas``; one batched network call per
+        voice, yielding after each so a waiting note is not held up longer than that."""
+        n = rows.shape[0]
+        centre = self.past
+        inputs, meta_in = self._inputs[:n], self._meta_in[:n]
+        meta_in[:] = metas[:, :, self.meta_columns]
+        fermata = metas[:, :, META_FIELDS.index("fermata")]
+        cadences = (fermata[:, centre] != 0) & (fermata[:, centre - 1] == 0)
+        # A melody sent D steps early is known D-1 steps past the step being decided (the
+        # notes for step now+D arrive during it, after its decision).
+        ahead = max(self._early_steps() - 1, 0)
+        for index, voice in enumerate(LIVE_DECISION_ORDER):
+            # The lower voices' present and future are hidden except those decided.
+            inputs[:] = rows
+            inputs[:, 1:, centre:] = MASK
+            for decided in LIVE_DECISION_ORDER[:index]:
+                inputs[:, decided, centre] = rows[:, decided, centre]
+            inputs[:, 0, centre + ahead + 1:] = MASK
+            logits = self.models[voice].run({"tokens": inputs, "meta": meta_in})[0]
+            for row in range(n):
+                self._cadence[centre] = cadences[row]
+                rows[row, voice, centre] = self._choose(
+                    voice, logits[row], rows[row], sounding,
+                    None if noise is None else noise[index])
+            yield
+
+    def _take_noise(self) -> list[np.ndarray] | None:
+        """The Gumbel noise of the next decision (None at temperature 0, which draws none)."""
+        if self.settings.temperature <= 0:
+            return None
+        noise = self._peek_noise()
+        self._noise.popleft()
+        self._noise_serial += 1
+        return noise
+
+    def _peek_noise(self) -> list[np.ndarray] | None:
+        """The next decision's noise, drawn now if not yet: one vector per voice in decision
+        order, from the one random stream, so drawing ahead changes nothing."""
+        if self.settings.temperature <= 0:
+            return None
+        if not self._noise:
+            self._noise.append([
+                -np.log(-np.log(self._rng.random(self._token_pitch[v].size) + 1e-12) + 1e-12)
+                for v in LIVE_DECISION_ORDER])
+        return self._noise[0]
+
+    def _choose(self, voice: int, logits: np.ndarray, grid: np.ndarray,
+                sounding: dict[int, int], gumbel: np.ndarray | None) -> int:
+        scores = logits.astype(np.float64)
         scores -= scores.max()
         scores -= np.log(np.exp(scores).sum())
         scores[~self._allowed[voice]] = -np.inf
-        if voice not in self.sounding:
+        if voice not in sounding:
             scores[HOLD] = -np.inf  # nothing to hold: rest or a new note
-        soprano = self._soprano_pitch()
+        soprano = self._soprano_pitch(grid)
         if soprano >= 0:  # under a melody note every voice sings, and stays below it
             scores[REST] = -np.inf
             scores[self._token_pitch[voice] > soprano] = -np.inf
-            if self.sounding.get(voice, -1) > soprano:
+            if sounding.get(voice, -1) > soprano:
                 scores[HOLD] = -np.inf
         if self.settings.rule_weight > 0:
-            scores -= self.settings.rule_weight * self._violations(voice)
-        if self.settings.temperature <= 0:
+            scores -= self.settings.rule_weight * self._violations(voice, grid)
+        if gumbel is None:
             return int(np.argmax(scores))
-        gumbel = -np.log(-np.log(self._rng.random(scores.size) + 1e-12) + 1e-12)
         return int(np.argmax(scores / self.settings.temperature + gumbel))
 
-    def _soprano_pitch(self) -> int:
+    def _soprano_pitch(self, grid: np.ndarray | None = None) -> int:
         """MIDI pitch the melody sounds at the current step, -1 if it rests."""
+        grid = self.grid if grid is None else grid
         for column in range(self.past, -1, -1):
-            token = self.grid[0, column]
+            token = grid[0, column]
             if token != HOLD:
                 return (self.vocabularies[0].low + token - FIRST_PITCH_TOKEN
                         if token >= FIRST_PITCH_TOKEN else -1)
         return -1
 
-    def _violations(self, voice: int) -> np.ndarray:
+    def _violations(self, voice: int, grid: np.ndarray) -> np.ndarray:
         """Rule breaks of each candidate against the soprano and the voices decided so
         far at this step (each pair is checked when its later voice decides)."""
         column = self.past
-        raw, sounding = _grid_pitches(self.grid, column + 1, self._lows, self._hidden[voice])
+        raw, sounding = _grid_pitches(grid, column + 1, self._lows, self._hidden[voice])
         candidate = self._candidates[voice]
         candidate[0, HOLD] = sounding[voice, column - 1]
         return candidate_violations(raw, sounding, voice, self._column, candidate,
                                     self._is_hold[voice], self._piece, self._rule_weights)[0]
+
+    # ----------------------------------------------------------------- answers ahead
+    @property
+    def speculating(self) -> bool:
+        """True while answers ahead remain to be computed: call :meth:`speculate`."""
+        return (self._prepared and self.settings.speculation > 0
+                and (self._work is not None or self._work_due)
+                and self._spent_s < self._speculation_allowance())
+
+    def _speculation_allowance(self) -> float:
+        """Seconds of answering ahead allowed this step: a share of the expected time
+        between notes (clock mode decides one answer a step: a fixed small allowance)."""
+        if self.clock_running or not self.recent_gaps:
+            return 0.005
+        return SPECULATION_SHARE * statistics.median(self.recent_gaps)
+
+    def speculate(self) -> None:
+        """Compute a little of the answers ahead: at most one batched network call
+        (about 0.1-0.3 ms here). Call it while no message waits; any message restarts it."""
+        started = time.perf_counter()
+        if self._work is None:
+            self._work_due = False
+            self._work = self._speculation()
+        try:
+            next(self._work)
+        except StopIteration:
+            self._work = None
+        self._spent_s += time.perf_counter() - started
+
+    def _speculation(self) -> Iterator[None]:
+        """Answer the likeliest next decisions, a batch at a time, into the table."""
+        noise = self._peek_noise()
+        sounding, rows = (self._next_clock_step() if self.clock_running
+                          else self._likely_next_notes(min(self.settings.speculation,
+                                                           LIVE_PARAMETERS["speculation"][2])))
+        for start in range(0, len(rows), SPECULATION_BATCH):
+            chunk = rows[start:start + SPECULATION_BATCH]
+            keys = {self._decision_key(grid, meta, sounding): (grid, meta)
+                    for grid, meta in chunk}
+            todo = [(key, grid, meta) for key, (grid, meta) in keys.items()
+                    if key not in self._table]
+            yield  # keys cost a few microseconds each: let a waiting note in
+            if not todo:
+                continue
+            grids = np.stack([grid for _, grid, _ in todo])
+            yield from self._answer(grids, np.stack([meta for _, _, meta in todo]),
+                                    sounding, noise)
+            for (key, _, _), grid in zip(todo, grids, strict=True):
+                self._table[key] = tuple(int(grid[v, self.past]) for v in LIVE_DECISION_ORDER)
+            self.stats.speculated += len(todo)
+
+    def _next_clock_step(self) -> tuple[dict[int, int], list[tuple[np.ndarray, np.ndarray]]]:
+        """Clock mode: the next step as it will be if nothing arrives before it."""
+        holds = [self.melody_note is not None if v == 0 else v in self.sounding
+                 for v in range(4)]
+        grid, meta = self.grid.copy(), self.meta.copy()
+        self._shift(grid, meta, self.step + 1, 1, holds, self.fermata)
+        return dict(self.sounding), [(grid, meta)]
+
+    def _likely_next_notes(self, limit: int
+                           ) -> tuple[dict[int, int], list[tuple[np.ndarray, np.ndarray]]]:
+        """Event mode: up to ``limit`` (grid, meta) for the likeliest next melody notes -
+        pitch, steps since this one and pedal - as the step will be when one arrives, and
+        the voices sounding then."""
+        last = self._soprano_pitch()
+        if last < 0 or self.last_onset_s is None:
+            return {}, []  # a phrase's first note: nothing to go by
+        arrival = (max(set(self.recent_arrivals), key=list(self.recent_arrivals).count)
+                   if self.recent_arrivals else "legato")
+        if arrival == "held" and self.melody_note is not None:
+            continuing: set[int] = set()
+            sounding = dict(self.sounding)  # the new note comes over the held one
+        else:  # after a release: nothing Kantor played sounds then
+            if self.melody_note is not None:  # a release still to come, as before
+                continuing = {0, *self.sounding} if arrival == "legato" else set()
+            else:
+                continuing = (set(self.released[1]) if arrival == "legato"
+                              and self.released is not None else set())
+            sounding = {}
+        holds = [(self.melody_note is not None if v == 0 else v in sounding)
+                 or v in continuing for v in range(4)]
+        # The next gap: one of the recent ones, or a note value of the prior at the
+        # current tempo (worth four notes); steps as the tempo estimate will count it.
+        was_held = self.melody_note is not None or 0 in continuing
+        quarter_s = (min(max(statistics.median(self.onset_gaps), 0.15), 1.5)
+                     if self.onset_gaps else 0.5)
+        gaps: collections.Counter[float] = collections.Counter()
+        for gap in self.recent_gaps:
+            gaps[gap] += 1.0
+        for quarters, share in DURATION_PRIOR.items():
+            gaps[quarters * quarter_s] += 4 * share
+        total = sum(gaps.values())
+        steps_p: collections.Counter[int] = collections.Counter()
+        for gap, weight in gaps.items():
+            steps_p[self._steps_for(gap, was_held)] += weight / total
+        down_p = 0.1 if self.fermata else PEDAL_DOWN_PRIOR
+        pedal_p = {True: down_p, False: 1 - down_p}
+        vocab = self.vocabularies[0]
+        guesses = sorted(((p_steps * p_pedal * p_pitch, steps, pedal, last + interval)
+                          for steps, p_steps in steps_p.items()
+                          for pedal, p_pedal in pedal_p.items()
+                          for interval, p_pitch in MELODY_INTERVAL_PRIOR.items()
+                          if vocab.low <= last + interval <= vocab.high), reverse=True)
+        bases: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+        rows = []
+        for _, steps, pedal, pitch in guesses[:limit]:
+            if (steps, pedal) not in bases:
+                grid, meta = self.grid.copy(), self.meta.copy()
+                self._shift(grid, meta, self.step + steps, steps, holds, pedal)
+                bases[steps, pedal] = grid, meta
+            grid, meta = bases[steps, pedal]
+            grid = grid.copy()
+            self._set_melody(self.past, pitch, grid)
+            rows.append((grid, meta))
+        return sounding, rows
 
     # ----------------------------------------------------------------- output
     def _thru(self, token: int, out: list[list[int]]) -> None:
@@ -582,6 +847,7 @@ class LiveHarmonizer:
     def release_all(self, out: list[list[int]] | None = None) -> list[list[int]]:
         """Note-offs for every note Kantor is sounding (panic, stop, shutdown)."""
         out = [] if out is None else out
+        self._work, self._work_due = None, True
         for voice in list(self.sounding):
             self._release(voice, out)
         if self.thru_note is not None:

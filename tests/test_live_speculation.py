@@ -1,0 +1,138 @@
+"""Answers computed ahead (speculation): the same music as computing on arrival, most notes
+answered from the table, and never more than one network call between two messages."""
+
+import pytest
+
+from kantor.engine.chorale.live import CLOCKS_PER_STEP, LiveHarmonizer, LiveSettings
+
+NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
+QUARTER_S = 0.5
+# A hymn line (pitch, quarter notes, fermata): quarters, a half, eighths and two cadences.
+HYMN = [(67, 1, False), (67, 1, False), (69, 1, False), (71, 1, False), (72, 2, True),
+        (71, 1, False), (69, 0.5, False), (67, 0.5, False), (69, 1, False), (71, 1, False),
+        (67, 2, True), (74, 1, False), (72, 1, False), (71, 1, False), (69, 1, False),
+        (67, 2, True)]
+
+
+@pytest.fixture(scope="module")
+def live_models():
+    return LiveHarmonizer.load().models
+
+
+def harmonizer(models, speculation: int, **settings) -> LiveHarmonizer:
+    h = LiveHarmonizer(models, LiveSettings(speculation=speculation, **settings))
+    h.prepare()
+    return h
+
+
+def send(h: LiveHarmonizer, message: list[int], t: float, idle: bool) -> list[list[int]]:
+    """One message; with ``idle`` the harmoniser then has all the time it wants (as the
+    worker gives it between notes) to answer ahead."""
+    out = h.process(message, t)
+    while idle and h.speculating:
+        h.speculate()
+    return out
+
+
+def play_events(h: LiveHarmonizer, idle: bool, melody=HYMN, repeats: int = 2) -> list:
+    """The melody in event mode, legato (each release just before the next note), the
+    pedal down over fermata notes; every answer with its message."""
+    answers = []
+    t = 0.0
+    for _ in range(repeats):
+        for pitch, quarters, fermata in melody:
+            if fermata:
+                answers.append(send(h, [CC, 64, 127], t - 0.001, idle))
+            answers.append(send(h, [NOTE_ON, pitch, 90], t, idle))
+            t += quarters * QUARTER_S
+            answers.append(send(h, [NOTE_OFF, pitch, 0], t - 0.002, idle))
+            if fermata:
+                answers.append(send(h, [CC, 64, 0], t - 0.0015, idle))
+        t += 2.0  # a breath between verses
+    return answers
+
+
+def play_clock(h: LiveHarmonizer, idle: bool, early: int) -> list:
+    """The melody under MIDI clock, sent ``early`` steps ahead."""
+    h.apply_parameter("lookahead", early)
+    answers = [send(h, [0xFA], 0.0, idle)]
+    t, tick = 0.0, QUARTER_S / 4 / CLOCKS_PER_STEP
+    for pitch, quarters, _ in HYMN:
+        answers.append(send(h, [NOTE_ON, pitch, 90], t, idle))
+        for _ in range(round(quarters * 4) * CLOCKS_PER_STEP):
+            answers.append(send(h, [0xF8], t, idle))
+            t += tick
+        answers.append(send(h, [NOTE_OFF, pitch, 0], t, idle))
+    for _ in range((early + 2) * CLOCKS_PER_STEP):
+        answers.append(send(h, [0xF8], t, idle))
+        t += tick
+    answers.append(send(h, [0xFC], t, idle))
+    return answers
+
+
+@pytest.mark.parametrize("temperature", [0.3, 0.0])
+def test_event_mode_answers_are_the_same_with_and_without_speculation(live_models,
+                                                                     temperature):
+    plain = harmonizer(live_models, 0, temperature=temperature, seed=5)
+    ahead = harmonizer(live_models, 96, temperature=temperature, seed=5)
+    assert play_events(ahead, idle=True) == play_events(plain, idle=False)
+    hits, misses = ahead.stats.hits["event"], ahead.stats.misses["event"]
+    assert plain.stats.hits["event"] == 0
+    # Only the first note of each verse has nothing to go by.
+    assert misses <= 4 and hits >= 2 * len(HYMN) - 4, (hits, misses)
+
+
+@pytest.mark.parametrize("early", [0, 2])
+def test_clock_mode_answers_are_the_same_with_and_without_speculation(live_models, early):
+    plain = harmonizer(live_models, 0, seed=2)
+    ahead = harmonizer(live_models, 96, seed=2)
+    assert play_clock(ahead, idle=True, early=early) == play_clock(plain, idle=False,
+                                                                   early=early)
+    assert ahead.stats.hits["clock"] > ahead.stats.misses["clock"]
+
+
+def test_an_unexpected_note_is_computed_on_arrival_with_the_same_answer(live_models):
+    """Leaps no prior expects (a tritone plus an octave down, folded into the soprano's
+    range as a tritone, and the tritone back) miss the table and are answered exactly as
+    without speculation."""
+    melody = HYMN[:4] + [(71 - 18, 1, False)] + HYMN[5:8]
+    plain, ahead = harmonizer(live_models, 0), harmonizer(live_models, 96)
+    assert play_events(ahead, True, melody, 1) == play_events(plain, False, melody, 1)
+    assert ahead.stats.misses["event"] == 3  # the first note and the two tritones
+
+
+def test_each_step_of_speculation_makes_at_most_one_network_call(live_models):
+    h = harmonizer(live_models, 96)
+    calls = []
+    for model in h.models.values():
+        run = model.run
+        model.run = lambda inputs, run=run: calls.append(len(inputs["tokens"])) or run(inputs)
+    try:
+        h.process([NOTE_ON, 67, 90], 0.0)
+        h.process([NOTE_OFF, 67, 0], 0.5)
+        h.process([NOTE_ON, 69, 90], 1.0)
+        h.process([NOTE_OFF, 69, 0], 1.5)
+        calls.clear()
+        steps = 0
+        while h.speculating:
+            before = len(calls)
+            h.speculate()
+            assert len(calls) - before <= 1
+            steps += 1
+        assert calls and max(calls) <= 4 and steps >= len(calls)
+        assert h.stats.speculated >= 32
+    finally:
+        for model in h.models.values():
+            del model.run
+
+
+def test_status_reports_hits_and_misses(live_models):
+    h = harmonizer(live_models, 96)
+    play_events(h, idle=True, repeats=1)
+    report = h.stats.speculation()
+    assert report["event"]["hits"] + report["event"]["misses"] == len(HYMN)
+    assert report["event"]["hit_rate"] == report["event"]["hits"] / len(HYMN)
+    assert report["clock"]["hit_rate"] is None
+    assert h.check_parameter("speculation", 0) == 0
+    with pytest.raises(ValueError, match="speculation"):
+        h.check_parameter("speculation", 1000)
