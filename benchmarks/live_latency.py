@@ -1,19 +1,22 @@
 """Live harmoniser latency on real JACK MIDI ports, next to a pass-through baseline.
 
-For each JACK period (default 128 and 1024 frames at 48 kHz) a JACK server with the dummy
-driver is started; a client process (the DAW) plays ``--notes`` melody notes (one every
-``--gap`` seconds, released half-way) first through a pass-through processor, then
-through Kantor's live harmoniser, both behind the same ``LiveMidiService`` (same ports,
-queue and worker). It records:
+For each JACK period (default 64, 128 and 1024 frames at 48 kHz) a JACK server with the
+dummy driver is started; a client process (the DAW) plays ``--notes`` melody notes (one
+every ``--gap`` seconds, released half-way) through three processors in turn, each behind
+the same ``LiveMidiService`` (same ports, queue and worker, the worker under SCHED_FIFO
+where allowed): a pass-through, Kantor computing each answer when the note arrives
+(``--speculation 0``), and Kantor as shipped (answering ahead). It records:
 
-* the round trip as the DAW sees it: note-on sent -> its answer (the echoed melody note)
-  received, through JACK both ways;
-* Kantor's processing latency in process: message arrival -> answers sent.
+* note-on and note-off processing latency on their own, in process: message arrival
+  (rtmidi's callback) -> answers sent;
+* the round trip as the DAW sees it: note-on sent -> its echo received, through JACK;
+* the JACK server's xruns during each condition (seen by the service's JACK watch), and
+  the answers-ahead hits and misses.
 
-Added latency = Kantor minus pass-through, per percentile. Writes live_latency.json and
-live_latency.png under ``--out``.
+Added latency = Kantor minus pass-through for the median and p99, with 95% bootstrap
+intervals. Writes live_latency.json and live_latency.png under ``--out``.
 
-    python benchmarks/live_latency.py [--notes 5000] [--periods 128 1024]
+    python benchmarks/live_latency.py [--notes 3000] [--periods 64 128 1024]
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -33,7 +38,8 @@ import numpy as np
 import rtmidi
 
 from kantor.bridges.midi import LiveMidiService, MidiPorts
-from kantor.engine.chorale.live import LiveHarmonizer, LiveStats
+from kantor.bridges.scheduling import raise_priority, real_time
+from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings, LiveStats
 
 
 class PassThrough:
@@ -55,18 +61,40 @@ class PassThrough:
         return []
 
 
+# JACK as a musician runs it: real-time, its threads above Kantor's live worker (SCHED_FIFO
+# 10) - where this user may (root or an rtprio limit); else without real-time scheduling.
+JACK_SCHEDULING = (["-R", "-P", "70"] if os.geteuid() == 0
+                   or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= 70 else ["--no-realtime"])
+
+
 def start_jack(period: int) -> tuple[subprocess.Popen, str]:
+    """A private JACK server (dummy driver) at ``period`` frames. Its log goes to a file
+    (``server.log_path``): a pipe nobody reads until the end fills up with xrun reports
+    and then blocks the server itself."""
     name = f"kantor-bench-{uuid.uuid4().hex[:6]}"
-    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000",
-                               "-p", str(period)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    with tempfile.NamedTemporaryFile("w+", prefix=f"{name}-", suffix=".log",
+                                     delete=False) as log:
+        server = subprocess.Popen(["jackd", *JACK_SCHEDULING, "-n", name, "-d", "dummy",
+                                   "-r", "48000", "-p", str(period)],
+                                  stdout=subprocess.DEVNULL, stderr=log)
+    server.log_path = log.name
     os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
     for _ in range(150):
         if subprocess.run(["jack_lsp"], capture_output=True).returncode == 0:
             return server, name
         time.sleep(0.1)
-    server.kill()
+    stop_jack(server)
     raise RuntimeError("jackd did not start")
+
+
+def stop_jack(server: subprocess.Popen) -> str:
+    """Stop a server from :func:`start_jack` (SIGTERM, so its slot is freed); its log."""
+    server.terminate()
+    server.wait(timeout=10)
+    path = Path(server.log_path)
+    text = path.read_text(errors="replace")
+    path.unlink()
+    return text
 
 
 MELODY = [67, 69, 71, 72, 74, 72, 71, 69]
@@ -127,10 +155,19 @@ def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
 
 
 def measure(processor, notes: int, gap: float, label: str) -> dict:
-    """Serve ``processor`` on JACK ports while a DAW process plays into them."""
+    """Serve ``processor`` on JACK ports while a DAW process plays into them. The worker
+    runs under the same scheduling in every condition (SCHED_FIFO where allowed)."""
     ports = MidiPorts("jack", client_name=f"k{label}")
-    service = LiveMidiService(processor, ports, queue_size=4096)
+    by_kind: dict[str, list[float]] = {"note_on": [], "note_off": []}
+
+    def on_answer(message, answers, seconds):  # the worker thread: append only
+        kind = "note_on" if message[0] & 0xF0 == 0x90 and message[2] > 0 else "note_off"
+        by_kind[kind].append(seconds)
+
+    service = LiveMidiService(processor, ports, queue_size=4096, on_answer=on_answer)
     service.start()
+    scheduling = real_time(service.worker_id) or "normal"
+    xruns_before = service.watch.xruns if service.watch is not None else 0
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     daw = context.Process(target=play, args=(label, notes, gap, ports.names.input,
@@ -138,13 +175,114 @@ def measure(processor, notes: int, gap: float, label: str) -> dict:
     daw.start()
     round_trips = results.get()
     daw.join()
+    xruns = (service.watch.xruns - xruns_before) if service.watch is not None else None
+    status = service.status()
     service.stop()
-    return {"round_trip_s": round_trips, "processing_s": service.latency.values().tolist(),
-            "answered": len(round_trips), "sent": notes,
-            "dropped": service.status()["dropped"]}
+    return {"round_trip_s": round_trips, "note_on_s": by_kind["note_on"],
+            "note_off_s": by_kind["note_off"], "answered": len(round_trips), "sent": notes,
+            "dropped": status["dropped"], "xruns": xruns, "scheduling": scheduling,
+            "speculation": status.get("speculation")}
+
+
+# Quote a percentile only with at least this many samples beyond it (p99 needs 1000
+# samples, p99.9 10000).
+TAIL_SAMPLES = 10
+BOOTSTRAP_RESAMPLES = 2000
+CONDITIONS = {  # name -> processor factory; every condition runs at every period
+    "passthrough": PassThrough,
+    "kantor_on_arrival": lambda: LiveHarmonizer.load(settings=LiveSettings(speculation=0)),
+    "kantor_answered_ahead": lambda: LiveHarmonizer.load(settings=LiveSettings()),
+}
+
+
+def describe(seconds: list[float]) -> dict:
+    """n, mean, p50, max and the tail percentiles the sample size supports, in ms."""
+    values = np.asarray(seconds) * 1000
+    if values.size == 0:
+        return {"n": 0}
+    stats = {"n": int(values.size), "mean_ms": float(values.mean()),
+             "p50_ms": float(np.percentile(values, 50)), "max_ms": float(values.max())}
+    for name, q in (("p99_ms", 99), ("p99.9_ms", 99.9)):
+        if values.size * (1 - q / 100) >= TAIL_SAMPLES:
+            stats[name] = float(np.percentile(values, q))
+    return stats
+
+
+def added(kantor_s: list[float], baseline_s: list[float], seed: int = 0) -> dict:
+    """Kantor minus the baseline for the median and p99 (ms), each with a 95% bootstrap
+    interval (both samples resampled independently)."""
+    a, b = np.asarray(kantor_s) * 1000, np.asarray(baseline_s) * 1000
+    rng = np.random.default_rng(seed)
+    result = {}
+    for name, q in (("p50_ms", 50), ("p99_ms", 99)):
+        if min(a.size, b.size) * (1 - q / 100) < TAIL_SAMPLES:
+            continue
+        estimate = float(np.percentile(a, q) - np.percentile(b, q))
+        differences = np.empty(BOOTSTRAP_RESAMPLES)
+        for i in range(BOOTSTRAP_RESAMPLES):
+            differences[i] = (np.percentile(rng.choice(a, a.size), q)
+                              - np.percentile(rng.choice(b, b.size), q))
+        low, high = np.percentile(differences, [2.5, 97.5])
+        result[name] = {"estimate": estimate, "ci95": [float(low), float(high)]}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notes", type=int, default=3000, help="note-ons per condition")
+    parser.add_argument("--gap", type=float, default=0.03, help="seconds between notes")
+    parser.add_argument("--periods", type=int, nargs="+", default=[64, 128, 1024])
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    process_priority = raise_priority()  # as the live process runs; the DAW does not
+    results: dict = {"notes": args.notes, "gap_s": args.gap, "sample_rate": 48000,
+                     "machine": {"cpu": platform.processor() or platform.machine(),
+                                 "cores": os.cpu_count()},
+                     "process_priority": process_priority,
+                     "method": "conditions one after the other at each period, in one run; "
+                               "processing = MIDI arrival (rtmidi callback) -> answers sent, "
+                               "in process; round trip = DAW note-on sent -> its echo back; "
+                               f"added = Kantor minus pass-through, {BOOTSTRAP_RESAMPLES} "
+                               "bootstrap resamples for the 95% intervals; a percentile is "
+                               f"quoted only with >= {TAIL_SAMPLES} samples beyond it",
+                     "periods": {}}
+    raw: dict = {}
+    for period in args.periods:
+        server, _ = start_jack(period)
+        try:
+            runs = {name: measure(factory(), args.notes, args.gap, f"c{index}p{period}")
+                    for index, (name, factory) in enumerate(CONDITIONS.items())}
+        finally:
+            stderr = stop_jack(server)
+        entry = {"period_frames": period, "period_ms": period / 48.0,
+                 "jackd_xrun_reports": stderr.lower().count("xrun")}
+        for name, run in runs.items():
+            entry[name] = {"note_on": describe(run["note_on_s"]),
+                           "note_off": describe(run["note_off_s"]),
+                           "round_trip": describe(run["round_trip_s"]),
+                           **{k: run[k] for k in ("answered", "sent", "dropped", "xruns",
+                                                  "scheduling", "speculation")}}
+        base = runs["passthrough"]
+        entry["added_over_passthrough"] = {
+            name: {"note_on": added(run["note_on_s"], base["note_on_s"]),
+                   "round_trip": added(run["round_trip_s"], base["round_trip_s"])}
+            for name, run in runs.items() if name != "passthrough"}
+        results["periods"][str(period)] = entry
+        raw[str(period)] = runs
+        for name, numbers in entry["added_over_passthrough"].items():
+            print(f"period {period}, {name}: note-on added "
+                  + ", ".join(f"{key[:-3]} {value['estimate']:.3f} ms {value['ci95']}"
+                              for key, value in numbers["note_on"].items())
+                  + f"; max {entry[name]['note_on']['max_ms']:.2f} ms; "
+                  f"xruns {entry[name]['xruns']}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(results, raw, out / "live_latency.png")
+    (out / "live_latency.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def summary(values: list[float]) -> dict:
+    """Percentiles (ms) of latencies given in seconds, as benchmarks/serve.py quotes them."""
     array = np.asarray(values) * 1000
     if array.size == 0:
         return {}
@@ -155,70 +293,44 @@ def summary(values: list[float]) -> dict:
             "std_ms": float(array.std())}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notes", type=int, default=5000)
-    parser.add_argument("--gap", type=float, default=0.03, help="seconds between notes")
-    parser.add_argument("--periods", type=int, nargs="+", default=[128, 1024])
-    parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args()
-    results: dict = {"notes": args.notes, "gap_s": args.gap, "sample_rate": 48000,
-                     "machine": {"cpu": platform.processor() or platform.machine(),
-                                 "cores": os.cpu_count()}, "periods": {}}
-    for period in args.periods:
-        server, _ = start_jack(period)
-        try:
-            runs = {"passthrough": measure(PassThrough(), args.notes, args.gap, "thru"),
-                    "kantor": measure(LiveHarmonizer.load(), args.notes, args.gap, "live")}
-        finally:
-            server.terminate()
-            stderr = server.communicate(timeout=10)[1]
-        entry = {"period_frames": period, "period_ms": period / 48.0,
-                 "jack_xrun_reports": stderr.lower().count("xrun")}
-        for name, run in runs.items():
-            entry[name] = {"round_trip": summary(run["round_trip_s"]),
-                            "processing": summary(run["processing_s"]),
-                            "answered": run["answered"], "sent": run["sent"],
-                            "dropped": run["dropped"]}
-        entry["added"] = {
-            key: {stat: entry["kantor"][key][stat] - entry["passthrough"][key][stat]
-                  for stat in ("p50_ms", "p99_ms", "p99.9_ms", "max_ms")}
-            for key in ("round_trip", "processing")}
-        results["periods"][str(period)] = entry
-        print(f"period {period}: added round trip p50 {entry['added']['round_trip']['p50_ms']:.2f}"
-              f" ms, p99 {entry['added']['round_trip']['p99_ms']:.2f} ms; added processing p99 "
-              f"{entry['added']['processing']['p99_ms']:.2f} ms, max "
-              f"{entry['added']['processing']['max_ms']:.2f} ms", flush=True)
-        entry["_raw"] = {k: {"round_trip_s": v["round_trip_s"], "processing_s": v["processing_s"]}
-                         for k, v in runs.items()}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    plot(results, out / "live_latency.png")
-    for entry in results["periods"].values():
-        entry.pop("_raw")
-    (out / "live_latency.json").write_text(json.dumps(results, indent=2) + "\n")
-
-
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, raw: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     periods = list(results["periods"])
-    fig, axes = plt.subplots(2, len(periods), figsize=(6 * len(periods), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(periods), figsize=(5.5 * len(periods), 8), squeeze=False)
+    colours = {"passthrough": "tab:grey", "kantor_on_arrival": "tab:orange",
+               "kantor_answered_ahead": "tab:blue"}
     for col, period in enumerate(periods):
-        raw = results["periods"][period]["_raw"]
-        for row, key in enumerate(("round_trip_s", "processing_s")):
-            ax = axes[row][col]
-            for name in ("passthrough", "kantor"):
-                values = np.asarray(raw[name][key]) * 1000
-                if values.size:
-                    ax.hist(values, bins=80, alpha=0.6, label=name, log=True)
-            ax.set_title(f"{'round trip (DAW view)' if row == 0 else 'processing (in process)'}"
-                         f", JACK period {period} frames")
-            ax.set_xlabel("ms")
-            ax.legend()
+        ax = axes[0][col]
+        for name, run in raw[period].items():
+            values = np.sort(np.asarray(run["note_on_s"]) * 1000)
+            if values.size:
+                tail = 1 - np.arange(values.size) / values.size
+                ax.loglog(values, tail, label=name, color=colours[name])
+        ax.set_title(f"note-on processing, JACK period {period} frames")
+        ax.set_xlabel("ms (arrival -> answers sent)")
+        ax.set_ylabel("share of notes slower")
+        ax.legend(fontsize=8)
+        ax = axes[1][col]
+        numbers = results["periods"][period]["added_over_passthrough"]
+        for i, (name, stats) in enumerate(numbers.items()):
+            for j, key in enumerate(("p50_ms", "p99_ms")):
+                if key not in stats["note_on"]:
+                    continue
+                value = stats["note_on"][key]
+                low, high = value["ci95"]
+                ax.errorbar(j + 0.15 * (2 * i - 1), value["estimate"],
+                            yerr=[[value["estimate"] - low], [high - value["estimate"]]],
+                            fmt="o", capsize=4, color=colours[name],
+                            label=name if j == 0 else None)
+        ax.axhline(0.3, color="red", linestyle=":", label="target p99 0.3 ms")
+        ax.set_xticks([0, 1], ["added p50", "added p99"])
+        ax.set_ylabel("ms over pass-through (95% CI)")
+        ax.set_title(f"note-on added latency, period {period}")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from live_latency import MELODY, PassThrough, play_notes, start_jack, summary
+from live_latency import MELODY, PassThrough, play_notes, start_jack, stop_jack, summary
 from websockets.sync.client import connect
 
 from kantor.bridges.midi import LiveMidiService, MidiPorts
@@ -333,8 +333,7 @@ def main() -> None:
                                              args.notes_per_block, args.gap, args.clients)
             status = http.get("/v1/status").json()
     finally:
-        server.terminate()
-        stderr = server.communicate(timeout=10)[1]
+        stderr = stop_jack(server)
 
     processing = {c: stats_ms(v) for c, v in live["processing_ms"].items()}
     thru = processing["pass-through"]

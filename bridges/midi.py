@@ -603,7 +603,10 @@ class LiveMidiService:
 
     def _run(self) -> None:
         # A processor that can answer ahead does so, a batch at a time, whenever nothing
-        # waits in the queue (the pass-through baseline of the benchmarks cannot).
+        # waits in the queue (the pass-through baseline of the benchmarks cannot). It runs
+        # at the worker's own scheduling: under SCHED_FIFO 10 that is below a real-time
+        # JACK server's threads, and the processor bounds it to a share of the time
+        # between notes.
         ahead = getattr(self.harmonizer, "speculate", None)
         while not self._stop.is_set():
             if self._xrun.is_set():  # not through the queue: a flood keeps it full

@@ -95,7 +95,7 @@ def test_an_unexpected_note_is_computed_on_arrival_with_the_same_answer(live_mod
     """Leaps no prior expects (a tritone plus an octave down, folded into the soprano's
     range as a tritone, and the tritone back) miss the table and are answered exactly as
     without speculation."""
-    melody = HYMN[:4] + [(71 - 18, 1, False)] + HYMN[5:8]
+    melody = [*HYMN[:4], (71 - 18, 1, False), *HYMN[5:8]]
     plain, ahead = harmonizer(live_models, 0), harmonizer(live_models, 96)
     assert play_events(ahead, True, melody, 1) == play_events(plain, False, melody, 1)
     assert ahead.stats.misses["event"] == 3  # the first note and the two tritones
@@ -136,3 +136,14 @@ def test_status_reports_hits_and_misses(live_models):
     assert h.check_parameter("speculation", 0) == 0
     with pytest.raises(ValueError, match="speculation"):
         h.check_parameter("speculation", 1000)
+
+
+def test_the_first_note_is_answered_ahead_too(live_models):
+    """Before the first note everything but its pitch is known: any soprano pitch hits."""
+    for pitch in (60, 67, 79):
+        plain, ahead = harmonizer(live_models, 0), harmonizer(live_models, 96)
+        while ahead.speculating:
+            ahead.speculate()
+        assert ahead.process([NOTE_ON, pitch, 90], 0.0) == plain.process([NOTE_ON, pitch, 90],
+                                                                         0.0)
+        assert ahead.stats.hits["event"] == 1

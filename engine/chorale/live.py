@@ -97,6 +97,7 @@ DURATION_PRIOR = {1.0: 0.689, 0.5: 0.179, 2.0: 0.104, 1.5: 0.015, 0.25: 0.011}
 # ... and the fermata pedal: down for one note (a fermata is one note long), then up; from
 # up it goes down before 13.7% of notes.
 PEDAL_DOWN_PRIOR = 0.137
+PAUSE_PRIOR = 0.03  # a note after a pause (not legato): guessed at this share
 SPECULATION_BATCH = 4  # rows per network call: one call is the longest a note can wait
 # CPU time answering ahead may take per step, as a share of the time expected until the
 # next note (so it is done before the note comes and never takes a whole core).
@@ -707,16 +708,17 @@ class LiveHarmonizer:
                 and self._spent_s < self._speculation_allowance())
 
     def _speculation_allowance(self) -> float:
-        """Seconds of answering ahead allowed this step: a share of the expected time
+        """CPU seconds of answering ahead allowed this step: a share of the expected time
         between notes (clock mode decides one answer a step: a fixed small allowance)."""
-        if self.clock_running or not self.recent_gaps:
+        if self.clock_running:
             return 0.005
-        return SPECULATION_SHARE * statistics.median(self.recent_gaps)
+        expected_s = statistics.median(self.recent_gaps) if self.recent_gaps else 0.5
+        return SPECULATION_SHARE * expected_s
 
     def speculate(self) -> None:
         """Compute a little of the answers ahead: at most one batched network call
         (about 0.1-0.3 ms here). Call it while no message waits; any message restarts it."""
-        started = time.perf_counter()
+        started = time.thread_time()  # CPU time: waiting for the CPU costs nothing
         if self._work is None:
             self._work_due = False
             self._work = self._speculation()
@@ -724,7 +726,7 @@ class LiveHarmonizer:
             next(self._work)
         except StopIteration:
             self._work = None
-        self._spent_s += time.perf_counter() - started
+        self._spent_s += time.thread_time() - started
 
     def _speculation(self) -> Iterator[None]:
         """Answer the likeliest next decisions, a batch at a time, into the table."""
@@ -761,9 +763,22 @@ class LiveHarmonizer:
         """Event mode: up to ``limit`` (grid, meta) for the likeliest next melody notes -
         pitch, steps since this one and pedal - as the step will be when one arrives, and
         the voices sounding then."""
+        vocab = self.vocabularies[0]
+        down_p = 0.1 if self.fermata else PEDAL_DOWN_PRIOR
+        pedal_p = {True: down_p, False: 1 - down_p}
+        # (probability, voices holding into the new steps, {steps: probability},
+        #  {pitch: probability}) for each way the next note may come
+        scenarios: list[tuple[float, list[bool], dict[int, float], dict[int, float]]] = []
+        if self.last_onset_s is None:  # the first note: one step, nothing sounding
+            pitches = {p: 1.0 / (vocab.high - vocab.low + 1)
+                       for p in range(vocab.low, vocab.high + 1)}
+            scenarios.append((1.0, [False] * 4, {1: 1.0}, pitches))
+            return {}, self._rows(scenarios, pedal_p, limit)
         last = self._soprano_pitch()
-        if last < 0 or self.last_onset_s is None:
-            return {}, []  # a phrase's first note: nothing to go by
+        if last < 0:
+            return {}, []
+        pitches = {last + interval: p for interval, p in MELODY_INTERVAL_PRIOR.items()
+                   if vocab.low <= last + interval <= vocab.high}
         arrival = (max(set(self.recent_arrivals), key=list(self.recent_arrivals).count)
                    if self.recent_arrivals else "legato")
         if arrival == "held" and self.melody_note is not None:
@@ -776,6 +791,9 @@ class LiveHarmonizer:
                 continuing = (set(self.released[1]) if arrival == "legato"
                               and self.released is not None else set())
             sounding = {}
+            # ... or after a pause (a breath, a new phrase): the longest step, nothing held
+            scenarios.append((PAUSE_PRIOR, [False] * 4, {2 * STEPS_PER_QUARTER: 1.0},
+                              pitches))
         holds = [(self.melody_note is not None if v == 0 else v in sounding)
                  or v in continuing for v in range(4)]
         # The next gap: one of the recent ones, or a note value of the prior at the
@@ -792,26 +810,30 @@ class LiveHarmonizer:
         steps_p: collections.Counter[int] = collections.Counter()
         for gap, weight in gaps.items():
             steps_p[self._steps_for(gap, was_held)] += weight / total
-        down_p = 0.1 if self.fermata else PEDAL_DOWN_PRIOR
-        pedal_p = {True: down_p, False: 1 - down_p}
-        vocab = self.vocabularies[0]
-        guesses = sorted(((p_steps * p_pedal * p_pitch, steps, pedal, last + interval)
+        scenarios.append((1.0 - (PAUSE_PRIOR if scenarios else 0.0), holds, steps_p,
+                          pitches))
+        return sounding, self._rows(scenarios, pedal_p, limit)
+
+    def _rows(self, scenarios, pedal_p: dict[bool, float], limit: int
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(grid, meta) of the ``limit`` likeliest (scenario, steps, pedal, pitch)."""
+        guesses = sorted(((p_way * p_steps * p_pedal * p_pitch, way, steps, pedal, pitch)
+                          for way, (p_way, _, steps_p, pitches) in enumerate(scenarios)
                           for steps, p_steps in steps_p.items()
                           for pedal, p_pedal in pedal_p.items()
-                          for interval, p_pitch in MELODY_INTERVAL_PRIOR.items()
-                          if vocab.low <= last + interval <= vocab.high), reverse=True)
-        bases: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+                          for pitch, p_pitch in pitches.items()), reverse=True)
+        bases: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
         rows = []
-        for _, steps, pedal, pitch in guesses[:limit]:
-            if (steps, pedal) not in bases:
+        for _, way, steps, pedal, pitch in guesses[:limit]:
+            if (way, steps, pedal) not in bases:
                 grid, meta = self.grid.copy(), self.meta.copy()
-                self._shift(grid, meta, self.step + steps, steps, holds, pedal)
-                bases[steps, pedal] = grid, meta
-            grid, meta = bases[steps, pedal]
+                self._shift(grid, meta, self.step + steps, steps, scenarios[way][1], pedal)
+                bases[way, steps, pedal] = grid, meta
+            grid, meta = bases[way, steps, pedal]
             grid = grid.copy()
             self._set_melody(self.past, pitch, grid)
             rows.append((grid, meta))
-        return sounding, rows
+        return rows
 
     # ----------------------------------------------------------------- output
     def _thru(self, token: int, out: list[list[int]]) -> None:
