@@ -172,13 +172,17 @@ def main() -> None:
     report = compare(rows, chorales, [args.name])
     report |= {"split": args.split, "step_ms": args.step_ms, "mode": "event (no clock)",
                "assets": args.assets, "temperature": settings.temperature,
-               "service": {k: status.get(k) for k in ("dropped", "notes_in", "notes_out")
-                           if k in status}}
+               "service": {k: status.get(k) for k in ("dropped", "notes_in", "notes_out",
+                                                      "speculation") if k in status}}
     out = Path(args.out) / f"live_style_{args.split}.json"
     write_report(report, out)
     system = report["systems"][args.name]
     print(json.dumps({k: system[k] for k in ("final_chord", "progression_vs_bach")},
                      default=float))
+    event = (status.get("speculation") or {}).get("event") or {}
+    if event.get("hit_rate") is not None:
+        print(f"answered ahead: {event['hits']} of {event['hits'] + event['misses']} chords "
+              f"({event['hit_rate']:.1%})")
     print(f"discriminator {system['discriminator']['balanced_accuracy']:.1%} "
           f"{system['discriminator']['ci95']}")
     for name in HEADLINE:

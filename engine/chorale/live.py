@@ -307,6 +307,7 @@ class LiveHarmonizer:
         # each arrived ("held": over the last note, "legato": just after its release,
         # "detached": after a pause).
         self.recent_gaps: deque[float] = deque(maxlen=16)  # seconds between onsets
+        self.recent_intervals: deque[int] = deque(maxlen=32)  # semitones between notes
         self.recent_arrivals: deque[str] = deque(maxlen=8)
         self._table.clear()
         self._work, self._work_due = None, True
@@ -430,11 +431,14 @@ class LiveHarmonizer:
             self.recent_arrivals.append("held" if self.melody_note is not None
                                         else "legato" if legato else "detached")
         self.last_onset_s = now_s
+        before = self._soprano_pitch() if gap is not None else -1
         self.melody_note = (channel, pitch)
         self.melody_velocity = velocity
         self.released = None
         self._advance(steps, continuing)
         self._set_melody(self.past, pitch)
+        if before >= 0:
+            self.recent_intervals.append(self._soprano_pitch() - before)
         self._decide(out, redo=False)
 
     def _on_note_off(self, channel: int, pitch: int, now_s: float,
@@ -777,7 +781,11 @@ class LiveHarmonizer:
         last = self._soprano_pitch()
         if last < 0:
             return {}, []
-        pitches = {last + interval: p for interval, p in MELODY_INTERVAL_PRIOR.items()
+        # The next interval: Bach's sopranos' (worth four notes) and this player's own.
+        intervals = collections.Counter({i: 4 * p for i, p in MELODY_INTERVAL_PRIOR.items()})
+        intervals.update(self.recent_intervals)
+        total = sum(intervals.values())
+        pitches = {last + interval: weight / total for interval, weight in intervals.items()
                    if vocab.low <= last + interval <= vocab.high}
         arrival = (max(set(self.recent_arrivals), key=list(self.recent_arrivals).count)
                    if self.recent_arrivals else "legato")
