@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import rtmidi
 
+from kantor.bridges.scheduling import OrdinaryWhileAhead
 from kantor.engine.chorale.live import LiveHarmonizer
 from kantor.engine.realtime import LatencyRecorder
 
@@ -165,6 +166,7 @@ class JackWatch:
         self.lost_reason: str | None = None
         self.losses = self.returns = 0
         self.xruns = 0  # cycles the JACK graph ran late (what was in them may be lost)
+        self.realtime = False  # whether the server runs real-time (jackd -R)
         self._restoring_until = 0.0  # monotonic time: restore connections until then
         self._client = None
         self._gone = threading.Event()
@@ -211,6 +213,7 @@ class JackWatch:
         client.set_shutdown_callback(shutdown)
         client.set_xrun_callback(xrun)
         self._client = client  # before activating: a loss from now on is this client's
+        self.realtime = bool(client.realtime)
         self._gone.clear()
         try:
             client.activate()
@@ -603,11 +606,12 @@ class LiveMidiService:
 
     def _run(self) -> None:
         # A processor that can answer ahead does so, a batch at a time, whenever nothing
-        # waits in the queue (the pass-through baseline of the benchmarks cannot). It runs
-        # at the worker's own scheduling: under SCHED_FIFO 10 that is below a real-time
-        # JACK server's threads, and the processor bounds it to a share of the time
-        # between notes.
+        # waits in the queue (the pass-through baseline of the benchmarks cannot); the
+        # processor bounds it to a share of the time between notes. Under a real-time
+        # JACK server (its threads above the worker's SCHED_FIFO 10) it keeps the worker's
+        # scheduling; otherwise it works ahead under ordinary scheduling.
         ahead = getattr(self.harmonizer, "speculate", None)
+        ordinary = OrdinaryWhileAhead()
         while not self._stop.is_set():
             if self._xrun.is_set():  # not through the queue: a flood keeps it full
                 self._xrun.clear()
@@ -617,13 +621,19 @@ class LiveMidiService:
                 if busy:
                     arrived, message, number = self.queue.get_nowait()
                 else:
+                    ordinary.restore()  # wake for the next message at full priority
                     arrived, message, number = self.queue.get(timeout=0.05)
             except queue.Empty:
                 if self._parked.is_set():  # everything queued before them was handled
+                    ordinary.restore()
                     self._release_parked(None)
                 elif busy:
+                    watch = self.watch
+                    if watch is None or not watch.realtime:
+                        ordinary.lower()
                     self._speculate(ahead)
                 continue
+            ordinary.restore()
             if callable(message):  # a control call from call_soon, in order with the notes
                 self._call(message)
             else:

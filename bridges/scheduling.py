@@ -41,3 +41,42 @@ def real_time(thread_id: int) -> str | None:
         log.debug("real-time scheduling refused: the live worker runs at normal priority")
         return None
     return f"SCHED_FIFO {LIVE_RT_PRIORITY}"
+
+
+class OrdinaryWhileAhead:
+    """Takes a real-time live worker down to ordinary scheduling while it works ahead.
+
+    Working ahead (see LiveHarmonizer.speculate) can keep the worker busy for tens of
+    milliseconds. Under SCHED_FIFO that would run before a JACK server that is not itself
+    real-time and make it miss cycles (MIDI in a late cycle may be lost). So, unless JACK
+    runs real-time above the worker, the worker works ahead under SCHED_OTHER (its nice
+    value stays) and returns to SCHED_FIFO before it handles the next message. Not
+    SCHED_IDLE: the JACK callback that hands MIDI to Python waits for the GIL, and an
+    idle-class holder can be kept off the CPU for long.
+    """
+
+    def __init__(self) -> None:
+        self._saved: int | None = None  # the real-time priority to return to
+
+    def lower(self) -> None:
+        """Ordinary scheduling from now on (a no-op if lowered or not real-time)."""
+        if self._saved is not None:
+            return
+        try:
+            if os.sched_getscheduler(0) != os.SCHED_FIFO:
+                return
+            priority = os.sched_getparam(0).sched_priority
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            self._saved = priority
+        except (OSError, AttributeError):
+            self._saved = None
+
+    def restore(self) -> None:
+        """Back to SCHED_FIFO at the saved priority (a no-op if not lowered)."""
+        if self._saved is None:
+            return
+        priority, self._saved = self._saved, None
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        except OSError:  # the privilege went away: carry on as an ordinary thread
+            log.warning("could not return the live worker to real-time scheduling")
