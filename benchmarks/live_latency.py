@@ -63,8 +63,9 @@ class PassThrough:
 
 # JACK as a musician runs it: real-time, its threads above Kantor's live worker (SCHED_FIFO
 # 10) - where this user may (root or an rtprio limit); else without real-time scheduling.
-JACK_SCHEDULING = (["-R", "-P", "70"] if os.geteuid() == 0
-                   or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= 70 else ["--no-realtime"])
+_RTPRIO = resource.getrlimit(resource.RLIMIT_RTPRIO)[0]
+JACK_SCHEDULING = (["-R", "-P", "70"] if os.geteuid() == 0 or _RTPRIO == resource.RLIM_INFINITY
+                   or _RTPRIO >= 70 else ["--no-realtime"])
 
 
 def start_jack(period: int) -> tuple[subprocess.Popen, str]:

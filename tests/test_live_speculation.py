@@ -147,3 +147,17 @@ def test_the_first_note_is_answered_ahead_too(live_models):
         assert ahead.process([NOTE_ON, pitch, 90], 0.0) == plain.process([NOTE_ON, pitch, 90],
                                                                          0.0)
         assert ahead.stats.hits["event"] == 1
+
+
+def test_work_ahead_is_bounded_however_the_state_changes(live_models):
+    """Messages that change the state between two notes each start the work ahead again;
+    the answers kept and the CPU spent per step stay bounded."""
+    from kantor.engine.chorale.live import TABLE_LIMIT
+
+    h = harmonizer(live_models, 256)
+    h.process([NOTE_ON, 67, 90], 0.0)
+    h.process([NOTE_OFF, 67, 0], 30.0)  # a slow player: the time allowance is at its cap
+    for value in range(0, 128, 4):  # 32 key signatures, each a new state
+        send(h, [CC, 25, value], 30.0, idle=True)
+    assert len(h._table) <= TABLE_LIMIT
+    assert not h.speculating

@@ -29,6 +29,7 @@ returns raw MIDI bytes; it allocates little and never loads or compiles anything
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import statistics
 import time
@@ -102,6 +103,8 @@ SPECULATION_BATCH = 4  # rows per network call: one call is the longest a note c
 # CPU time answering ahead may take per step, as a share of the time expected until the
 # next note (so it is done before the note comes and never takes a whole core).
 SPECULATION_SHARE = 0.5
+SPECULATION_MAX_S = 0.1  # and never more than this a step, however slow the playing
+TABLE_LIMIT = 1024  # answers kept ahead at most (each key is about 2.5 KB)
 CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
 LEGATO_GAP_S = 0.08  # a new note this soon after a release continues the phrase
 
@@ -709,7 +712,8 @@ class LiveHarmonizer:
         """True while answers ahead remain to be computed: call :meth:`speculate`."""
         return (self._prepared and self.settings.speculation > 0
                 and (self._work is not None or self._work_due)
-                and self._spent_s < self._speculation_allowance())
+                and self._spent_s < self._speculation_allowance()
+                and len(self._table) < TABLE_LIMIT)
 
     def _speculation_allowance(self) -> float:
         """CPU seconds of answering ahead allowed this step: a share of the expected time
@@ -717,7 +721,7 @@ class LiveHarmonizer:
         if self.clock_running:
             return 0.005
         expected_s = statistics.median(self.recent_gaps) if self.recent_gaps else 0.5
-        return SPECULATION_SHARE * expected_s
+        return min(SPECULATION_SHARE * expected_s, SPECULATION_MAX_S)
 
     def speculate(self) -> None:
         """Compute a little of the answers ahead: at most one batched network call
@@ -738,8 +742,9 @@ class LiveHarmonizer:
         sounding, rows = (self._next_clock_step() if self.clock_running
                           else self._likely_next_notes(min(self.settings.speculation,
                                                            LIVE_PARAMETERS["speculation"][2])))
-        for start in range(0, len(rows), SPECULATION_BATCH):
-            chunk = rows[start:start + SPECULATION_BATCH]
+        yield  # ranking the guesses took a little: let a waiting note in
+        rows = iter(rows)
+        while chunk := list(itertools.islice(rows, SPECULATION_BATCH)):
             keys = {self._decision_key(grid, meta, sounding): (grid, meta)
                     for grid, meta in chunk}
             todo = [(key, grid, meta) for key, (grid, meta) in keys.items()
@@ -763,7 +768,7 @@ class LiveHarmonizer:
         return dict(self.sounding), [(grid, meta)]
 
     def _likely_next_notes(self, limit: int
-                           ) -> tuple[dict[int, int], list[tuple[np.ndarray, np.ndarray]]]:
+                           ) -> tuple[dict[int, int], Iterator[tuple[np.ndarray, np.ndarray]]]:
         """Event mode: up to ``limit`` (grid, meta) for the likeliest next melody notes -
         pitch, steps since this one and pedal - as the step will be when one arrives, and
         the voices sounding then."""
@@ -780,7 +785,7 @@ class LiveHarmonizer:
             return {}, self._rows(scenarios, pedal_p, limit)
         last = self._soprano_pitch()
         if last < 0:
-            return {}, []
+            return {}, iter(())
         # The next interval: Bach's sopranos' (worth four notes) and this player's own.
         intervals = collections.Counter({i: 4 * p for i, p in MELODY_INTERVAL_PRIOR.items()})
         intervals.update(self.recent_intervals)
@@ -823,16 +828,20 @@ class LiveHarmonizer:
         return sounding, self._rows(scenarios, pedal_p, limit)
 
     def _rows(self, scenarios, pedal_p: dict[bool, float], limit: int
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(grid, meta) of the ``limit`` likeliest (scenario, steps, pedal, pitch)."""
+              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(grid, meta) of the ``limit`` likeliest (scenario, steps, pedal, pitch), ranked
+        now and built as they are taken."""
         guesses = sorted(((p_way * p_steps * p_pedal * p_pitch, way, steps, pedal, pitch)
                           for way, (p_way, _, steps_p, pitches) in enumerate(scenarios)
                           for steps, p_steps in steps_p.items()
                           for pedal, p_pedal in pedal_p.items()
-                          for pitch, p_pitch in pitches.items()), reverse=True)
+                          for pitch, p_pitch in pitches.items()), reverse=True)[:limit]
+        return self._built(scenarios, guesses)
+
+    def _built(self, scenarios, guesses) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The grid and metadata of each guess of :meth:`_rows`, one at a time."""
         bases: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
-        rows = []
-        for _, way, steps, pedal, pitch in guesses[:limit]:
+        for _, way, steps, pedal, pitch in guesses:
             if (way, steps, pedal) not in bases:
                 grid, meta = self.grid.copy(), self.meta.copy()
                 self._shift(grid, meta, self.step + steps, steps, scenarios[way][1], pedal)
@@ -840,8 +849,7 @@ class LiveHarmonizer:
             grid, meta = bases[way, steps, pedal]
             grid = grid.copy()
             self._set_melody(self.past, pitch, grid)
-            rows.append((grid, meta))
-        return rows
+            yield grid, meta
 
     # ----------------------------------------------------------------- output
     def _thru(self, token: int, out: list[list[int]]) -> None:
