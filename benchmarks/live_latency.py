@@ -26,9 +26,7 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import rtmidi
 
+from kantor.bridges.jack import JackServer, realtime_allowed
 from kantor.bridges.midi import LiveMidiService, MidiPorts
 from kantor.bridges.scheduling import raise_priority, real_time
 from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings, LiveStats
@@ -61,41 +60,15 @@ class PassThrough:
         return []
 
 
-# JACK as a musician runs it: real-time, its threads above Kantor's live worker (SCHED_FIFO
-# 10) - where this user may (root or an rtprio limit); else without real-time scheduling.
-_RTPRIO = resource.getrlimit(resource.RLIMIT_RTPRIO)[0]
-JACK_SCHEDULING = (["-R", "-P", "70"] if os.geteuid() == 0 or _RTPRIO == resource.RLIM_INFINITY
-                   or _RTPRIO >= 70 else ["--no-realtime"])
-
-
-def start_jack(period: int) -> tuple[subprocess.Popen, str]:
-    """A private JACK server (dummy driver) at ``period`` frames. Its log goes to a file
-    (``server.log_path``): a pipe nobody reads until the end fills up with xrun reports
-    and then blocks the server itself."""
-    name = f"kantor-bench-{uuid.uuid4().hex[:6]}"
-    with tempfile.NamedTemporaryFile("w+", prefix=f"{name}-", suffix=".log",
-                                     delete=False) as log:
-        server = subprocess.Popen(["jackd", *JACK_SCHEDULING, "-n", name, "-d", "dummy",
-                                   "-r", "48000", "-p", str(period)],
-                                  stdout=subprocess.DEVNULL, stderr=log)
-    server.log_path = log.name
-    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-    for _ in range(150):
-        if subprocess.run(["jack_lsp"], capture_output=True).returncode == 0:
-            return server, name
-        time.sleep(0.1)
-    stop_jack(server)
-    raise RuntimeError("jackd did not start")
-
-
-def stop_jack(server: subprocess.Popen) -> str:
-    """Stop a server from :func:`start_jack` (SIGTERM, so its slot is freed); its log."""
-    server.terminate()
-    server.wait(timeout=10)
-    path = Path(server.log_path)
-    text = path.read_text(errors="replace")
-    path.unlink()
-    return text
+def start_jack(period: int) -> JackServer:
+    """A private JACK server (dummy driver) at ``period`` frames, as a musician runs it:
+    real-time, its threads above Kantor's live worker (SCHED_FIFO 10), where this user may
+    (root or an rtprio limit); else without real-time scheduling. This process's clients
+    use it; ``stop()`` returns its log."""
+    server = JackServer(f"kantor-bench-{uuid.uuid4().hex[:6]}", period,
+                        realtime=realtime_allowed(70), priority=70).start()
+    server.point_here()
+    return server
 
 
 MELODY = [67, 69, 71, 72, 74, 72, 71, 69]
@@ -249,12 +222,12 @@ def main() -> None:
                      "periods": {}}
     raw: dict = {}
     for period in args.periods:
-        server, _ = start_jack(period)
+        server = start_jack(period)
         try:
             runs = {name: measure(factory(), args.notes, args.gap, f"c{index}p{period}")
                     for index, (name, factory) in enumerate(CONDITIONS.items())}
         finally:
-            stderr = stop_jack(server)
+            stderr = server.stop()
         entry = {"period_frames": period, "period_ms": period / 48.0,
                  "jackd_xrun_reports": stderr.lower().count("xrun")}
         for name, run in runs.items():

@@ -49,9 +49,9 @@ import rtmidi
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kantor.bridges.jack import JackServer
 from tests.hostile import HOSTILE_FILES  # the repository's test harness
 from tests.jack_client import _PLAYER
-from tests.jack_server import JackServer
 from tests.serve_process import ServeProcess
 
 MELODY = [67, 67, 66, 64, 62, 67, 69, 71, 72, 71, 69, 67]

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from live_latency import MELODY, PassThrough, play_notes, start_jack, stop_jack, summary
+from live_latency import MELODY, PassThrough, play_notes, start_jack, summary
 from websockets.sync.client import connect
 
 from kantor.bridges.midi import LiveMidiService, MidiPorts
@@ -314,9 +314,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
 
-    server, jack_name = start_jack(args.period)
+    server = start_jack(args.period)
     try:
-        with ServeProcess("--speech-clients", str(args.clients + 1), jack_server=jack_name,
+        with ServeProcess("--speech-clients", str(args.clients + 1), jack_server=server.name,
                           osc=False) as service, \
                 httpx.Client(base_url=service.url, timeout=60) as http:
             first_audio_ms(service.ws_url, SENTENCES)  # warm the service's paths once
@@ -333,7 +333,7 @@ def main() -> None:
                                              args.notes_per_block, args.gap, args.clients)
             status = http.get("/v1/status").json()
     finally:
-        stderr = stop_jack(server)
+        stderr = server.stop()
 
     processing = {c: stats_ms(v) for c, v in live["processing_ms"].items()}
     thru = processing["pass-through"]

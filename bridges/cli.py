@@ -375,9 +375,10 @@ def cmd_say(args: argparse.Namespace) -> int:
     stream = None
     try:
         if args.start_jack and not (args.output or args.raw):
-            from kantor.bridges.midi import MidiPortError, _jack_running, start_private_jack
+            from kantor.bridges.jack import jack_running
+            from kantor.bridges.midi import MidiPortError, start_private_jack
 
-            if not _jack_running():
+            if not jack_running():
                 try:
                     jack = start_private_jack()
                 except MidiPortError as error:

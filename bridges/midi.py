@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import rtmidi
 
+from kantor.bridges.jack import JackServer, JackServerError, jack_running
 from kantor.bridges.scheduling import OrdinaryWhileAhead
 from kantor.engine.chorale.live import LiveHarmonizer
 from kantor.engine.realtime import LatencyRecorder
@@ -76,7 +77,7 @@ def pick_api(requested: str | None) -> str:
         return "coremidi"
     if sys.platform.startswith("win") and "windows" in available:
         return "windows"
-    if "jack" in available and _jack_running():
+    if "jack" in available and jack_running():
         return "jack"
     if "alsa" in available and os.path.exists("/dev/snd/seq"):
         return "alsa"
@@ -84,65 +85,16 @@ def pick_api(requested: str | None) -> str:
                         "sequencer (snd-seq), or pass --api")
 
 
-def _jack_running() -> bool:
-    """Whether a JACK server answers (jack_lsp when installed: libjack's own probe from
-    inside this process prints connection errors to the terminal)."""
-    import shutil
-    import subprocess
-
-    if shutil.which("jack_lsp"):
-        return subprocess.run(["jack_lsp"], capture_output=True).returncode == 0
-    try:
-        probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="kantor-probe")
-    except rtmidi.SystemError:
-        return False
-    try:
-        probe.get_port_count()  # raises or returns 0 without a server; a server lists ports
-        return True
-    except rtmidi.SystemError:
-        return False
-    finally:
-        probe.delete()
-
-
-class PrivateJackServer:
-    """A JACK server Kantor started itself (dummy driver) and stops at exit."""
-
-    def __init__(self, name: str, process) -> None:
-        self.name = name
-        self.process = process
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except Exception:  # it would not stop: make sure
-            self.process.kill()
-            self.process.wait()
-
-
-def start_private_jack(name: str = "kantor-jack", period: int = 1024) -> PrivateJackServer:
+def start_private_jack(name: str = "kantor-jack", period: int = 1024) -> JackServer:
     """Start ``jackd -d dummy`` under ``name`` and point this process's clients at it
     (the name must differ from any client name, or libjack cannot connect)."""
-    import os
-    import shutil
-    import subprocess
-
-    if shutil.which("jackd") is None:
-        raise MidiPortError("no MIDI system is running and jackd is not installed "
-                            "(sudo apt-get install jackd2)")
-    process = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r",
-                                "48000", "-p", str(period)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-    for _ in range(100):
-        if process.poll() is not None:
-            raise MidiPortError(f"jackd exited at start (code {process.returncode})")
-        if _jack_running():
-            return PrivateJackServer(name, process)
-        time.sleep(0.1)
-    process.kill()
-    raise MidiPortError("jackd did not come up within 10 s")
+    server = JackServer(name, period)
+    try:
+        server.start(timeout=10)
+    except JackServerError as error:
+        raise MidiPortError(f"no MIDI system is running and {error}") from None
+    server.point_here()
+    return server
 
 
 class JackWatch:

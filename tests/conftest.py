@@ -39,43 +39,24 @@ def jack_server():
     """A real JACK server (dummy driver, 1024-frame periods) under a unique name; clients
     in this process find it through JACK_DEFAULT_SERVER."""
     import os
-    import shutil
-    import subprocess
-    import time
     import uuid
 
-    if shutil.which("jackd") is None:
-        pytest.fail("jackd is not installed (Debian package jackd2; `make test` installs it "
-                    "as root)")
-    name = f"kantor-test-{uuid.uuid4().hex[:8]}"
-    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r",
-                               "48000", "-p", "1024"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0:
-            break
-        if server.poll() is not None:
-            pytest.fail(f"jackd exited: {server.stderr.read()[-500:]}")
-        time.sleep(0.1)
-    else:
-        server.terminate()
-        pytest.fail("jackd did not come up within 15 s")
+    from kantor.bridges.jack import JackServer, JackServerError
+
+    server = JackServer(f"kantor-test-{uuid.uuid4().hex[:8]}")
+    try:
+        server.start()
+    except JackServerError as error:
+        pytest.fail(f"{error} (`make test` installs jackd2 as root)")
     previous = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-    yield name
+    server.point_here()
+    yield server.name
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from kantor.bridges.jack import JackServer
 from tests.jack_client import ProcessDaw
-from tests.jack_server import JackServer
 from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.jack
