@@ -51,12 +51,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from kantor.bridges.control import ControlError, Controls
 from kantor.bridges.harmonizing import HarmonizeOptions
 from kantor.bridges.metrics import CONTENT_TYPE, render
-from kantor.bridges.scorefiles import ScoreFileError
-from kantor.bridges.service import BusyError, KantorService
+from kantor.bridges.service import KantorService
 from kantor.bridges.speech_service import STREAM_RATES, SpeechRequest, SpeechRequestError
-from kantor.engine.chorale.melody import MelodyError
 
 log = logging.getLogger(__name__)
 
@@ -91,27 +90,27 @@ class BodyLimit:
     """ASGI middleware: refuse request bodies over the limit (413) before any handler
     reads them, whether the client declared the length or not."""
 
-    def __init__(self, app, service: KantorService) -> None:
+    def __init__(self, app, controls: Controls) -> None:
         self.app = app
-        self.service = service
+        self.controls = controls
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        limit = self.service.config.max_body_bytes if scope["path"] == "/v1/harmonize" \
+        limit = self.controls.config.max_body_bytes if scope["path"] == "/v1/harmonize" \
             else SPEECH_BODY_BYTES
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._refuse(scope, receive, send, limit)
             return
         chunks, size = [], 0
-        timeout = self.service.config.body_timeout_s
+        timeout = self.controls.config.body_timeout_s
         while True:
             try:
                 message = await asyncio.wait_for(receive(), timeout)
             except asyncio.TimeoutError:
-                self.service.count("http body timeout")
+                self.controls.count("http body timeout")
                 await error(408, f"the request body stalled for {timeout:g} s")(
                     scope, receive, send)
                 return
@@ -137,7 +136,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope, receive, send, limit: int) -> None:
-        self.service.count("http body too large")
+        self.controls.count("http body too large")
         await error(413, f"request body over {limit} bytes")(scope, receive, send)
 
 
@@ -155,10 +154,10 @@ class BrowserGuard:
     a Content-Type a form cannot send. Refusals are 403/415 JSON errors, counted; refused
     WebSocket handshakes get 403."""
 
-    def __init__(self, app, service: KantorService) -> None:
+    def __init__(self, app, controls: Controls) -> None:
         self.app = app
-        self.service = service
-        config = service.config
+        self.controls = controls
+        config = controls.config
         self.hosts = {*LOOPBACK_NAMES, config.host.lower(), *(h.lower() for h in
                                                               config.allowed_hosts or ())}
         self.origins = {o.lower().rstrip("/") for o in config.allowed_origins or ()}
@@ -194,7 +193,7 @@ class BrowserGuard:
             await self.app(scope, receive, send)
             return
         status, counter, message = refused
-        self.service.count(f"{'ws' if scope['type'] == 'websocket' else 'http'} {counter}")
+        self.controls.count(f"{'ws' if scope['type'] == 'websocket' else 'http'} {counter}")
         log.info("refused %s %s: %s", scope["type"], scope["path"], message)
         if scope["type"] == "websocket":
             await receive()  # websocket.connect; closing before accepting answers 403
@@ -214,19 +213,19 @@ def authorised(headers, query_token: str | None, token: str | None) -> bool:
     return hmac.compare_digest(presented.encode(), token.encode())
 
 
-def create_app(service: KantorService) -> FastAPI:
-    """The FastAPI application controlling ``service``."""
+def create_app(controls: Controls) -> FastAPI:
+    """The FastAPI application: every request reaches the service through ``controls``."""
     app = FastAPI(title="Kantor", version="1.0",
                   description="Live chorale harmoniser and streaming speech, as a service.")
     app.state.streams = set()  # cancel events of the streams running now
-    token = service.config.token
+    token = controls.config.token
     page = resources.files("kantor.bridges").joinpath("static/index.html").read_text()
 
     @app.middleware("http")
     async def check_token(request: Request, call_next):
         started = time.perf_counter()
         if request.url.path != "/" and not authorised(request.headers, None, token):
-            service.count("http unauthorised")
+            controls.count("http unauthorised")
             return error(401, "this service needs 'Authorization: Bearer TOKEN'")
         try:
             response = await call_next(request)
@@ -235,13 +234,13 @@ def create_app(service: KantorService) -> FastAPI:
             response = error(500, f"internal error ({type(problem).__name__}); see the "
                                   "service's log")
         if response.status_code >= 400:
-            service.count(f"http {response.status_code}")
+            controls.count(f"http {response.status_code}")
         log.debug("%s %s -> %d in %.1f ms", request.method, request.url.path,
                   response.status_code, (time.perf_counter() - started) * 1000)
         return response
 
-    app.add_middleware(BodyLimit, service=service)
-    app.add_middleware(BrowserGuard, service=service)  # outermost: before any body is read
+    app.add_middleware(BodyLimit, controls=controls)
+    app.add_middleware(BrowserGuard, controls=controls)  # outermost: before any body is read
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException):
@@ -260,50 +259,38 @@ def create_app(service: KantorService) -> FastAPI:
 
     @app.get("/v1/status", summary="Ports, models, latency percentiles, drops, underflows")
     def get_status() -> dict:
-        return service.status()
+        return controls.status()
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def metrics() -> Response:
-        return Response(render(service.status), media_type=CONTENT_TYPE)
+        return Response(render(controls.status), media_type=CONTENT_TYPE)
+
+    @app.exception_handler(ControlError)
+    async def refused(request: Request, exc: ControlError):
+        return error(exc.status, str(exc))
 
     @app.post("/v1/speak", status_code=202, summary="Speak text on the service's output")
-    def speak(body: SpeakBody):
-        try:
-            return service.speech.speak(SpeechRequest(body.text, body.rate, body.pitch,
-                                                      body.phonemes))
-        except SpeechRequestError as problem:
-            return error(problem.status, str(problem))
+    def speak(body: SpeakBody) -> dict:
+        return controls.speak(SpeechRequest(body.text, body.rate, body.pitch, body.phonemes))
 
     @app.post("/v1/speech/cancel", summary="Silence the output and forget queued speech")
     def cancel_speech() -> dict:
-        service.speech.cancel()
+        controls.cancel_speech()
         return {"cancelled": True}
 
     @app.post("/v1/live/settings", summary="Set live harmoniser parameters")
-    def live_settings(parameters: dict[str, float | int | bool | str]):
-        if service.live is None:
-            return error(503, "the live harmoniser is not running")
-        try:
-            return service.live.set(**parameters)
-        except ValueError as problem:
-            return error(422, str(problem))
+    def live_settings(parameters: dict[str, float | int | bool | str]) -> dict:
+        return controls.live_settings(**parameters)
 
     @app.get("/v1/live/latencies", summary="The live harmoniser's latest latencies (ms)")
-    def live_latencies(last: Annotated[int, Query(ge=1, le=65536)] = 1000):
+    def live_latencies(last: Annotated[int, Query(ge=1, le=65536)] = 1000) -> dict:
         """Arrival to answers sent, per answered MIDI message, oldest first; ``count`` is
         how many were answered since the start (so a client can tell which are new)."""
-        if service.live is None:
-            return error(503, "the live harmoniser is not running")
-        return service.live.latencies(last)
+        return controls.live_latencies(last)
 
     @app.post("/v1/live/panic", summary="Release every note the harmoniser sounds")
-    def live_panic():
-        if service.live is None:
-            return error(503, "the live harmoniser is not running")
-        try:
-            service.live.panic()
-        except ValueError as problem:
-            return error(503, str(problem))
+    def live_panic() -> dict:
+        controls.live_panic()
         return {"panic": True}
 
     @app.post("/v1/harmonize", summary="Harmonise a melody (MIDI or MusicXML body)",
@@ -332,13 +319,8 @@ def create_app(service: KantorService) -> FastAPI:
         options = HarmonizeOptions(iterations=iterations, temperature=temperature,
                                    chains=chains, rule_weight=rule_weight, seed=seed, key=key,
                                    no_fermatas=no_fermatas, fermatas=fermata, fix=fix)
-        try:
-            body, summary = await run_in_threadpool(service.harmonize_upload, data, kind,
-                                                    output, options)
-        except (ScoreFileError, MelodyError) as problem:
-            return error(422, str(problem))
-        except BusyError as problem:
-            return error(503, str(problem))
+        body, summary = await run_in_threadpool(controls.harmonize, data, kind, output,
+                                                options)
         headers = {"X-Kantor-Rule-Breaks": str(summary["rule_breaks"]),
                    "X-Kantor-Seconds": f"{summary['seconds']:.3f}",
                    "X-Kantor-Warnings": json.dumps(summary["warnings"], ensure_ascii=True)}
@@ -346,7 +328,7 @@ def create_app(service: KantorService) -> FastAPI:
 
     @app.websocket("/v1/speech/stream")
     async def speech_stream(websocket: WebSocket) -> None:
-        await _speech_stream(websocket, service, app.state.streams)
+        await _speech_stream(websocket, controls, app.state.streams)
 
     return app
 
@@ -391,17 +373,17 @@ def parse_stream_request(text: str, max_chars: int) -> tuple[SpeechRequest, int]
     return request, rate
 
 
-async def _speech_stream(websocket: WebSocket, service: KantorService, streams: set) -> None:
+async def _speech_stream(websocket: WebSocket, controls: Controls, streams: set) -> None:
     """One client connection: any number of requests, one at a time."""
-    config = service.config
+    config = controls.config
     await websocket.accept()  # then refuse with a reason a browser can read
     if not authorised(websocket.headers, websocket.query_params.get("token"), config.token):
-        service.count("ws unauthorised")
+        controls.count("ws unauthorised")
         await websocket.send_json({"type": "error", "error": "this service needs the token "
                                    "('Authorization: Bearer TOKEN' or ?token=TOKEN)"})
         await websocket.close(code=1008, reason="token required")
         return
-    voice = service.speech.acquire_voice()
+    voice = controls.acquire_voice()
     if voice is None:
         await websocket.send_json({"type": "error", "error": "every streaming voice is busy "
                                    f"({config.speech_clients} clients); try again later"})
@@ -414,7 +396,7 @@ async def _speech_stream(websocket: WebSocket, service: KantorService, streams: 
                 message = await asyncio.wait_for(pending or websocket.receive(),
                                                  config.ws_idle_s)
             except asyncio.TimeoutError:
-                service.count("ws idle")
+                controls.count("ws idle")
                 await _close_quietly(websocket, 1000, f"idle for {config.ws_idle_s:g} s")
                 return
             pending = None
@@ -422,7 +404,7 @@ async def _speech_stream(websocket: WebSocket, service: KantorService, streams: 
                 return
             text = message.get("text")
             if text is None:
-                service.count("ws binary message")
+                controls.count("ws binary message")
                 await websocket.send_json({"type": "error", "error": "send text or JSON "
                                            "text messages, not binary"})
                 continue
@@ -433,19 +415,19 @@ async def _speech_stream(websocket: WebSocket, service: KantorService, streams: 
             try:
                 request, rate = parse_stream_request(text, config.max_chars)
                 # bounded audio: normalising 5000 characters takes a few ms, off the loop
-                await run_in_threadpool(service.speech.check_length, request)
-            except SpeechRequestError as problem:
-                service.count("ws bad request")
+                await run_in_threadpool(controls.check_length, request)
+            except (SpeechRequestError, ControlError) as problem:
+                controls.count("ws bad request")
                 await websocket.send_json({"type": "error", "error": str(problem)})
                 continue
-            pending = await _stream_one(websocket, service, voice, request,
+            pending = await _stream_one(websocket, controls, voice, request,
                                         rate or voice.sample_rate, received, streams)
             if pending is False:  # the client went away mid-stream
                 return
     except WebSocketDisconnect:
         return
     finally:
-        service.speech.release_voice(voice)
+        controls.release_voice(voice)
 
 
 async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
@@ -454,7 +436,7 @@ async def _close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
         await asyncio.wait_for(websocket.close(code=code, reason=reason), WS_SEND_TIMEOUT_S)
 
 
-async def _stream_one(websocket: WebSocket, service: KantorService, voice, request,
+async def _stream_one(websocket: WebSocket, controls: Controls, voice, request,
                       rate: int, received: float, streams: set):
     """Stream one request; returns a receive task still pending (or None, or False when the
     client disconnected)."""
@@ -467,7 +449,7 @@ async def _stream_one(websocket: WebSocket, service: KantorService, voice, reque
     def produce() -> None:
         item = done
         try:
-            for pcm in service.speech.stream_pcm(voice, request, rate, cancelled):
+            for pcm in controls.stream_pcm(voice, request, rate, cancelled):
                 asyncio.run_coroutine_threadsafe(chunks.put(pcm), loop).result()
         except Exception as problem:  # the voice refused the text (e.g. bad phonemes)
             item = problem
@@ -519,7 +501,7 @@ async def _stream_one(websocket: WebSocket, service: KantorService, voice, reque
                 try:  # a client that stops reading fills its socket: drop it
                     await asyncio.wait_for(websocket.send_bytes(item), WS_SEND_TIMEOUT_S)
                 except asyncio.TimeoutError:
-                    service.count("ws not reading")
+                    controls.count("ws not reading")
                     gone = True
                     cancelled.set()
                     if listener is not None:
@@ -537,12 +519,12 @@ async def _stream_one(websocket: WebSocket, service: KantorService, voice, reque
             except asyncio.QueueEmpty:
                 await asyncio.sleep(0.001)
     total = time.perf_counter() - received
-    service.speech.record_stream(first_audio, cancelled=client_cancelled or gone,
-                                 failed=failure is not None)
+    controls.record_stream(first_audio, cancelled=client_cancelled or gone,
+                           failed=failure is not None)
     if gone:
         return False
     if failure is not None:
-        service.count("ws synthesis failed")
+        controls.count("ws synthesis failed")
         await websocket.send_json({"type": "error", "error": str(failure)})
     else:
         await websocket.send_json({
@@ -557,7 +539,7 @@ async def _stream_one(websocket: WebSocket, service: KantorService, voice, reque
     return listener
 
 
-def guarded_protocol(service: KantorService) -> type[H11Protocol]:
+def guarded_protocol(controls: Controls) -> type[H11Protocol]:
     """uvicorn's HTTP/1.1 protocol, with a deadline for request headers and a cap on open
     connections that closes the oldest idle one instead of refusing newcomers: connections
     that never send a byte (or dribble their headers) cannot occupy the service."""
@@ -580,7 +562,7 @@ def guarded_protocol(service: KantorService) -> type[H11Protocol]:
                 idle = sorted((c for c in open_http if c.idle and c is not self),
                               key=lambda c: c.idle_since)
                 for connection in idle[:len(open_http) - MAX_CONNECTIONS]:
-                    service.count("http idle connection closed for a new one")
+                    controls.count("http idle connection closed for a new one")
                     connection.transport.close()
 
         def handle_websocket_upgrade(self, event) -> None:
@@ -600,10 +582,10 @@ def guarded_protocol(service: KantorService) -> type[H11Protocol]:
             def deadline() -> None:
                 if self.cycle is waiting_after and self.idle and not self.upgraded \
                         and not self.transport.is_closing():
-                    service.count("http header timeout")
+                    controls.count("http header timeout")
                     self.transport.close()
 
-            self.loop.call_later(service.config.header_timeout_s, deadline)
+            self.loop.call_later(controls.config.header_timeout_s, deadline)
 
     return GuardedH11Protocol
 
@@ -624,12 +606,13 @@ class HttpServer:
             self.socket.close()
             raise OSError(f"cannot listen for HTTP on {config.host}:{config.http_port}: "
                           f"{problem.strerror}") from None
-        self.app = create_app(service)
+        controls = Controls(service)
+        self.app = create_app(controls)
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, log_level="info" if config.verbose else "warning",
             access_log=config.verbose, ws_max_size=WS_MESSAGE_BYTES, lifespan="off",
             timeout_graceful_shutdown=2, limit_concurrency=HARD_CONNECTION_LIMIT,
-            http=guarded_protocol(service)))
+            http=guarded_protocol(controls)))
         self.thread = threading.Thread(target=self.server.run,
                                        kwargs={"sockets": [self.socket]},
                                        name="kantor-http", daemon=True)

@@ -26,7 +26,7 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from kantor.bridges.live_process import LiveProcessError
+from kantor.bridges.control import ControlError, Controls
 from kantor.bridges.service import KantorService
 from kantor.bridges.speech_service import SpeechRequest, SpeechRequestError
 from kantor.engine.chorale.live import LIVE_PARAMETERS
@@ -81,8 +81,8 @@ class OscServer:
     """Listens on ``config.osc_host:config.osc_port`` in a thread of its own."""
 
     def __init__(self, service: KantorService) -> None:
-        self.service = service
-        config = service.config
+        self.service = Controls(service)  # the only door into the service
+        config = self.service.config
         try:
             self.server = _Server((config.osc_host, config.osc_port), Dispatcher())
         except OSError as problem:
@@ -116,7 +116,7 @@ class OscServer:
             arguments = arguments[1:]
         try:
             result = self._command(address, arguments)
-        except (OscCommandError, SpeechRequestError, ValueError, LiveProcessError) as problem:
+        except (OscCommandError, SpeechRequestError, ControlError) as problem:
             self.service.count("osc bad message")
             log.info("OSC %s %s refused: %s", address, arguments[:3], problem)
             return "/kantor/error", [f"{address}: {problem}"]
@@ -137,29 +137,26 @@ class OscServer:
                        for n in numbers):
                 raise OscCommandError("rate and pitch are numbers")
             request = SpeechRequest(arguments[0], *[float(n) for n in numbers])
-            queued = service.speech.speak(request)
+            queued = service.speak(request)
             return "/kantor/ok", [address, queued["queued"], queued["dropped"]]
         if address == "/kantor/speech/cancel":
-            service.speech.cancel()
+            service.cancel_speech()
             return "/kantor/ok", [address]
         if address == "/kantor/status":
             status = service.status()
             status.pop("models")  # cards are for HTTP: a UDP reply must stay small
             return "/kantor/status", [json.dumps(status, default=str)]
         if address.startswith("/kantor/live/"):
-            if service.live is None:
-                raise OscCommandError("the live harmoniser is not running")
             name = address.removeprefix("/kantor/live/")
             if name == "panic":
-                service.live.panic()
+                service.live_panic()
                 return "/kantor/ok", [address]
             if name not in LIVE_PARAMETERS:
                 raise OscCommandError(f"unknown live parameter (settable: "
                                       f"{', '.join(LIVE_PARAMETERS)}, or panic)")
             if len(arguments) != 1:
                 raise OscCommandError("takes one value")
-            parameters = service.live.set(**{name: arguments[0]})
-            value = parameters[name]
+            value = service.live_setting(name, arguments[0])
             return "/kantor/ok", [address, int(value) if isinstance(value, bool) else value]
         raise OscCommandError("unknown address (see /kantor/speak, /kantor/speech/cancel, "
                               "/kantor/live/panic, /kantor/live/<parameter>, /kantor/status)")

@@ -554,3 +554,40 @@ def test_a_port_in_use_is_reported(jack_server):
                            "--api", "jack")
     assert result.returncode == 2
     assert f"cannot listen for HTTP on 127.0.0.1:{port}" in result.stderr
+
+
+def test_a_hung_or_dead_live_process_is_a_clear_503_everywhere(jack_server):
+    # the live harmoniser's process really stopped (SIGSTOP: hung), then killed, under a
+    # running service: live requests get a JSON 503 over HTTP and an error reply over OSC,
+    # the rest of the service keeps going
+    service = ServeProcess(jack_server=jack_server)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(15)
+    live_pid = None
+    try:
+        live_pid = httpx.get(f"{service.url}/v1/status").json()["live"]["pid"]
+        os.kill(live_pid, signal.SIGSTOP)  # alive but silent: each request times out
+        answer = httpx.post(f"{service.url}/v1/live/settings", json={"temperature": 0.4},
+                            headers=JSON, timeout=30)
+        assert answer.status_code == 503, answer.text
+        assert "did not answer" in answer.json()["error"]
+        sock.sendto(build_msg("/kantor/live/panic", []).dgram, ("127.0.0.1", service.osc_port))
+        reply = OscMessage(sock.recv(65536))
+        assert reply.address == "/kantor/error" and "did not answer" in reply.params[0]
+        os.kill(live_pid, signal.SIGKILL)
+        assert wait_until(lambda: not _alive(live_pid), timeout=10)
+        for method, path, body in (("POST", "/v1/live/settings", {"temperature": 0.4}),
+                                   ("POST", "/v1/live/panic", None),
+                                   ("GET", "/v1/live/latencies", None)):
+            answer = httpx.request(method, f"{service.url}{path}", json=body, headers=JSON)
+            assert answer.status_code == 503, (path, answer.text)
+            assert "live harmoniser" in answer.json()["error"]
+        assert httpx.get(f"{service.url}/v1/status").status_code == 200
+        spoken = httpx.post(f"{service.url}/v1/speak", json={"text": "Still here."},
+                            headers=JSON)
+        assert spoken.status_code == 202, spoken.text
+    finally:
+        sock.close()
+        if live_pid is not None and _alive(live_pid):
+            os.kill(live_pid, signal.SIGKILL)
+        assert service.stop(signal.SIGTERM) == 0, service.text()[-2000:]
