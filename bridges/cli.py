@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from kantor.engine.chorale.live_settings import LIVE_PARAMETERS, LiveSettings
 from kantor.engine.models import ASSETS, BUNDLED_MELODY, ModelError
 
 log = logging.getLogger("kantor")
@@ -37,8 +38,8 @@ def _options_from(args: argparse.Namespace):
     from kantor.bridges.harmonizing import HarmonizeOptions
 
     return HarmonizeOptions(
-        iterations=args.iterations, temperature=args.temperature, chains=args.chains,
-        rule_weight=args.rule_weight, seed=args.seed,
+        iterations=args.iterations, settle_temperature=args.settle_temperature,
+        chains=args.chains, rule_weight=args.rule_weight, seed=args.seed,
         key=getattr(args, "key", None), no_fermatas=getattr(args, "no_fermatas", False),
         fermatas=getattr(args, "fermata", []), fix=getattr(args, "fix", []))
 
@@ -276,8 +277,24 @@ def cmd_live(args: argparse.Namespace) -> int:
     )
     from kantor.bridges.scheduling import raise_priority, real_time
     from kantor.engine.chorale.keys import KeyParseError, parse_key_or_sharps
-    from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
+    from kantor.engine.chorale.live import LiveHarmonizer
 
+    # settings first: a mistake in them is reported before any port or server opens
+    try:
+        key_sharps, key = parse_key_or_sharps(args.key)
+    except KeyParseError as error:
+        raise CliError(str(error)) from None
+    try:
+        settings = LiveSettings.checked(
+            **{name: getattr(args, name) for name in LIVE_FLAGS},
+            channels=_channels(args.channels), thru=not args.no_thru,
+            fermata_cc=args.fermata_cc, key_sharps=key_sharps,
+            minor=bool(key and key.minor),
+            tonic_degree=key.degree_of(key_sharps) if key else None,
+            melody_channel=None if args.melody_channel is None
+            else args.melody_channel - 1, seed=args.seed)
+    except ValueError as error:
+        raise CliError(str(error)) from None
     jack = None
     try:
         try:
@@ -299,19 +316,6 @@ def cmd_live(args: argparse.Namespace) -> int:
             for name in destinations:
                 print(f"  {name}")
             return 0
-        try:
-            key_sharps, key = parse_key_or_sharps(args.key)
-        except KeyParseError as error:
-            raise CliError(str(error)) from None
-        settings = LiveSettings(temperature=args.temperature, lookahead=args.lookahead,
-                                channels=_channels(args.channels),
-                                velocity_scale=args.velocity_scale, thru=not args.no_thru,
-                                fermata_cc=args.fermata_cc, key_sharps=key_sharps,
-                                minor=bool(key and key.minor),
-                                tonic_degree=key.degree_of(key_sharps) if key else None,
-                                melody_channel=None if args.melody_channel is None
-                                else args.melody_channel - 1, seed=args.seed,
-                                speculation=args.speculation)
         harmonizer = LiveHarmonizer.load(Path(args.assets) if args.assets else ASSETS, settings)
         ports = MidiPorts(api, args.name, in_port=args.in_port, out_port=args.out_port)
     except (MidiPortError, ModelError) as error:
@@ -470,12 +474,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "osc_port": args.osc_port, "allow_remote": args.allow_remote or None,
         "token": args.token, "api": args.api, "midi_name": args.name,
         "in_port": args.in_port, "out_port": args.out_port,
-        "start_jack": args.start_jack or None, "temperature": args.temperature,
-        "lookahead": args.lookahead,
+        "start_jack": args.start_jack or None,
+        **{name: getattr(args, name) for name in LIVE_FLAGS},
         "channels": list(c + 1 for c in _channels(args.channels)) if args.channels else None,
-        "melody_channel": args.melody_channel, "velocity_scale": args.velocity_scale,
+        "melody_channel": args.melody_channel,
         "thru": False if args.no_thru else None, "key": args.key, "seed": args.seed,
-        "speculation": args.speculation, "assets": args.assets,
+        "assets": args.assets,
         "speech": False if args.no_audio else None,
         "device": args.device, "hostapi": args.hostapi, "blocksize": args.blocksize,
         "sample_rate": args.sample_rate, "speech_clients": args.speech_clients,
@@ -550,9 +554,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-SPECULATION_HELP = ("answers computed ahead per step while waiting for the next note "
-                    "(default 96; 0: none). The music is the same; more covers rarer notes "
-                    "at more idle CPU")
+# Live parameters with a flag of their own in `kantor live` and `kantor serve` (the key,
+# the mode and thru have --key and --no-thru); ranges, defaults and help from the table.
+LIVE_FLAGS = ("temperature", "lookahead", "rule_weight", "velocity_scale", "speculation")
 STOP_DEADLINE_S = 8.0  # SIGTERM to exit, at most (plus the interpreter's own exit)
 
 
@@ -569,6 +573,14 @@ def _exit_after(seconds: float) -> None:
                     "system that does not answer): exiting now\n".encode())
     finally:
         os._exit(1)
+
+
+def _add_live_flags(group) -> None:
+    """--temperature, --lookahead, ... as LIVE_PARAMETERS describes them (None = default)."""
+    for name in LIVE_FLAGS:
+        parameter = LIVE_PARAMETERS[name]
+        group.add_argument(f"--{name.replace('_', '-')}", type=parameter.kind,
+                           help=parameter.describe())
 
 
 def _channels(text: str) -> tuple[int, int, int, int]:
@@ -599,10 +611,12 @@ def _status_line(status: dict) -> str:
 def _add_sampling_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampling")
     group.add_argument("--iterations", type=int, help="Gibbs sweeps (default 40)")
-    group.add_argument("--temperature", type=float,
-                       help="the temperature the chords settle at on the beat; lower is "
-                            "safer, higher more adventurous (default 0.5; off the beat the "
-                            "inner voices keep the networks' own, 1.0)")
+    group.add_argument("--settle-temperature", "--temperature", type=float,
+                       dest="settle_temperature",
+                       help="where the sampler's annealing ends: the temperature the chords "
+                            "settle at on the beat; lower is safer, higher more adventurous "
+                            "(default 0.5; off the beat the inner voices keep the networks' "
+                            "own, 1.0; --temperature is its old name)")
     group.add_argument("--chains", type=int, help="chains sampled side by side; the most "
                                                   "likely wins (default 4)")
     group.add_argument("--rule-weight", type=float,
@@ -660,15 +674,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "a virtual one (name or part of it)")
     live.add_argument("--out-port", help="send the voices to this existing port")
     live.add_argument("--list-ports", action="store_true", help="list MIDI ports and exit")
-    live.add_argument("--temperature", type=float, default=0.3,
-                      help="0 = always the likeliest answer; higher = more adventurous")
-    live.add_argument("--lookahead", type=int, default=0,
-                      help="steps (16ths) the melody is sent early, under MIDI clock")
+    _add_live_flags(live)
     live.add_argument("--channels", default="1,2,3,4",
                       help="output channels for S,A,T,B (default 1,2,3,4)")
     live.add_argument("--melody-channel", type=int, help="only this input channel is melody")
-    live.add_argument("--velocity-scale", type=float, default=0.85,
-                      help="lower voices' velocity relative to the melody's")
     live.add_argument("--no-thru", action="store_true", help="do not echo the melody")
     live.add_argument("--fermata-cc", type=int, default=64,
                       help="controller that marks a fermata while held (default 64, sustain)")
@@ -677,7 +686,6 @@ def build_parser() -> argparse.ArgumentParser:
                            "in sharps (- = flats) for its major key (CC 25 and 26 change it "
                            "while playing)")
     live.add_argument("--seed", type=int, default=0)
-    live.add_argument("--speculation", type=int, default=96, help=SPECULATION_HELP)
     live.add_argument("--assets", help="folder with chorale-live-*.onnx and their cards")
     live.add_argument("--start-jack", action="store_true",
                       help="if no MIDI system runs (a headless machine), start a private JACK "
@@ -733,19 +741,13 @@ def build_parser() -> argparse.ArgumentParser:
     midi.add_argument("--out-port", help="send the voices to this existing port")
     midi.add_argument("--start-jack", action="store_true",
                       help="start a private JACK server (dummy driver) if none runs")
-    midi.add_argument("--temperature", type=float,
-                      help="0 = always the likeliest answer (default 0.3)")
-    midi.add_argument("--lookahead", type=int,
-                      help="steps (16ths) the melody is sent early, under MIDI clock")
+    _add_live_flags(midi)
     midi.add_argument("--channels", help="output channels for S,A,T,B (default 1,2,3,4)")
     midi.add_argument("--melody-channel", type=int,
                       help="only this input channel is melody")
-    midi.add_argument("--velocity-scale", type=float,
-                      help="lower voices' velocity relative to the melody's (0.85)")
     midi.add_argument("--no-thru", action="store_true", help="do not echo the melody")
     midi.add_argument("--key", type=int, help="key signature in sharps (- = flats)")
     midi.add_argument("--seed", type=int, help="random seed of the live sampler")
-    midi.add_argument("--speculation", type=int, help=SPECULATION_HELP)
     midi.add_argument("--assets", help="folder with the models and their cards")
     speech = serve.add_argument_group("speech")
     speech.add_argument("--no-audio", action="store_true",

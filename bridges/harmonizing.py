@@ -28,7 +28,8 @@ class HarmonizeOptions:
     """What a user may steer; ``None`` keeps the sampler's tuned default."""
 
     iterations: int | None = None
-    temperature: float | None = None  # where the chords settle on the beat (off it: 1.0)
+    # where the annealing ends on the beat (off it: 1.0); not the live 'temperature'
+    settle_temperature: float | None = None
     chains: int | None = None
     rule_weight: float | None = None  # nats per broken rule at the start (x4 by the end)
     seed: int = 0
@@ -50,10 +51,10 @@ class HarmonizeOptions:
             if not 1 <= self.chains <= MAX_CHAINS:
                 raise MelodyError(f"chains must be 1-{MAX_CHAINS}")
             settings.chains = int(self.chains)
-        if self.temperature is not None:
-            if not (math.isfinite(self.temperature) and 0 < self.temperature <= 5):
-                raise MelodyError("temperature must be above 0 and at most 5")
-            settings.temperature_end = float(self.temperature)
+        if self.settle_temperature is not None:
+            if not (math.isfinite(self.settle_temperature) and 0 < self.settle_temperature <= 5):
+                raise MelodyError("settle_temperature must be above 0 and at most 5")
+            settings.temperature_end = float(self.settle_temperature)
         if self.rule_weight is not None:
             if not (math.isfinite(self.rule_weight) and 0 <= self.rule_weight <= 100):
                 raise MelodyError("rule weight must be 0-100 nats")

@@ -302,7 +302,10 @@ def create_app(controls: Controls) -> FastAPI:
                                                description="default: from the bytes")] = None,
             output: Annotated[str, Query(pattern="^(midi|musicxml)$")] = "midi",
             iterations: Annotated[int | None, Query(ge=1)] = None,
-            temperature: Annotated[float | None, Query(gt=0)] = None,
+            settle_temperature: Annotated[float | None, Query(gt=0, description=(
+                "where the annealing ends on the beat (default 0.5)"))] = None,
+            temperature: Annotated[float | None, Query(gt=0, deprecated=True, description=(
+                "the old name of settle_temperature"))] = None,
             chains: Annotated[int | None, Query(ge=1)] = None,
             rule_weight: Annotated[float | None, Query(ge=0)] = None,
             seed: int = 0,
@@ -316,7 +319,9 @@ def create_app(controls: Controls) -> FastAPI:
         if kind is None:
             return error(415, "the body is neither a Standard MIDI File nor MusicXML "
                               "(compressed .mxl is not supported: send the .musicxml)")
-        options = HarmonizeOptions(iterations=iterations, temperature=temperature,
+        if settle_temperature is None:
+            settle_temperature = temperature
+        options = HarmonizeOptions(iterations=iterations, settle_temperature=settle_temperature,
                                    chains=chains, rule_weight=rule_weight, seed=seed, key=key,
                                    no_fermatas=no_fermatas, fermatas=fermata, fix=fix)
         body, summary = await run_in_threadpool(controls.harmonize, data, kind, output,

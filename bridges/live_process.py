@@ -120,7 +120,7 @@ def _child_main(connection, config: LiveConfig) -> None:
         from kantor.engine.models import ASSETS, ModelError
 
         try:
-            settings = LiveSettings(**config.settings)
+            settings = LiveSettings.checked(**config.settings)
             harmonizer = LiveHarmonizer.load(Path(config.assets or ASSETS), settings)
             ports = MidiPorts(config.api, config.client_name, in_port=config.in_port,
                               out_port=config.out_port)

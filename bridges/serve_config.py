@@ -28,6 +28,8 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from kantor.engine.chorale.live_settings import LIVE_PARAMETERS, LiveSettings
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10
@@ -55,17 +57,18 @@ class ServeConfig:
     in_port: str | None = None
     out_port: str | None = None
     start_jack: bool = False
-    temperature: float = 0.3
-    lookahead: int = 0
-    rule_weight: float = 4.0
-    velocity_scale: float = 0.85
-    thru: bool = True
+    # the live parameters' defaults (and ranges) are the live settings contract's
+    temperature: float = LIVE_PARAMETERS["temperature"].default
+    lookahead: int = LIVE_PARAMETERS["lookahead"].default
+    rule_weight: float = LIVE_PARAMETERS["rule_weight"].default
+    velocity_scale: float = LIVE_PARAMETERS["velocity_scale"].default
+    thru: bool = LIVE_PARAMETERS["thru"].default
     channels: list[int] | None = None
     melody_channel: int | None = None
     fermata_cc: int = 64
-    key: int = 0
+    key: int = LIVE_PARAMETERS["key_sharps"].default
     seed: int = 0
-    speculation: int = 96  # live answers computed ahead per step (0: none)
+    speculation: int = LIVE_PARAMETERS["speculation"].default
     assets: str | None = None
     speech: bool = True
     device: str | int | None = None
@@ -85,11 +88,11 @@ class ServeConfig:
     verbose: bool = False
 
     def live_settings(self) -> dict:
-        """Keyword arguments of :class:`kantor.engine.chorale.live.LiveSettings`."""
+        """Keyword arguments of :meth:`LiveSettings.checked` (channels counted from 0)."""
         channels = tuple(c - 1 for c in (self.channels or (1, 2, 3, 4)))
-        return {"temperature": float(self.temperature), "lookahead": self.lookahead,
-                "rule_weight": float(self.rule_weight), "channels": channels,
-                "velocity_scale": float(self.velocity_scale), "thru": self.thru,
+        return {"temperature": self.temperature, "lookahead": self.lookahead,
+                "rule_weight": self.rule_weight, "channels": channels,
+                "velocity_scale": self.velocity_scale, "thru": self.thru,
                 "fermata_cc": self.fermata_cc, "key_sharps": self.key, "seed": self.seed,
                 "speculation": self.speculation,
                 "melody_channel": None if self.melody_channel is None
@@ -106,15 +109,16 @@ class ServeConfig:
         for name, low, high in (("speech_clients", 1, 64), ("speech_queue", 1, 4096),
                                 ("max_chars", 1, 1_000_000), ("blocksize", 0, 16384),
                                 ("max_body_bytes", 1024, 100_000_000),
-                                ("harmonize_waiting", 0, 64), ("fermata_cc", 0, 127),
-                                ("key", -7, 7)):
+                                ("harmonize_waiting", 0, 64)):
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name} must be {low}-{high}")
         if self.channels is not None and (len(self.channels) != 4 or not all(
                 isinstance(c, int) and 1 <= c <= 16 for c in self.channels)):
             raise ConfigError("channels takes four MIDI channels 1-16 for S, A, T, B")
-        if self.melody_channel is not None and not 1 <= self.melody_channel <= 16:
-            raise ConfigError("melody_channel must be 1-16")
+        try:  # the live settings by the same contract as every other way in
+            LiveSettings.checked(**self.live_settings())
+        except ValueError as error:
+            raise ConfigError(str(error).replace("key_sharps", "key")) from None
         for name in ("header_timeout_s", "body_timeout_s", "ws_idle_s"):
             if not 0.1 <= getattr(self, name) <= 3600:
                 raise ConfigError(f"{name} must be 0.1-3600 seconds")

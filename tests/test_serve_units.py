@@ -88,7 +88,8 @@ def test_uploads_are_recognised_and_read_in_memory():
 def test_harmonize_options_are_bounded():
     for options, problem in ((HarmonizeOptions(iterations=10_000), "iterations"),
                              (HarmonizeOptions(chains=0), "chains"),
-                             (HarmonizeOptions(temperature=float("nan")), "temperature"),
+                             (HarmonizeOptions(settle_temperature=float("nan")),
+                              "settle_temperature"),
                              (HarmonizeOptions(rule_weight=-1), "rule weight")):
         with pytest.raises(MelodyError, match=problem):
             options.gibbs_settings()

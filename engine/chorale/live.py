@@ -59,6 +59,7 @@ from kantor.engine.chorale.encoding import (
     VoiceVocabulary,
     meta_columns,
 )
+from kantor.engine.chorale.live_settings import CC_PARAMETERS, LIVE_PARAMETERS, LiveSettings
 from kantor.engine.chorale.rules import PieceContext, candidate_violations, rule_weight_vector
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
 
@@ -67,26 +68,6 @@ log = logging.getLogger(__name__)
 LIVE_MODEL_STEM = "chorale-live-{voice}"
 CLOCKS_PER_STEP = 24 // STEPS_PER_QUARTER  # MIDI clock runs at 24 per quarter note
 # CC number -> (parameter, converter from the 0-127 value)
-CC_PARAMETERS = {
-    20: ("temperature", lambda v: round(v / 127 * 1.5, 3)),
-    21: ("lookahead", lambda v: v),  # clipped to the model's maximum
-    22: ("velocity_scale", lambda v: round(v / 100, 3)),
-    23: ("thru", lambda v: v >= 64),
-    24: ("rule_weight", lambda v: round(v / 127 * 8, 3)),
-    25: ("key_sharps", lambda v: (v % 12) - 12 if v % 12 > 6 else v % 12),
-    26: ("minor", lambda v: v >= 64),
-}
-# Parameters a control surface may set while playing: name -> (type, low, high).
-LIVE_PARAMETERS: dict[str, tuple[type, float, float]] = {
-    "temperature": (float, 0.0, 2.0),
-    "lookahead": (int, 0, 64),  # further clipped to the model's maximum
-    "rule_weight": (float, 0.0, 20.0),
-    "velocity_scale": (float, 0.0, 1.5),
-    "thru": (bool, 0, 1),
-    "key_sharps": (int, -7, 7),
-    "minor": (bool, 0, 1),
-    "speculation": (int, 0, 256),
-}
 CC_ALL_NOTES_OFF = 123
 # Prior for ordering the speculative answers: how Bach's sopranos move from note to note
 # (semitones -> share of the 16,493 moves between notes in the training chorales) ...
@@ -107,30 +88,6 @@ SPECULATION_MAX_S = 0.1  # and never more than this a step, however slow the pla
 TABLE_LIMIT = 1024  # answers kept ahead at most (each key is about 2.5 KB)
 CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
 LEGATO_GAP_S = 0.08  # a new note this soon after a release continues the phrase
-
-
-@dataclass
-class LiveSettings:
-    """What a musician can change while playing (flags, or CC at run time)."""
-
-    temperature: float = 0.3  # 0 = always the most likely answer
-    lookahead: int = 0  # steps of melody known ahead (clock mode; the melody is sent early)
-    rule_weight: float = 4.0  # nats charged per voice-leading rule broken (see rules.py)
-    channels: tuple[int, int, int, int] = (0, 1, 2, 3)  # output channel of S, A, T, B (0-15)
-    velocity_scale: float = 0.85  # lower voices' velocity relative to the melody's
-    thru: bool = True  # echo the melody on the soprano channel
-    fermata_cc: int = 64  # held down = fermata (sustain pedal by default)
-    melody_channel: int | None = None  # None: any input channel is the melody
-    key_sharps: int = 0  # key signature the networks are told
-    minor: bool = False  # the mode (CC 26)
-    # The tonic in semitones above the signature's major tonic; None: 0 in major, 9 (the
-    # relative minor) in minor. Set for modal keys, e.g. D Dorian with no sharps is 2.
-    tonic_degree: int | None = None
-    steps_per_bar: int = 16
-    seed: int = 0
-    # Answers computed ahead per step while waiting for the next note (0: none). More
-    # covers rarer notes at more idle CPU; the answers are the same either way.
-    speculation: int = 96
 
 
 @dataclass
@@ -196,25 +153,8 @@ class LiveHarmonizer:
         if name not in LIVE_PARAMETERS:
             raise ValueError(f"unknown live parameter '{name}' (settable: "
                              f"{', '.join(LIVE_PARAMETERS)})")
-        kind, low, high = LIVE_PARAMETERS[name]
-        if name == "lookahead":
-            high = self.max_lookahead
-        if kind is bool:
-            if isinstance(value, str):
-                value = {"true": 1, "on": 1, "1": 1, "false": 0, "off": 0, "0": 0}.get(
-                    value.lower(), value)
-            if value not in (0, 1):  # True/False compare equal to 1/0
-                raise ValueError(f"{name} is on/off (true/false or 1/0), not {value!r}")
-            return bool(value)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} takes a number, not {value!r}") from None
-        if not low <= number <= high or (kind is int and number != int(number)):
-            kind_name = "a whole number" if kind is int else "a number"
-            raise ValueError(f"{name} takes {kind_name} from {low:g} to {high:g}, "
-                             f"not {value!r}")
-        return int(number) if kind is int else number
+        return LIVE_PARAMETERS[name].check(
+            value, high=self.max_lookahead if name == "lookahead" else None)
 
     def parameters(self) -> dict[str, float | int | bool]:
         """The settable parameters' current values."""
@@ -381,8 +321,8 @@ class LiveHarmonizer:
             self.release_all(out)
             self.melody_note = None
         elif number in CC_PARAMETERS:
-            name, convert = CC_PARAMETERS[number]
-            self.apply_parameter(name, convert(value))
+            parameter = CC_PARAMETERS[number]
+            self.apply_parameter(parameter.name, parameter.controller_value(value))
 
     def apply_parameter(self, name: str, value) -> None:
         """Set an already checked parameter (see :meth:`check_parameter`) while playing;
@@ -741,7 +681,7 @@ class LiveHarmonizer:
         noise = self._peek_noise()
         sounding, rows = (self._next_clock_step() if self.clock_running
                           else self._likely_next_notes(min(self.settings.speculation,
-                                                           LIVE_PARAMETERS["speculation"][2])))
+                                                           LIVE_PARAMETERS["speculation"].high)))
         yield  # ranking the guesses took a little: let a waiting note in
         rows = iter(rows)
         while chunk := list(itertools.islice(rows, SPECULATION_BATCH)):
