@@ -74,6 +74,11 @@ class VoiceVocabulary:
             )
         return FIRST_PITCH_TOKEN + pitch - self.low
 
+    def tokens_of_pitches(self, pitches: np.ndarray) -> np.ndarray:
+        """Tokens ``int64`` of MIDI ``pitches`` already in the voice's range (unchecked:
+        for arrays the caller drew or clipped inside it)."""
+        return FIRST_PITCH_TOKEN + np.asarray(pitches, dtype=np.int64) - self.low
+
     def pitch_of_token(self, token: int) -> int:
         """MIDI pitch of a pitch token (``REST_PITCH``/``HOLD_PITCH`` for those tokens)."""
         if token == REST:

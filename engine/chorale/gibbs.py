@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kantor.engine.chorale.contract import allowed_tokens, log_softmax, sample
 from kantor.engine.chorale.encoding import (
-    END,
     FIRST_PITCH_TOKEN,
     HOLD,
     HOLD_PITCH,
@@ -34,7 +34,6 @@ from kantor.engine.chorale.encoding import (
     META_FIELDS,
     REST,
     REST_PITCH,
-    START,
     TEXTBOOK_RANGES,
     VOICES,
     VoiceVocabulary,
@@ -265,7 +264,7 @@ class ChoraleSampler:
                                            self._is_pitch[voice])
                 else:
                     scores = scores / temperature[:, None]
-                choice = _sample(scores, rng)
+                choice = sample(scores, rng)
                 padded[which, voice, positions + c] = choice
 
         final = padded[:, :, c:c + n_steps]
@@ -303,28 +302,22 @@ class ChoraleSampler:
                 onset = np.arange(n_steps) % 4 == 0
                 rest = np.zeros(n_steps, dtype=bool)
             pitches = rng.integers(low, high + 1, n_steps)
-            row = np.where(onset, FIRST_PITCH_TOKEN + pitches - vocab.low, HOLD)
+            row = np.where(onset, vocab.tokens_of_pitches(pitches), HOLD)
             row[rest & onset] = REST
             if row[0] == HOLD:  # a piece cannot start with a hold
-                row[0] = FIRST_PITCH_TOKEN + pitches[0] - vocab.low
+                row[0] = vocab.token_of_pitch(int(pitches[0]))
             keep = fixed[v]
             if keep.any():
                 given = notes[v][keep].astype(np.int64)
                 row[keep] = np.where(given == HOLD_PITCH, HOLD, np.where(
-                    given == REST_PITCH, REST, FIRST_PITCH_TOKEN + given - vocab.low))
+                    given == REST_PITCH, REST, vocab.tokens_of_pitches(given)))
             tokens[v] = row
         return tokens
 
     def _allowed_tokens(self, settings: GibbsSettings) -> list[np.ndarray]:
         """Per voice, the tokens the sampler may draw: rest, hold and pitches in range."""
-        allowed = []
-        for v, pitches in enumerate(self._token_pitches):
-            low, high = settings.ranges[v]
-            ok = (pitches >= low) & (pitches <= high)
-            ok[[REST, HOLD]] = True
-            ok[[START, END, MASK]] = False
-            allowed.append(ok)
-        return allowed
+        return [allowed_tokens(pitches, *settings.ranges[v])
+                for v, pitches in enumerate(self._token_pitches)]
 
     def _scores(self, padded: np.ndarray, padded_meta: np.ndarray, which: np.ndarray,
                 positions: np.ndarray, voice: int, allowed: np.ndarray,
@@ -334,7 +327,7 @@ class ChoraleSampler:
         networks read ``seen`` (default ``padded``), the rules ``padded``."""
         windows, meta = self.windows(padded if seen is None else seen, padded_meta, which,
                                      positions, voice)
-        scores = _log_softmax(self.logits(voice, windows, meta))
+        scores = log_softmax(self.logits(voice, windows, meta))
         scores[:, ~allowed] = -np.inf
         scores[positions == 0, HOLD] = -np.inf  # a piece cannot start with a hold
         if charge > 0:
@@ -374,14 +367,9 @@ class ChoraleSampler:
                 continue
             which = np.zeros(positions.size, dtype=np.int64)
             windows, meta = self.windows(padded[None], padded_meta, which, positions, v)
-            logp = _log_softmax(self.logits(v, windows, meta))
+            logp = log_softmax(self.logits(v, windows, meta))
             total += float(logp[np.arange(positions.size), padded[v, positions + c]].sum())
         return total
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def _rhythm_apart(scores: np.ndarray, pitch_temperature: np.ndarray,
@@ -405,9 +393,3 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
     safe = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
         return safe + np.log(np.exp(x - safe[:, None]).sum(axis=-1))
-
-
-def _sample(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row from softmax(scores) (Gumbel-max, -inf scores never drawn)."""
-    gumbel = -np.log(-np.log(rng.random(scores.shape) + 1e-12) + 1e-12)
-    return np.argmax(scores + gumbel, axis=-1)

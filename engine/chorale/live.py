@@ -41,8 +41,14 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from kantor.engine.chorale.contract import (
+    allowed_tokens,
+    gumbel_noise,
+    live_hidden_by_decision,
+    live_inputs,
+    log_softmax,
+)
 from kantor.engine.chorale.encoding import (
-    END,
     FAR,
     FIRST_PITCH_TOKEN,
     HOLD,
@@ -183,14 +189,11 @@ class LiveHarmonizer:
             :LIVE_DECISION_ORDER.index(v) + 1] for u in range(4)])
             for v in LIVE_DECISION_ORDER}
         self._is_hold = [np.arange(v.size) == HOLD for v in self.vocabularies]
-        self._allowed = {}
-        for v in LIVE_DECISION_ORDER:
-            low, high = TEXTBOOK_RANGES[v]
-            pitches = self._token_pitch[v]
-            ok = (pitches >= low) & (pitches <= high)
-            ok[[REST, HOLD]] = True
-            ok[[START, END, MASK]] = False
-            self._allowed[v] = ok
+        self._allowed = {v: allowed_tokens(self._token_pitch[v], *TEXTBOOK_RANGES[v])
+                         for v in LIVE_DECISION_ORDER}
+        # What each network may see, per soprano lookahead: the training's masks exactly.
+        self._hidden_by_ahead = [live_hidden_by_decision(self.window, self.past, ahead)
+                                 for ahead in range(self.max_lookahead + 1)]
         # A player's end is unknown: no final-chord rule. A cadence is known when the
         # pedal goes down: the step it marks (grid column ``past``) gets the cadence rule.
         self._cadence = np.zeros(self.past + 1, dtype=bool)
@@ -433,7 +436,7 @@ class LiveHarmonizer:
             pitch -= 12
         while pitch < vocab.low:
             pitch += 12
-        return FIRST_PITCH_TOKEN + pitch - vocab.low
+        return vocab.token_of_pitch(pitch)
 
     def _steps_since(self, gap_s: float | None, was_held: bool) -> int:
         """16th steps since the last melody note, from the gap and the recent tempo (the
@@ -550,8 +553,7 @@ class LiveHarmonizer:
         answer. The lower voices at and after the step decided are hidden from it."""
         seen = self._seen
         seen[:] = grid
-        seen[1:, self.past:] = MASK
-        seen[0, self.past + max(self._early_steps() - 1, 0) + 1:] = MASK
+        seen[self._hidden_by_ahead[max(self._early_steps() - 1, 0)][0]] = MASK
         settings = self.settings
         return (seen.tobytes(), meta.tobytes(), tuple(sorted(sounding.items())),
                 self._early_steps(), settings.temperature, settings.rule_weight,
@@ -570,14 +572,10 @@ class LiveHarmonizer:
         cadences = (fermata[:, centre] != 0) & (fermata[:, centre - 1] == 0)
         # A melody sent D steps early is known D-1 steps past the step being decided (the
         # notes for step now+D arrive during it, after its decision).
-        ahead = max(self._early_steps() - 1, 0)
+        hidden = self._hidden_by_ahead[max(self._early_steps() - 1, 0)]
         for index, voice in enumerate(LIVE_DECISION_ORDER):
             # The lower voices' present and future are hidden except those decided.
-            inputs[:] = rows
-            inputs[:, 1:, centre:] = MASK
-            for decided in LIVE_DECISION_ORDER[:index]:
-                inputs[:, decided, centre] = rows[:, decided, centre]
-            inputs[:, 0, centre + ahead + 1:] = MASK
+            live_inputs(rows, hidden[index], out=inputs)
             logits = self.models[voice].run({"tokens": inputs, "meta": meta_in})[0]
             for row in range(n):
                 self._cadence[centre] = cadences[row]
@@ -601,16 +599,13 @@ class LiveHarmonizer:
         if self.settings.temperature <= 0:
             return None
         if not self._noise:
-            self._noise.append([
-                -np.log(-np.log(self._rng.random(self._token_pitch[v].size) + 1e-12) + 1e-12)
-                for v in LIVE_DECISION_ORDER])
+            self._noise.append([gumbel_noise(self._rng, self._token_pitch[v].size)
+                                for v in LIVE_DECISION_ORDER])
         return self._noise[0]
 
     def _choose(self, voice: int, logits: np.ndarray, grid: np.ndarray,
                 sounding: dict[int, int], gumbel: np.ndarray | None) -> int:
-        scores = logits.astype(np.float64)
-        scores -= scores.max()
-        scores -= np.log(np.exp(scores).sum())
+        scores = log_softmax(logits.astype(np.float64))
         scores[~self._allowed[voice]] = -np.inf
         if voice not in sounding:
             scores[HOLD] = -np.inf  # nothing to hold: rest or a new note
@@ -632,8 +627,7 @@ class LiveHarmonizer:
         for column in range(self.past, -1, -1):
             token = grid[0, column]
             if token != HOLD:
-                return (self.vocabularies[0].low + token - FIRST_PITCH_TOKEN
-                        if token >= FIRST_PITCH_TOKEN else -1)
+                return self.vocabularies[0].pitch_of_token(int(token))  # -1: a rest
         return -1
 
     def _violations(self, voice: int, grid: np.ndarray) -> np.ndarray:
@@ -795,7 +789,7 @@ class LiveHarmonizer:
     def _thru(self, token: int, out: list[list[int]]) -> None:
         channel = self.settings.channels[0]
         if token >= FIRST_PITCH_TOKEN:
-            pitch = self.vocabularies[0].low + token - FIRST_PITCH_TOKEN
+            pitch = self.vocabularies[0].pitch_of_token(token)
             if self.thru_note is not None:
                 out.append([0x80 | channel, self.thru_note, 0])
             out.append([0x90 | channel, pitch, self.melody_velocity])
@@ -810,7 +804,7 @@ class LiveHarmonizer:
             return
         self._release(voice, out)
         if token >= FIRST_PITCH_TOKEN:
-            pitch = self.vocabularies[voice].low + token - FIRST_PITCH_TOKEN
+            pitch = self.vocabularies[voice].pitch_of_token(token)
             velocity = min(max(round(self.melody_velocity * self.settings.velocity_scale), 1),
                            127)
             out.append([0x90 | self.settings.channels[voice], pitch, velocity])

@@ -13,10 +13,10 @@ import collections
 
 import numpy as np
 
+from kantor.engine.chorale.contract import live_hidden_by_decision, live_inputs, log_softmax
 from kantor.engine.chorale.encoding import (
     HOLD_PITCH,
     LIVE_DECISION_ORDER,
-    MASK,
     REST_PITCH,
     VOICES,
     pad_for_windows,
@@ -45,19 +45,14 @@ def live_nll(harmonizer: LiveHarmonizer, chorales: list[Chorale], lookahead: int
         idx = np.arange(n)[:, None] + (context - past) + np.arange(window)[None, :]
         windows = padded[:, idx].transpose(1, 0, 2)  # [n, 4, W]
         meta = padded_meta[idx]
-        base = windows.copy()
-        base[:, 1:, past:] = MASK
-        base[:, 0, past + lookahead + 1:] = MASK
         count += n
+        hidden = live_hidden_by_decision(window, past, lookahead)
         for i, voice in enumerate(LIVE_DECISION_ORDER):
-            inputs = base.copy()
-            for u in LIVE_DECISION_ORDER[:i]:
-                inputs[:, u, past] = windows[:, u, past]
+            inputs = live_inputs(windows, hidden[i])
             logits = harmonizer.models[voice].run(
                 {"tokens": inputs, "meta": np.ascontiguousarray(
                     meta[..., harmonizer.meta_columns])})[0]
-            logits = logits.astype(np.float64) - logits.max(1, keepdims=True)
-            logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+            logp = log_softmax(logits.astype(np.float64))
             target = tokens[voice]
             nll[VOICES[voice]] -= float(logp[np.arange(n), target].sum())
             correct[VOICES[voice]] += int((logits.argmax(1) == target).sum())

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
+from kantor.engine.chorale.contract import live_hidden_by_decision
 from kantor.engine.chorale.encoding import LIVE_DECISION_ORDER, MASK, META_SIZES, VOICES
 
 META_EMBED_DIMS = (4, 2, 2, 8, 2, 4, 4, 4)  # one per META_FIELDS entry
@@ -152,23 +154,17 @@ class LiveModel(nn.Module):
                 lookahead: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Logits for each voice of ``predicted_voices``; ``lookahead [B]`` steps of soprano
         are visible (random per example when None)."""
-        centre = self.config.past
         batch, _, window = tokens.shape
         if lookahead is None:
             lookahead = torch.randint(0, self.config.lookahead + 1, (batch,), generator=generator)
-        lookahead = lookahead.to(tokens.device)
-        steps = torch.arange(window, device=tokens.device)
-        base = tokens.clone()
-        base[:, 1:, centre:] = MASK
-        hidden_soprano = steps[None, :] > centre + lookahead[:, None]
-        base[:, 0][hidden_soprano] = MASK
-        logits = []
-        for i, v in enumerate(LIVE_DECISION_ORDER):
-            masked = base.clone()
-            for u in LIVE_DECISION_ORDER[:i]:
-                masked[:, u, centre] = tokens[:, u, centre]
-            logits.append(self.voice_net(v)(masked, meta))
-        return logits
+        # The engine's masks (engine/chorale/contract.py), one per lookahead and decision:
+        # [lookahead, decision, 4, window], picked per example.
+        hidden = torch.from_numpy(np.stack([
+            np.stack(live_hidden_by_decision(window, self.config.past, ahead))
+            for ahead in range(self.config.lookahead + 1)])).to(tokens.device)
+        chosen = hidden[lookahead.to(tokens.device)]  # [B, decision, 4, window]
+        return [self.voice_net(v)(tokens.masked_fill(chosen[:, i], MASK), meta)
+                for i, v in enumerate(LIVE_DECISION_ORDER)]
 
 
 def build_model(vocab_sizes: list[int], config: VoiceNetConfig | LiveNetConfig) -> nn.Module:
