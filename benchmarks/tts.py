@@ -4,9 +4,9 @@ All systems read the same held-out test sentences of the speech corpus (split "t
 ``.cache/speech/festival/sentences.tsv``) and are measured in one run:
 
 * real-time factor: wall seconds / audio seconds, one core (CPU 0), after a warm-up call.
-  External engines: one process per sentence, start-up included; Festival also as one
-  batch script (start-up paid once), with its bare start-up time. Kantor: text in -> all
-  audio out through ``Voice.stream``, one ONNX Runtime thread;
+  External engines: one process per sentence, start-up included, and also warm: every
+  sentence in one process (start-up paid once), with their bare start-up time. Kantor:
+  text in -> all audio out through ``Voice.stream``, one ONNX Runtime thread;
 * time to first audio for a short (3-word), a 10-word and a long (24-word) sentence,
   median over ``--repeats``: Kantor's first streamed chunk; for the others, which do not
   stream, the time their command takes to write the complete file;
@@ -32,7 +32,14 @@ import onnxruntime
 import soundfile as sf
 from tqdm import tqdm
 from tts_metrics import Dnsmos, Recogniser, corpus_wer, normalise_words, to_asr_rate
-from tts_systems import EngineError, Festival, KantorVoice, Rendering, external_engines
+from tts_systems import (
+    EngineError,
+    ExternalEngine,
+    KantorVoice,
+    Rendering,
+    external_engines,
+    scratch_folder,
+)
 
 from kantor.export.speech.festival import DEFAULT_DIR, read_corpus_index
 
@@ -80,11 +87,12 @@ def time_to_first_audio(engine, repeats: int) -> dict[str, float]:
             for length, text in TTFA_TEXTS.items()}
 
 
-def run(sentences: int, repeats: int, corpus: Path) -> tuple[dict, dict]:
-    """Measure every system; returns (results, transcripts)."""
+def run(sentences: int, repeats: int, corpus: Path, workdir: Path) -> tuple[dict, dict]:
+    """Measure every system (the external engines write under ``workdir``); returns
+    (results, transcripts)."""
     rows = test_sentences(corpus, sentences)
     texts = [text for _, text in rows]
-    engines = external_engines()
+    engines = external_engines(workdir)
     notes = {}
     try:  # the default voice (the neural vocoder) and the same voice on the WORLD-style one
         engines[:0] = [KantorVoice(), KantorVoice(vocoder="world", name=KANTOR_WORLD)]
@@ -124,13 +132,13 @@ def run(sentences: int, repeats: int, corpus: Path) -> tuple[dict, dict]:
             systems["espeak-ng"]["voice"] = engine.voice
         if engine.name.startswith("kantor"):
             systems[engine.name]["threads"] = engine.threads or "OMP_NUM_THREADS=1"
-        if isinstance(engine, Festival):
-            wall, batch_audio, _rate = engine.render_batch(texts)
+        if isinstance(engine, ExternalEngine):  # warm: every sentence in one process
+            wall, seconds = engine.render_batch(texts)
             startup = engine.startup_s()
-            total = float(sum(len(a) for a in batch_audio) / _rate)
-            systems["festival"]["startup_s"] = startup
-            systems["festival"]["rtf_batch"] = {"total": wall / total,
-                                                "total_without_startup": (wall - startup) / total}
+            systems[engine.name]["startup_s"] = startup
+            systems[engine.name]["rtf_batch"] = {
+                "total": wall / seconds, "total_without_startup": (wall - startup) / seconds,
+                "audio_s": seconds, "is": "all sentences in one process, start-up paid once"}
     teacher = [sf.read(corpus / f"{ident}.wav", dtype="float32") for ident, _ in rows]
     audio16k[TEACHER] = [to_asr_rate(a, rate) for a, rate in teacher]
     systems.setdefault(TEACHER, {"sentences": len(teacher), "version": f"{corpus}/*.wav"})
@@ -243,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.sentences < 1 or args.repeats < 1:
         parser.error("--sentences and --repeats must be positive")
-    results, transcripts = run(args.sentences, args.repeats, args.corpus)
+    with scratch_folder() as workdir:
+        results, transcripts = run(args.sentences, args.repeats, args.corpus, Path(workdir))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tts.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "tts_transcripts.json").write_text(json.dumps(transcripts, indent=1) + "\n")

@@ -57,3 +57,15 @@ def test_dnsmos_scores_are_finite_mos(festival_render):
     scores = tts_metrics.Dnsmos().score(festival_render.audio, festival_render.rate)
     for value in (scores.sig, scores.bak, scores.ovrl):
         assert np.isfinite(value) and 1.0 <= value <= 5.0
+
+
+@pytest.mark.parametrize("engine_class", ["Flite", "EspeakNg", "Festival"])
+def test_batch_renders_the_same_audio_as_one_process_per_sentence(engine_class, tmp_path):
+    # the warm (batch) real-time factor divides by the batch's own audio: it must be the
+    # same speech as the per-sentence renders, not a shorter or silent file
+    texts = ["Good morning, everyone.", "The clock on the wall struck nine as we left."]
+    engine = getattr(tts_systems, engine_class)(tmp_path)
+    wall, seconds = engine.render_batch(texts)
+    one_by_one = sum(engine.render(text).duration_s for text in texts)
+    assert wall > 0 and seconds == pytest.approx(one_by_one, rel=0.05)
+    assert 0 < engine.startup_s(repeats=1) < wall
