@@ -187,79 +187,31 @@ def cmd_phonemize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trainer(module: str, name: str):
-    """``name`` from a training module, or a one-line error when torch is missing."""
-    import importlib
+def cmd_train(args: argparse.Namespace) -> int:
+    """`kantor train WHAT`: export/__main__.py's table does the work; with --nproc N,
+    torchrun starts N processes that share it (gloo on CPUs, nccl on GPUs)."""
+    argv = ["train", args.what, "--preset", args.preset]
+    for flag, value in (("--run-dir", args.run_dir), ("--out", args.out),
+                        ("--eval-limit", args.eval_limit), ("--threads", args.threads)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.nproc > 1:
+        import subprocess
 
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc-per-node", str(args.nproc), "-m", "kantor.export", *argv]
+        return subprocess.run(command).returncode
     try:
-        return getattr(importlib.import_module(module), name)
+        from kantor.export.__main__ import TrainingError, train
     except ImportError as error:
         raise CliError(f"training needs the train extra (pip install 'kantor[train]'): "
                        f"{error}") from None
-
-
-def cmd_train_voice(args: argparse.Namespace) -> int:
-    """`kantor train voice-prosody|voice-acoustic|voice-vocoder`: needs the rendered,
-    analysed corpus."""
-    kind = args.what.removeprefix("voice-")
-    train_and_export_voice = _trainer("kantor.export.speech.voice_pipeline",
-                                      "train_and_export_voice") if kind != "vocoder" else \
-        _trainer("kantor.export.speech.neural_vocoder", "train_and_export_vocoder")
-    preset = kind if args.preset == "default" else f"{kind}-{args.preset}"
-    run_dir = Path(args.run_dir or f".cache/runs/{args.what}")
-    out = Path(args.out or ".cache/models/voice")
     try:
-        card = train_and_export_voice(preset, run_dir, out)
-    except ValueError as error:
+        for line in train(args.what, args.preset, args.run_dir, args.out, args.eval_limit,
+                          args.threads):
+            print(line)
+    except TrainingError as error:
         raise CliError(str(error)) from None
-    print(f"wrote {out / card['name']}.onnx: {json.dumps(card['test_metrics'])}")
-    return 0
-
-
-def cmd_train_aligner(args: argparse.Namespace) -> int:
-    """`kantor train voice-aligner`: the segmentation model, from the rendered corpus."""
-    train_and_export = _trainer("kantor.export.speech.segmentation", "train_and_export")
-    run_dir = Path(args.run_dir or ".cache/runs/voice-aligner")
-    out = Path(args.out or ".cache/models/voice")
-    try:
-        card = train_and_export(args.preset, run_dir, out, test_limit=args.eval_limit)
-    except ValueError as error:
-        raise CliError(str(error)) from None
-    print(f"wrote {out / card['name']}.onnx: {json.dumps(card['test_metrics'])}")
-    return 0
-
-
-def cmd_train_g2p(args: argparse.Namespace) -> int:
-    """`kantor train g2p`: the letters-to-phones model from CMUdict (a GPU helps)."""
-    train_and_export = _trainer("kantor.export.speech.g2p", "train_and_export")
-    paths = train_and_export(args.preset, Path(args.run_dir or ".cache/runs/g2p"),
-                             Path(args.out or ".cache/models/g2p"),
-                             eval_limit=args.eval_limit)
-    for path in paths:
-        print(f"wrote {path} (+ card {path.with_suffix('.json').name})")
-    return 0
-
-
-def cmd_train_harmonizer(args: argparse.Namespace) -> int:
-    if args.what == "g2p":
-        return cmd_train_g2p(args)
-    if args.what == "voice-aligner":
-        return cmd_train_aligner(args)
-    if args.what.startswith("voice-"):
-        return cmd_train_voice(args)
-    live = args.what == "live-harmonizer"
-    if live and args.preset not in ("default", "tiny"):
-        raise CliError(f"preset '{args.preset}' is for the offline harmonizer; the live one "
-                       "takes default or tiny")
-    preset = {("default", True): "live", ("tiny", True): "live-tiny"}.get(
-        (args.preset, live), args.preset)
-    run = _trainer("kantor.export.chorale.pipeline",
-                   "train_and_export_live" if live else "train_and_export")
-    run_dir = Path(args.run_dir or f".cache/runs/{'chorale-live' if live else 'chorale'}")
-    out = Path(args.out or f".cache/models/{'chorale-live' if live else 'chorale'}")
-    paths = run(preset, run_dir, out, eval_limit=args.eval_limit, threads=args.threads)
-    for path in paths:
-        print(f"wrote {path} (+ card {path.with_suffix('.json').name})")
     return 0
 
 
@@ -777,24 +729,13 @@ def build_parser() -> argparse.ArgumentParser:
     phonemize.set_defaults(handler=cmd_phonemize)
 
     train = commands.add_parser("train", help="train a model and export it to ONNX")
-    train.add_argument("what", choices=["harmonizer", "live-harmonizer", "voice-prosody",
-                                        "voice-acoustic", "voice-vocoder", "voice-aligner",
-                                        "g2p"])
-    train.add_argument("--preset", default="default",
-                       choices=["default", "long", "tiny", "visible"],
-                       help="tiny: seconds, for tests; long (harmonizer only): the "
-                            "default trained 80 epochs instead of 40; visible (harmonizer "
-                            "only): trained without orderless masking, for comparison")
-    train.add_argument("--run-dir", help="checkpoints; a run resumes from here (default "
-                                         ".cache/runs/chorale[-live])")
-    train.add_argument("--out", help="where the ONNX models and cards go (default "
-                                     ".cache/models/chorale[-live])")
-    train.add_argument("--eval-limit", type=int,
-                       help="score only the first N test chorales for the card")
-    train.add_argument("--threads", type=int,
-                       help="CPU threads for the chorale models (default 2; 1 is steadier "
-                            "while other work shares the CPU; a run may resume with another)")
-    train.set_defaults(handler=cmd_train_harmonizer)
+    from kantor.export.__main__ import add_arguments  # the table's options (no torch)
+
+    add_arguments(train)
+    train.add_argument("--nproc", type=int, default=1,
+                       help="processes sharing the training through torchrun (default 1; "
+                            "several nodes: run torchrun -m kantor.export yourself)")
+    train.set_defaults(handler=cmd_train)
     return parser
 
 

@@ -19,6 +19,7 @@ from kantor.export.chorale.evaluate import model_nll, yardstick
 from kantor.export.chorale.style import card_headline, evaluate_style, melody_of
 from kantor.export.chorale.to_onnx import export_voices, write_card
 from kantor.export.chorale.train import PRESETS, TrainConfig, train
+from kantor.export.trainer import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     config = _config(preset, threads)
     corpus = load_corpus(limit=config.corpus_limit)
     model, history = train(config, run_dir, corpus)
+    if not is_main_process():  # torchrun's other processes trained; rank 0 exports
+        return []
     vocab_sizes = [v.size for v in corpus.vocabularies]
     paths, parity = export_voices(list(model.voices), vocab_sizes, out_dir, "chorale")
     training = _training_record(preset, config, history)
@@ -130,6 +133,8 @@ def train_and_export_live(preset: str, run_dir: Path, out_dir: Path,
     config = _config(preset, threads)
     corpus = load_corpus(limit=config.corpus_limit)
     model, history = train(config, run_dir, corpus)
+    if not is_main_process():
+        return []
     vocab_sizes = [v.size for v in corpus.vocabularies]
     nets = [model.voice_net(v) for v in LIVE_DECISION_ORDER]
     paths, parity = export_voices(nets, vocab_sizes, out_dir, "chorale-live")
@@ -200,7 +205,8 @@ def live_style(harmonizer, corpus, chorales: list, eval_limit: int | None) -> di
 
 def _training_record(preset: str, config, history: dict) -> dict:
     return {"preset": preset, "config": config.to_json(),
-            "best_epoch": history["best_epoch"], "best_valid_nll": history["best_valid_nll"],
+            "best_epoch": history["best_epoch"], "best_valid_nll": history["best"],
+            "processes": history.get("processes", 1),
             "training_seconds": round(sum(e["seconds"] for e in history["epochs"]), 1),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "threads": config.threads, "torch": torch.__version__,

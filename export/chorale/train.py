@@ -1,23 +1,20 @@
 """Train the four DeepBach voice networks: ``kantor train harmonizer [--preset tiny]``.
 
 Every epoch visits each step of each training chorale once, in a random transposition
-that keeps all voices in range. Checkpoints go to the run folder after each epoch (the
-best by validation loss is kept apart) and a run resumes from its last checkpoint.
+that keeps all voices in range. The loop, checkpoints (the best epoch by validation NLL
+kept apart), resuming and torchrun's processes are export/trainer.py's.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from kantor.engine.chorale.encoding import FAR, META_FIELDS, pad_for_windows, raw_to_tokens
 from kantor.export.chorale.corpus import (
@@ -28,6 +25,7 @@ from kantor.export.chorale.corpus import (
     transpositions,
 )
 from kantor.export.chorale.model import LiveNetConfig, VoiceNetConfig, build_model
+from kantor.export.trainer import Run, fit
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +201,10 @@ def _what_is_learned(config: dict) -> dict:
 
 def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = None
           ) -> tuple[nn.Module, dict]:
-    """Train (or resume) a run in ``run_dir``; returns the best model and its history."""
+    """Train (or resume) a run in ``run_dir`` with the shared trainer (one process, or
+    every process torchrun started); returns the best model and the training record."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
-    rng = np.random.default_rng(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     corpus = corpus or load_corpus(limit=config.corpus_limit)
     vocab_sizes = [v.size for v in corpus.vocabularies]
     net = config.net
@@ -217,81 +214,47 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
     valid_set = corpus.split("valid") or corpus.split("train")[:2]
     valid_data = WindowData(valid_set, corpus, net.past, net.future, transpose=False,
                             knows_the_future=not live)
-    model = build_model(vocab_sizes, net).to(config.device)
+    model = build_model(vocab_sizes, net)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(train_data.all_positions().size / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=config.learning_rate, total_steps=max(total_steps, 1),
-        pct_start=0.1)
+        optimiser, max_lr=config.learning_rate,
+        total_steps=max(steps_per_epoch * config.epochs, 1), pct_start=0.1)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    last = run_dir / "last.pt"
-    saved = run_dir / "config.json"
-    if last.exists() and saved.exists() and (_what_is_learned(json.loads(saved.read_text()))
-                                             != _what_is_learned(config.to_json())):
-        raise ValueError(f"{run_dir} holds a run with another configuration; "
-                         "resume it with that configuration or use a new run folder")
-    saved.write_text(json.dumps(config.to_json(), indent=2))
-    history: dict = {"epochs": [], "best_epoch": None, "best_valid_nll": math.inf}
-    first_epoch = 0
-    if last.exists():
-        state = torch.load(last, weights_only=False, map_location="cpu")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        history = state["history"]
-        rng.bit_generator.state = state["rng"]
-        generator.set_state(state["torch_rng"])
-        first_epoch = state["epoch"] + 1
-        log.info("resuming %s at epoch %d", run_dir, first_epoch)
-
-    for epoch in range(first_epoch, config.epochs):
-        model.train()
-        started = time.perf_counter()
+    def batches(epoch: int, rng: np.random.Generator):
         starts = train_data.epoch_positions(rng)
-        running = 0.0
-        bar = tqdm(range(0, starts.size, config.batch_size), desc=f"epoch {epoch + 1}/"
-                   f"{config.epochs}", unit="batch", leave=False)
-        for n, i in enumerate(bar):
-            tokens, meta, targets = train_data.batch(starts[i:i + config.batch_size])
-            tokens = corrupt_context(tokens, vocab_sizes, config.context_noise, net.past,
-                                     generator)
-            tokens = mask_context(tokens, config.orderless, generator)
-            tokens, meta, targets = (t.to(config.device) for t in (tokens, meta, targets))
-            logits = model(tokens, meta, generator=generator)
-            loss = sum(loss_fn(lg, targets[:, v])
-                       for v, lg in zip(model.predicted_voices, logits, strict=True))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            if schedule.last_epoch + 1 < schedule.total_steps:
-                schedule.step()
-            loss_value = loss.item()
-            running = 0.98 * running + 0.02 * loss_value if n else loss_value
-            bar.set_postfix(loss=f"{running / len(logits):.3f}")
-        valid_nll, valid_acc = evaluate_nll(model, valid_data, device=config.device)
-        mean_nll = float(np.mean(valid_nll))
-        entry = {"epoch": epoch + 1, "train_loss": running / len(model.predicted_voices),
-                 "valid_nll": valid_nll,
-                 "valid_accuracy": valid_acc, "seconds": time.perf_counter() - started}
-        history["epochs"].append(entry)
-        if mean_nll < history["best_valid_nll"]:
-            history["best_valid_nll"] = mean_nll
-            history["best_epoch"] = epoch + 1
-            torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                        "config": config.to_json(),
-                        "vocab_sizes": vocab_sizes}, run_dir / "best.pt")
-        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                    "schedule": schedule.state_dict(), "history": history, "epoch": epoch,
-                    "rng": rng.bit_generator.state, "torch_rng": generator.get_state()}, last)
-        tqdm.write(f"epoch {epoch + 1}: train {entry['train_loss']:.3f}  valid nll "
-                   f"{mean_nll:.3f} acc {np.mean(valid_acc):.3f}  ({entry['seconds']:.0f} s)")
-    best = torch.load(run_dir / "best.pt", weights_only=False)
-    model = model.cpu()
-    model.load_state_dict(best["model"])
-    model.eval()
-    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
-    return model, history
+        for i in range(0, starts.size, config.batch_size):
+            yield train_data.batch(starts[i:i + config.batch_size])
+
+    def prepare(batch, generator: torch.Generator):
+        # every random choice made on the whole batch, so that its parts on several
+        # processes see what one process would
+        tokens, meta, targets = batch
+        tokens = corrupt_context(tokens, vocab_sizes, config.context_noise, net.past,
+                                 generator)
+        tokens = mask_context(tokens, config.orderless, generator)
+        lookahead = (torch.randint(0, net.lookahead + 1, (tokens.shape[0],),
+                                   generator=generator) if live else None)
+        return tokens, meta, targets, lookahead
+
+    def loss(trained: nn.Module, part) -> torch.Tensor:
+        tokens, meta, targets, lookahead = (None if t is None else t.to(config.device)
+                                            for t in part)
+        logits = trained(tokens, meta, lookahead=lookahead)
+        return sum(loss_fn(lg, targets[:, v])
+                   for v, lg in zip(model.predicted_voices, logits, strict=True))
+
+    def validate(trained: nn.Module) -> dict:
+        nll, accuracy = evaluate_nll(trained, valid_data, device=config.device)
+        return {"valid_nll": nll, "valid_accuracy": accuracy,
+                "valid_nll_mean": float(np.mean(nll))}
+
+    run = Run(name="chorale-live" if live else "chorale", net=model, optimiser=optimiser,
+              schedule=schedule, config=_what_is_learned(config.to_json()),
+              epochs=config.epochs, batches=batches, prepare=prepare, loss=loss,
+              validate=validate, best_key="valid_nll_mean", seed=config.seed,
+              device=config.device, amp=config.device.startswith("cuda"),
+              steps_per_epoch=steps_per_epoch)
+    return fit(run, run_dir)

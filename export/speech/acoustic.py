@@ -14,23 +14,20 @@ and a one-cycle schedule, checkpointing every epoch.
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from kantor.engine.speech.features import BAP_SIZE, MCEP_SIZE
 from kantor.engine.speech.linguistic import FEATURES
 from kantor.engine.speech.phones import PHONES
 from kantor.engine.speech.prosody import FRAME_INPUTS, POINTS, frame_inputs, point_frames
-from kantor.export.speech.checkpoints import resume, save, step
 from kantor.export.speech.dataset import Example
+from kantor.export.trainer import Run, fit
 
 OUTPUTS = MCEP_SIZE + BAP_SIZE
 
@@ -253,12 +250,15 @@ def prosody_loss(net: ProsodyNet, examples: list[Example]) -> torch.Tensor:
 
 
 def acoustic_loss(net: AcousticNet, examples: list[Example], crop: int,
-                  rng: np.random.Generator) -> torch.Tensor:
+                  starts: list[int] | np.random.Generator) -> torch.Tensor:
+    """L1 of the normalised frames over a crop of each example from ``starts`` (frame
+    indices, or a generator that draws them)."""
     ids, feats, pmask = _phone_batch(examples)
     frame_phone, frame_feat, targets = [], [], []
-    for e in examples:
+    for k, e in enumerate(examples):
         total = len(e.frames)
-        start = int(rng.integers(0, max(1, total - crop + 1)))
+        start = (int(starts.integers(0, max(1, total - crop + 1)))
+                 if isinstance(starts, np.random.Generator) else starts[k])
         stop = min(total, start + crop)
         phone_of = np.repeat(np.arange(len(e.durations)), e.durations)[start:stop]
         frame_phone.append(phone_of.astype(np.int64))
@@ -279,59 +279,40 @@ def build(config: VoiceConfig, stats: dict) -> nn.Module:
 
 def train(config: VoiceConfig, examples: list[Example], run_dir: Path,
           valid: list[Example] | None = None) -> tuple[nn.Module, dict]:
-    """Train (resuming from ``run_dir/checkpoint.pt`` when it matches the config); returns
-    the net and its training record."""
+    """Train in the shared trainer (export/trainer.py; resumes from ``run_dir`` when the
+    config matches, keeps the best epoch on ``valid``); returns the net and its record."""
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = run_dir / "checkpoint.pt"
     stats = corpus_stats(examples)
     net = build(config, stats)
     steps_per_epoch = math.ceil(len(examples) / config.batch)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch)
-    record, first = resume(checkpoint, asdict(config), net, optimiser, schedule,
-                           {"config": asdict(config), "epochs": [], "seconds": 0.0})
-    if first:
-        rng = np.random.default_rng(config.seed + first)
-    order_key = [len(e.ids) for e in examples]
-    best = record.get("best_valid_loss", math.inf)
-    best_state = torch.load(run_dir / "best.pt") if (run_dir / "best.pt").exists() else None
-    for epoch in range(first, config.epochs):
-        net.train()
-        began = time.perf_counter()
-        # batches of similar length (less padding), in random order
-        order = np.argsort(np.array(order_key) + rng.uniform(0, 8, len(examples)))
-        batches = [order[k : k + config.batch] for k in range(0, len(order), config.batch)]
-        rng.shuffle(batches)
-        total = 0.0
-        bar = tqdm(batches, desc=f"{config.kind} epoch {epoch + 1}/{config.epochs}",
-                   unit="batch", leave=False)
-        for chosen in bar:
-            batch = [examples[i] for i in chosen]
-            loss = (prosody_loss(net, batch) if config.kind == "prosody"
-                    else acoustic_loss(net, batch, config.crop_frames, rng))
-            value = step(loss, net, optimiser, schedule)
-            total += value
-            bar.set_postfix(loss=f"{value:.3f}")
-        entry = {"epoch": epoch + 1, "train_loss": total / len(batches),
-                 "seconds": time.perf_counter() - began}
-        if valid:
-            entry["valid_loss"] = validation_loss(net, valid)
-            if entry["valid_loss"] < best:  # keep the best epoch: small data overfits
-                best = entry["valid_loss"]
-                best_state = {k: v.clone() for k, v in net.state_dict().items()}
-                torch.save(best_state, run_dir / "best.pt")
-                record["best_valid_loss"], record["best_epoch"] = best, epoch + 1
-        record["epochs"].append(entry)
-        record["seconds"] += entry["seconds"]
-        print(json.dumps(entry))
-        save(checkpoint, net, optimiser, schedule, record)
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
-    return net, record
+    order_key = np.array([len(e.ids) for e in examples])
+
+    def batches(epoch: int, rng: np.random.Generator):
+        # batches of similar length (less padding), in random order; the crops' random
+        # starts are drawn here too, so every process cuts the same ones
+        order = np.argsort(order_key + rng.uniform(0, 8, len(examples)))
+        chosen = [order[k : k + config.batch] for k in range(0, len(order), config.batch)]
+        rng.shuffle(chosen)
+        for indices in chosen:
+            batch = [examples[i] for i in indices]
+            yield [(e, int(rng.integers(0, max(1, len(e.frames) - config.crop_frames + 1)))
+                    if config.kind == "acoustic" else 0) for e in batch]
+
+    def loss(trained: nn.Module, part) -> torch.Tensor:
+        batch = [e for e, _ in part]
+        if config.kind == "prosody":
+            return prosody_loss(trained, batch)
+        return acoustic_loss(trained, batch, config.crop_frames, [start for _, start in part])
+
+    run = Run(name=config.kind, net=net, optimiser=optimiser, schedule=schedule,
+              config=asdict(config), epochs=config.epochs, batches=batches, loss=loss,
+              validate=(lambda trained: {"valid_loss": validation_loss(trained, valid)})
+              if valid else None, best_key="valid_loss" if valid else None, clip=1.0,
+              seed=config.seed, steps_per_epoch=steps_per_epoch)
+    return fit(run, run_dir)
 
 
 def validation_loss(net: nn.Module, examples: list[Example]) -> float:

@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,9 +63,9 @@ from kantor.engine.speech.neural_vocoder import (
     oscillator_f0,
 )
 from kantor.export.speech.analysis import FEATURES_DIR
-from kantor.export.speech.checkpoints import resume, save, step
 from kantor.export.speech.dataset import Example, load_examples
 from kantor.export.speech.festival import DEFAULT_DIR
+from kantor.export.trainer import Run, fit
 
 log = logging.getLogger(__name__)
 UNVOICED_HARMONIC_LOG = -7.0  # the harmonics' starting level where F0 says unvoiced
@@ -349,12 +348,18 @@ def make_batch(examples: list[VocoderExample], config: VocoderConfig,
 
 
 def batch_loss(net: HnmNet, batch, config: VocoderConfig,
-               generator: torch.Generator) -> torch.Tensor:
-    features, mask, f_osc, target = batch
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Multi-resolution STFT loss of a batch (features, mask, f_osc, target[, phase,
+    white]); the oscillators' phases and the noise are drawn from ``generator`` unless
+    the batch brings them."""
+    features, mask, f_osc, target = batch[:4]
+    if len(batch) > 4:
+        phase, white = batch[4:]
+    else:
+        phase = torch.rand(len(features), generator=generator)
+        white = white_spectra((len(features), config.crop_frames + 1), generator)
     harmonic, noise = net(features, mask)
     rows = slice(config.receptive, config.receptive + config.crop_frames + 1)
-    phase = torch.rand(len(features), generator=generator)
-    white = white_spectra((len(features), config.crop_frames + 1), generator)
     audio = synthesise(harmonic[:, rows], noise[:, rows], f_osc, phase, white)
     return stft_loss(audio, target, config.fft_sizes)
 
@@ -364,20 +369,15 @@ def batch_loss(net: HnmNet, batch, config: VocoderConfig,
 
 def train(config: VocoderConfig, examples: list[VocoderExample], run_dir: Path,
           valid: list[VocoderExample]) -> tuple[HnmNet, dict]:
-    """Train (resuming from ``run_dir/checkpoint.pt`` when its config matches); returns the
-    best network on ``valid`` and the training record."""
+    """Train in the shared trainer (export/trainer.py; resumes from ``run_dir`` when its
+    config matches); returns the best network on ``valid`` and the training record."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = run_dir / "checkpoint.pt"
     net = HnmNet(config, feature_stats(examples))
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=0.0)
     total_steps = config.epochs * config.steps_per_epoch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate,
                                                    total_steps=total_steps, pct_start=0.05)
-    plain = json.loads(json.dumps(asdict(config)))  # tuples as lists, as saved
-    record, first = resume(checkpoint, plain, net, optimiser, schedule,
-                           {"config": plain, "epochs": [], "seconds": 0.0})
     # fixed validation crops: the middle of each utterance, analysed and predicted
     valid_rng = np.random.default_rng(12345)
     valid_batches = []
@@ -389,37 +389,27 @@ def train(config: VocoderConfig, examples: list[VocoderExample], run_dir: Path,
                 continue
             valid_batches.append(make_batch(part, config, valid_rng, [predicted] * len(part),
                                             starts))
-    best = record.get("best_valid_loss", math.inf)
-    for epoch in range(first, config.epochs):
-        rng = np.random.default_rng([config.seed, epoch])
-        generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        net.train()
-        began = time.perf_counter()
-        total = 0.0
-        bar = tqdm(range(config.steps_per_epoch), desc=f"vocoder epoch {epoch + 1}/"
-                   f"{config.epochs}", unit="step", leave=False)
-        for _ in bar:
+
+    def batches(epoch: int, rng: np.random.Generator):
+        for _ in range(config.steps_per_epoch):
             chosen = rng.integers(0, len(examples), config.batch)
-            batch = make_batch([examples[i] for i in chosen], config, rng)
-            value = step(batch_loss(net, batch, config, generator), net, optimiser, schedule)
-            total += value
-            bar.set_postfix(loss=f"{value:.3f}")
-        entry = {"epoch": epoch + 1, "train_loss": total / config.steps_per_epoch,
-                 "seconds": time.perf_counter() - began,
-                 "valid_loss": validation_loss(net, valid_batches, config)}
-        if entry["valid_loss"] < best:
-            best = entry["valid_loss"]
-            torch.save(net.state_dict(), run_dir / "best.pt")
-            record["best_valid_loss"], record["best_epoch"] = best, epoch + 1
-        record["epochs"].append(entry)
-        record["seconds"] += entry["seconds"]
-        log.info("%s", json.dumps(entry))
-        print(json.dumps(entry), flush=True)
-        save(checkpoint, net, optimiser, schedule, record)
-    if (run_dir / "best.pt").exists():
-        net.load_state_dict(torch.load(run_dir / "best.pt"))
-    net.eval()
-    return net, record
+            yield make_batch([examples[i] for i in chosen], config, rng)
+
+    def prepare(batch, generator: torch.Generator):
+        # the random phases and noise of the whole batch, drawn before it is split
+        phase = torch.rand(len(batch[0]), generator=generator)
+        white = white_spectra((len(batch[0]), config.crop_frames + 1), generator)
+        return (*batch, phase, white)
+
+    def loss(trained: HnmNet, part) -> torch.Tensor:
+        return batch_loss(trained, part, config)
+
+    run = Run(name="vocoder", net=net, optimiser=optimiser, schedule=schedule,
+              config=asdict(config), epochs=config.epochs, batches=batches, prepare=prepare,
+              loss=loss, validate=lambda trained: {"valid_loss": validation_loss(
+                  trained, valid_batches, config)}, best_key="valid_loss", clip=1.0,
+              seed=config.seed, steps_per_epoch=config.steps_per_epoch)
+    return fit(run, run_dir)
 
 
 def validation_loss(net: HnmNet, batches: list, config: VocoderConfig) -> float:

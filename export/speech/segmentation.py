@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -46,9 +45,9 @@ from tqdm import tqdm
 from kantor.engine.models import ASSETS, OnnxModel, load_model, sha256_of
 from kantor.engine.speech.features import FRAME_SECONDS, HOP, SAMPLE_RATE, resample
 from kantor.engine.speech.phones import PAUSE, PHONE_INDEX, PHONES
-from kantor.export.speech.checkpoints import resume, save, step
 from kantor.export.speech.dataset import Example, load_examples
 from kantor.export.speech.festival import DEFAULT_DIR
+from kantor.export.trainer import Run, fit
 
 log = logging.getLogger(__name__)
 
@@ -257,54 +256,39 @@ def frame_accuracy(net: SegmentationNet, data: Sequence[Labelled]) -> float:
 
 def train(config: SegmentationConfig, data: list[Labelled], run_dir: Path,
           valid: list[Labelled] | None = None) -> tuple[SegmentationNet, dict]:
-    """Train with AdamW + one-cycle, checkpointing every epoch into ``run_dir`` (resumes
-    when the checkpoint's config matches); returns the net and its training record."""
+    """Train with AdamW + one-cycle in the shared trainer (export/trainer.py; resumes when
+    the checkpoint's config matches, stops when the time budget is spent); returns the net
+    and its training record."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(1)  # the machine is shared; one core each
-    rng = np.random.default_rng(config.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = run_dir / "checkpoint.pt"
     stats = input_stats(data)
     net = SegmentationNet(config, stats)
     steps_per_epoch = math.ceil(len(data) / config.batch)
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch)
-    record: dict = {"config": asdict(config), "epochs": [], "seconds": 0.0,
-                    "stopped_by_time_budget": False}
-    record, first = resume(checkpoint, asdict(config), net, optimiser, schedule, record)
-    if first:
-        rng = np.random.default_rng(config.seed + first)
     lengths = np.array([len(d.labels) for d in data])
-    for epoch in range(first, config.epochs):
-        if record["seconds"] > config.time_budget_s:
-            record["stopped_by_time_budget"] = True
-            break
-        net.train()
-        began = time.perf_counter()
+
+    def batches(epoch: int, rng: np.random.Generator):
         # batches of similar length so crops are not cut to a much shorter utterance
         order = np.argsort(lengths + rng.uniform(0, 100, len(data)))
-        batches = [order[k : k + config.batch] for k in range(0, len(order), config.batch)]
-        rng.shuffle(batches)
-        total = 0.0
-        bar = tqdm(batches, desc=f"aligner epoch {epoch + 1}/{config.epochs}", unit="batch",
-                   leave=False)
-        for chosen in bar:
-            inputs, labels = _batch([data[i] for i in chosen], config.crop_frames, rng,
-                                    config.augment)
-            loss = nn.functional.cross_entropy(net.logits(inputs), labels)
-            value = step(loss, net, optimiser, schedule)
-            total += value
-            bar.set_postfix(loss=f"{value:.3f}")
-        entry = {"epoch": epoch + 1, "train_loss": total / len(batches),
-                 "seconds": time.perf_counter() - began}
-        if valid:
-            entry["valid_frame_accuracy"] = frame_accuracy(net, valid)
-        record["epochs"].append(entry)
-        record["seconds"] += entry["seconds"]
-        log.info("%s", json.dumps(entry))
-        save(checkpoint, net, optimiser, schedule, record, stats=stats)
-    net.eval()
+        chosen = [order[k : k + config.batch] for k in range(0, len(order), config.batch)]
+        rng.shuffle(chosen)
+        for indices in chosen:
+            yield _batch([data[i] for i in indices], config.crop_frames, rng, config.augment)
+
+    def loss(trained: SegmentationNet, part) -> torch.Tensor:
+        inputs, labels = part
+        return nn.functional.cross_entropy(trained.logits(inputs), labels)
+
+    def validate(trained: SegmentationNet) -> dict:
+        return {"valid_frame_accuracy": frame_accuracy(trained, valid)} if valid else {}
+
+    run = Run(name="aligner", net=net, optimiser=optimiser, schedule=schedule,
+              config=asdict(config), epochs=config.epochs, batches=batches, loss=loss,
+              validate=validate, clip=1.0, seed=config.seed,
+              time_budget_s=config.time_budget_s, steps_per_epoch=steps_per_epoch)
+    net, record = fit(run, run_dir)
     record["class_prior"] = stats["prior"].tolist()
     return net, record
 
