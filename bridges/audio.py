@@ -58,6 +58,9 @@ def rescan(jack_client_name: str | None = None) -> None:
     started; with ``jack_client_name``, Kantor's JACK ports are named after it. Call it
     only while no stream is open."""
     global _jack_client_name
+    # sounddevice (0.5) has no public way to rescan: its own _terminate/_initialize keep
+    # the count its exit handler relies on (Pa_Terminate called directly would leave it
+    # off by one, and the exit handler would raise at every exit)
     while _sd._initialized:  # sounddevice counts nested initialisations
         _sd._terminate()
     if jack_client_name:

@@ -55,7 +55,7 @@ def model_cards(assets: Path = ASSETS) -> list[dict]:
         card = read_card(assets / f"{name}.onnx")
         cards.append({"name": card.get("name", name), "version": card.get("version"),
                       "task": card.get("task"), "sha256": card.get("sha256"),
-                      "metrics": card.get("metrics") or card.get("test_metrics")})
+                      "metrics": card.get("metrics")})
     return cards
 
 

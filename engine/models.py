@@ -44,16 +44,45 @@ def _card_class(card_path: Path) -> type[dict]:
     return Card
 
 
+# Every card's common part (one schema for all models): what it is, which file it
+# vouches for, and its measured metrics ({} only on a provisional card an export writes
+# to score the model before the real card). The rest of a card is the model's own.
+CARD_SCHEMA: dict[str, type] = {"name": str, "version": str, "task": str, "sha256": str,
+                                "metrics": dict}
+
+
+def check_card(card: dict, where: str = "model card") -> None:
+    """ModelError naming every key of CARD_SCHEMA that is missing or of the wrong type."""
+    problems = [f"'{key}' is missing" if key not in card else
+                f"'{key}' is not a {kind.__name__}"
+                for key, kind in CARD_SCHEMA.items()
+                if key not in card or not isinstance(card[key], kind)]
+    if problems:
+        raise ModelError(f"{where}: {'; '.join(problems)}: reinstall Kantor or re-export "
+                         "the model")
+
+
+def provisional_card(onnx_path: Path, name: str, task: str, **extra) -> dict:
+    """A card that lets an export load ``onnx_path`` to measure it: the schema's keys,
+    empty metrics, ``provisional``: True."""
+    return {"name": name, "version": "0", "task": task, "sha256": sha256_of(onnx_path),
+            "metrics": {}, "provisional": True, **extra}
+
+
 def read_card(onnx_path: Path) -> dict:
-    """The JSON card beside ``onnx_path``; ModelError if absent or unreadable, and when a
-    key the engine needs is missing."""
+    """The JSON card beside ``onnx_path``; ModelError if absent, unreadable or not of the
+    card schema, and when a key the engine needs is missing."""
     card_path = Path(onnx_path).with_suffix(".json")
     try:
-        return json.loads(card_path.read_text(), object_hook=_card_class(card_path))
+        card = json.loads(card_path.read_text(), object_hook=_card_class(card_path))
     except FileNotFoundError:
         raise ModelError(f"model card {card_path} is missing") from None
     except (OSError, ValueError, RecursionError) as error:  # ValueError: JSON's errors
         raise ModelError(f"model card {card_path} is unreadable: {error}") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"model card {card_path} is not a JSON object")
+    check_card(card, f"model card {card_path.name}")
+    return card
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:

@@ -107,7 +107,7 @@ def train(what: str, preset: str = "default", run_dir: str | None = None,
         raise TrainingError(str(error)) from None
     if card is None:  # not rank 0
         return []
-    return [f"wrote {out_path / card['name']}.onnx: {json.dumps(card['test_metrics'])}"]
+    return [f"wrote {out_path / card['name']}.onnx: {json.dumps(card['metrics'])}"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

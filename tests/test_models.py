@@ -55,3 +55,29 @@ def test_missing_card_and_missing_file(model_copy):
         load_model(model_copy)
     with pytest.raises(ModelError, match="is missing"):
         load_model(model_copy.with_name("nothing.onnx"))
+
+
+def test_every_shipped_card_follows_the_one_schema():
+    from kantor.engine.models import CARD_SCHEMA, read_card
+
+    for onnx in sorted(ASSETS.glob("*.onnx")):
+        card = read_card(onnx)  # validated at load
+        for key, kind in CARD_SCHEMA.items():
+            assert isinstance(card[key], kind), (onnx.name, key)
+        assert "test_metrics" not in card  # one metrics key
+        if not card["metrics"].get("see"):  # a companion graph points at its card
+            assert card["metrics"], onnx.name
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda card: card.pop("metrics"), "'metrics' is missing"),
+    (lambda card: card.update(metrics=[1, 2]), "'metrics' is not a dict"),
+    (lambda card: card.update(name=None, task=None), "'name' is not a str; 'task' is not"),
+])
+def test_a_card_off_the_schema_is_refused_at_load(model_copy, change, message):
+    card_path = model_copy.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    change(card)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=message):
+        load_model(model_copy)

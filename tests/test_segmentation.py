@@ -102,7 +102,7 @@ def test_shipped_aligner_finds_festival_boundaries(examples, labelled_audio):
     from kantor.export.speech.segmentation import Aligner, evaluate
 
     aligner = Aligner.load()
-    assert aligner.model.card["test_metrics"]["phrase_pauses_optional"]["within_20ms"] >= 0.9
+    assert aligner.model.card["metrics"]["phrase_pauses_optional"]["within_20ms"] >= 0.9
     metrics = evaluate(aligner, examples, labelled_audio)
     assert metrics["within_20ms"] >= 0.85, metrics
     assert metrics["pauses_skipped"] == 0  # Festival made every pause it was given

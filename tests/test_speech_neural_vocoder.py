@@ -50,7 +50,7 @@ def test_card_carries_parity_metrics_and_hash(tiny_vocoder):
     folder, card = tiny_vocoder
     assert card["onnx_parity_max_abs"] < 1e-3
     assert card["config"]["receptive_frames"] == 3  # dilations 1 and 2, kernel 3
-    metrics = card["test_metrics"]
+    metrics = card["metrics"]
     assert metrics["sentences"] == 2
     for name in ("neural_analysed", "world_analysed", "neural_predicted", "world_predicted"):
         assert metrics[name]["stft_distance"] > 0 and metrics[name]["mcd_db"] > 0
@@ -177,7 +177,7 @@ def test_the_shipped_voice_speaks_through_its_neural_vocoder():
     from kantor.engine.speech.voice import Voice
 
     card = read_card(ASSETS / "voice-vocoder.onnx")
-    measured = card["test_metrics"]
+    measured = card["metrics"]
     for features in ("analysed", "predicted"):
         assert (measured[f"neural_{features}"]["stft_distance"]
                 < measured[f"world_{features}"]["stft_distance"])

@@ -36,10 +36,10 @@ def test_cards_carry_parity_metrics_and_hash(tiny_voice):
     folder, cards = tiny_voice
     prosody, acoustic = cards["prosody-tiny"], cards["acoustic-tiny"]
     assert prosody["onnx_parity_max_abs"] < 1e-3 and acoustic["onnx_parity_max_abs"] < 1e-3
-    metrics = prosody["test_metrics"]
+    metrics = prosody["metrics"]
     assert metrics["sentences"] == 2
     assert metrics["duration_mae_ms"] > 0 and 0 <= metrics["voicing_error"] <= 1
-    assert acoustic["test_metrics"]["mcd_db_teacher_durations_and_f0"] > 0
+    assert acoustic["metrics"]["mcd_db_teacher_durations_and_f0"] > 0
     saved = json.loads((folder / "voice-acoustic.json").read_text())
     assert saved["sha256"] == acoustic["sha256"]
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from kantor.engine.models import sha256_of
+from kantor.engine.models import provisional_card, sha256_of
 from kantor.engine.speech.features import (
     ALPHA,
     BAND_EDGES_HZ,
@@ -515,8 +515,8 @@ def train_and_export_vocoder(preset: str, run_dir: Path, out_dir: Path,
         raise RuntimeError(f"ONNX parity {parity:.2e} above {PARITY_TOLERANCE}")
     plain = json.loads(json.dumps(asdict(config)))
     plain["receptive_frames"] = config.receptive
-    path.with_suffix(".json").write_text(json.dumps({"sha256": sha256_of(path),
-                                                     "config": plain}))
+    path.with_suffix(".json").write_text(json.dumps(provisional_card(
+        path, VOCODER_NAME, "being measured", config=plain)))
     metrics = score(out_dir, prepare(test, corpus, acoustic_folder))
     card = {
         "name": VOCODER_NAME,
@@ -550,7 +550,7 @@ def train_and_export_vocoder(preset: str, run_dir: Path, out_dir: Path,
             "test_rule": "sha256(sentence) % 50 == 0 (export/speech/texts.py)"},
         "training": record,
         "onnx_parity_max_abs": parity,
-        "test_metrics": metrics,
+        "metrics": metrics,
         "sha256": sha256_of(path),
     }
     path.with_suffix(".json").write_text(json.dumps(card, indent=1))
@@ -567,7 +567,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     card = train_and_export_vocoder(args.preset, args.run_dir, args.out, args.test_limit)
-    print(json.dumps(card["test_metrics"], indent=1))
+    print(json.dumps(card["metrics"], indent=1))
 
 
 if __name__ == "__main__":

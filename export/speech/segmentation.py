@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from kantor.engine.models import ASSETS, OnnxModel, load_model, sha256_of
+from kantor.engine.models import ASSETS, OnnxModel, load_model, provisional_card, sha256_of
 from kantor.engine.speech.features import FRAME_SECONDS, HOP, SAMPLE_RATE, resample
 from kantor.engine.speech.phones import PAUSE, PHONE_INDEX, PHONES
 from kantor.export.speech.dataset import Example, load_examples
@@ -506,7 +506,7 @@ def write_card(path: Path, net: SegmentationNet, record: dict, metrics: dict,
         "training_data": data,
         "training": {k: v for k, v in record.items() if k != "class_prior"},
         "onnx_parity_max_abs": parity,
-        "test_metrics": metrics,
+        "metrics": metrics,
         "sha256": sha256_of(path),
     }
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
@@ -540,8 +540,8 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
                              "min_frames",
                  "class_prior": record["class_prior"]}
     # a provisional card (hash + alignment settings) so the model loads for scoring
-    path.with_suffix(".json").write_text(json.dumps({"sha256": sha256_of(path),
-                                                     "alignment": alignment}))
+    path.with_suffix(".json").write_text(json.dumps(provisional_card(
+        path, NAME, "being measured", alignment=alignment)))
     aligner = Aligner.load(path)
     # the prior weight is chosen on the validation sentences, never on the test ones
     tried = {w: evaluate(Aligner(aligner.model, MIN_FRAMES, w), valid,
@@ -576,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     card = train_and_export(args.preset, args.run_dir, args.out, args.test_limit)
-    print(json.dumps(card["test_metrics"], indent=1))
+    print(json.dumps(card["metrics"], indent=1))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from kantor.engine.models import load_model, sha256_of
+from kantor.engine.models import load_model, provisional_card, sha256_of
 from kantor.engine.speech.acoustic import (
     ACOUSTIC_ENCODER_NAME,
     ACOUSTIC_NAME,
@@ -75,15 +75,17 @@ def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
         encoder_path = out_dir / f"{ACOUSTIC_ENCODER_NAME}.onnx"
         parity = max(export_onnx(AcousticEncoderGraph(net), encoder_path),
                      export_onnx(AcousticDecoderGraph(net), path))
-        encoder_path.with_suffix(".json").write_text(json.dumps({
-            "name": ACOUSTIC_ENCODER_NAME, "task": f"phone encoder of {name} (its card holds "
-            "the metrics)", "config": asdict(config), "sha256": sha256_of(encoder_path)},
-            indent=1))
+        encoder_card = {
+            "name": ACOUSTIC_ENCODER_NAME, "version": "1.0.0",
+            "task": f"phone encoder of {name} (its card holds the metrics of both graphs)",
+            "config": asdict(config), "sha256": sha256_of(encoder_path),
+            "metrics": {"see": f"{name}.json"}}
+        encoder_path.with_suffix(".json").write_text(json.dumps(encoder_card, indent=1))
     if parity > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX parity {parity:.2e} above {PARITY_TOLERANCE}")
     # a provisional card (hash only) so the model loads for scoring
-    path.with_suffix(".json").write_text(json.dumps({"sha256": sha256_of(path),
-                                                     "config": asdict(config)}))
+    path.with_suffix(".json").write_text(json.dumps(provisional_card(
+        path, name, "being measured", config=asdict(config))))
     if config.kind == "prosody":
         metrics = evaluate_prosody(load_model(path), test)
     else:
@@ -125,7 +127,7 @@ def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
             "test_rule": "sha256(sentence) % 50 == 0 (export/speech/texts.py)"},
         "training": record,
         "onnx_parity_max_abs": parity,
-        "test_metrics": metrics,
+        "metrics": metrics,
         "sha256": sha256_of(path),
     }
     path.with_suffix(".json").write_text(json.dumps(card, indent=1))
