@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -207,7 +208,7 @@ class DeviceSink:
 
 
 class _FileSink:
-    """Writes pulled blocks as soon as they are synthesised."""
+    """Writes speech as soon as it is synthesised (a file, or a pipe)."""
 
     samplerate: int
 
@@ -217,24 +218,19 @@ class _FileSink:
     def close(self) -> None:
         raise NotImplementedError
 
-    def play(self, speech: SpeechStream, stop: threading.Event | None = None,
-             said: threading.Event | None = None, block: int = 4096) -> None:
-        """Write everything said (once ``said`` is set, if given) until ``stop`` is set."""
-        if speech.output_rate != self.samplerate:
-            raise AudioOutputError(f"the speech stream runs at {speech.output_rate} Hz but "
-                                   f"the file at {self.samplerate} Hz")
-        buffer = np.zeros(block, dtype=np.float32)
-        while True:
-            if stop is not None and stop.is_set():
-                speech.cancel()
-                return
-            n = speech.pull(buffer)
-            if n:
-                self.write(buffer[:n])
-            elif speech.idle() and (said is None or said.is_set()):
-                return
-            else:
-                time.sleep(0.002)
+    def write_speech(self, chunks: Iterable[np.ndarray]) -> tuple[int, float | None]:
+        """Write float chunks (at this sink's rate) as they are made, straight from the
+        voice: a file needs no ring and no real-time pacing. Returns (samples written,
+        seconds from the call to the first sample written, None if nothing was)."""
+        started = time.perf_counter()
+        first, samples = None, 0
+        for chunk in chunks:
+            if chunk.size:
+                self.write(chunk)
+                if first is None:
+                    first = time.perf_counter() - started
+                samples += chunk.size
+        return samples, first
 
     def __enter__(self):
         return self

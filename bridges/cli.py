@@ -369,6 +369,8 @@ def cmd_say(args: argparse.Namespace) -> int:
             else [text]
         if not sentences:
             raise CliError("nothing to say: the text is empty")
+        if not isinstance(sink, audio.DeviceSink):  # a file or a pipe: straight from the voice
+            return _say_to_file(voice, sentences, sink, args, report)
         stream = SpeechStream(voice, sink.samplerate)
         stream.say(sentences[0], rate=args.rate, pitch=args.pitch, phonemes=args.phonemes,
                    block=True)
@@ -388,21 +390,14 @@ def cmd_say(args: argparse.Namespace) -> int:
         threading.Thread(target=feed, daemon=True).start()
         try:
             sink.play(stream, said=said)
-        except BaseException:
-            if isinstance(sink, audio.WavSink):
-                sink.abort()  # no partial file
-            raise
         finally:
-            if isinstance(sink, audio.DeviceSink):
-                sink.stop()
-            else:
-                sink.close()
+            sink.stop()
         stats = stream.stats()
         first = stats.first_audio_out_s[0] if stats.first_audio_out_s else float("nan")
-        where = args.output or ("stdout" if args.raw else sink.device.name)
         print(f"kantor say: {len(sentences)} sentence(s), "
-              f"{stats.samples_out / sink.samplerate:.2f} s of audio to {where}; first audio "
-              f"after {first * 1000:.0f} ms; underflows: {stats.underflows}", file=report)
+              f"{stats.samples_out / sink.samplerate:.2f} s of audio to {sink.device.name}; "
+              f"first audio after {first * 1000:.0f} ms; underflows: {stats.underflows}",
+              file=report)
         return 0
     except (audio.AudioOutputError, SpeechStreamError, ModelError, ValueError) as error:
         raise CliError(str(error)) from None  # ValueError: the voice's VoiceError
@@ -412,6 +407,35 @@ def cmd_say(args: argparse.Namespace) -> int:
         if jack is not None:
             audio.shutdown()
             jack.stop()
+
+
+def _say_to_file(voice, sentences: list[str], sink, args: argparse.Namespace, report) -> int:
+    """`kantor say -o FILE` and `--raw`: each sentence's chunks, resampled to the sink's
+    rate, written as the voice makes them; a failure leaves no partial file."""
+    from kantor.bridges import audio
+    from kantor.engine.speech.features import resample_chunks
+
+    started = time.perf_counter()
+    first, samples = None, 0
+    try:
+        for sentence in sentences:
+            began = time.perf_counter()
+            written, latency = sink.write_speech(resample_chunks(
+                voice.stream(sentence, rate=args.rate, pitch=args.pitch,
+                             phonemes=args.phonemes), voice.sample_rate, sink.samplerate))
+            if first is None and latency is not None:
+                first = began - started + latency
+            samples += written
+    except BaseException:
+        if isinstance(sink, audio.WavSink):
+            sink.abort()  # no partial file
+        raise
+    sink.close()
+    where = args.output or "stdout"
+    shown = "-" if first is None else f"{first * 1000:.0f}"
+    print(f"kantor say: {len(sentences)} sentence(s), {samples / sink.samplerate:.2f} s of "
+          f"audio to {where}; first audio after {shown} ms", file=report)
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 
 from kantor.bridges import audio
 from kantor.engine.realtime import LatencyRecorder
+from kantor.engine.speech.features import resample_chunks
 from kantor.engine.speech.stream import SpeechStream, SpeechStreamError
 from kantor.engine.speech.text import TextError
 from kantor.engine.speech.voice import PITCH_RANGE, RATE_RANGE, Voice, VoiceError, parse_phonemes
@@ -232,26 +233,15 @@ class SpeechService:
                    cancelled: threading.Event) -> Iterator[bytes]:
         """16-bit little-endian mono PCM at ``sample_rate`` Hz, chunk by chunk as ``voice``
         makes it; stops early once ``cancelled`` is set."""
-        resampler = None
-        if sample_rate != voice.sample_rate:
-            import soxr
-
-            resampler = soxr.ResampleStream(voice.sample_rate, sample_rate, 1,
-                                            dtype="float32", quality="HQ")
-        chunks = voice.stream(request.text, rate=request.rate, pitch=request.pitch,
-                              phonemes=request.phonemes)
+        chunks = resample_chunks(voice.stream(request.text, rate=request.rate,
+                                              pitch=request.pitch, phonemes=request.phonemes),
+                                 voice.sample_rate, sample_rate)
         try:
             for chunk in chunks:
                 if cancelled.is_set():
                     return
-                if resampler is not None:
-                    chunk = resampler.resample_chunk(np.asarray(chunk, np.float32))
                 if chunk.size:
                     yield audio.to_pcm16(chunk).tobytes()
-            if resampler is not None and not cancelled.is_set():
-                tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-                if tail.size:
-                    yield audio.to_pcm16(tail).tobytes()
         finally:
             chunks.close()
 

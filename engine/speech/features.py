@@ -18,6 +18,7 @@ numpy only and is what the vocoder uses at run time.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -142,6 +143,30 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
 
     audio = np.asarray(audio, dtype=np.float64)
     return audio if rate == target else soxr.resample(audio, rate, target, quality="HQ")
+
+
+def resample_chunks(chunks: Iterator[np.ndarray], rate: int, target: int,
+                    quality: str = "HQ") -> Iterator[np.ndarray]:
+    """The streaming resampler every speech output uses: float32 mono chunks at ``rate``
+    Hz in, float32 chunks at ``target`` Hz out as they come (soxr keeps its state between
+    chunks; the filter's tail comes last). Closing this generator closes ``chunks``."""
+    resampler = None
+    if rate != target:
+        import soxr
+
+        resampler = soxr.ResampleStream(rate, target, 1, dtype="float32", quality=quality)
+    try:
+        for chunk in chunks:
+            chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+            if resampler is not None:
+                chunk = resampler.resample_chunk(chunk)
+            yield chunk
+        if resampler is not None:
+            yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # a generator stopped mid-utterance (a cancel) stops its voice too
 
 
 def analyze(audio: np.ndarray, rate: int) -> Frames:

@@ -34,6 +34,8 @@ from typing import Protocol
 
 import numpy as np
 
+from kantor.engine.speech.features import resample_chunks
+
 # Utterance records kept (a ring); only the last this many appear in the statistics.
 RECORDS = 1024
 
@@ -370,29 +372,16 @@ class SpeechStream:
 
     def _synthesise(self, utterance: _Utterance) -> None:
         self._current = utterance
-        resampler = None
-        if self.output_rate != self.input_rate:
-            import soxr
-
-            resampler = soxr.ResampleStream(self.input_rate, self.output_rate, 1,
-                                            dtype="float32", quality=self.resample_quality)
-        chunks = self.voice.stream(utterance.text, rate=utterance.rate, pitch=utterance.pitch,
-                                   phonemes=utterance.phonemes)
+        chunks = resample_chunks(
+            self.voice.stream(utterance.text, rate=utterance.rate, pitch=utterance.pitch,
+                              phonemes=utterance.phonemes),
+            self.input_rate, self.output_rate, self.resample_quality)
         try:
             for chunk in chunks:
-                chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
-                if resampler is not None:
-                    chunk = resampler.resample_chunk(chunk)
                 if not self._write_chunk(chunk, utterance):
                     return
-            if resampler is not None:
-                tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-                if not self._write_chunk(tail, utterance):
-                    return
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()  # stops a generator mid-utterance after a cancel
+            chunks.close()  # stops the voice mid-utterance after a cancel
         with self._write_lock:
             if utterance.generation != self._generation or utterance.finished:
                 return
