@@ -49,10 +49,10 @@ import rtmidi
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.hostile import HOSTILE_FILES  # the repository's test harness
+from harness.jack_client import PLAYER_SCRIPT
+from harness.serve_process import ServeProcess
 from kantor.bridges.jack import JackServer
-from tests.hostile import HOSTILE_FILES  # the repository's test harness
-from tests.jack_client import _PLAYER
-from tests.serve_process import ServeProcess
 
 MELODY = [67, 67, 66, 64, 62, 67, 69, 71, 72, 71, 69, 67]
 LONG_TEXT = ("Kantor keeps playing while it speaks. This paragraph is long enough to keep "
@@ -199,7 +199,7 @@ def soak(service: ServeProcess, server: JackServer, http: httpx.Client, seconds:
     service_pid, live_pid = status["service"]["pid"], status["live"]["pid"]
     # the player in a process of its own: rtmidi's JACK send spins for ever if JACK
     # zombifies its client (seen once under 600 xruns), and must not stop the soak
-    player = subprocess.Popen([sys.executable, "-c", _PLAYER, "soakplayer"], env=server.env,
+    player = subprocess.Popen([sys.executable, "-c", PLAYER_SCRIPT, "soakplayer"], env=server.env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert player.stdout.readline().strip() == "ready"
     receiver = Receiver(server, "soakmon")

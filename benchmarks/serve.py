@@ -50,7 +50,7 @@ from kantor.bridges.midi import LiveMidiService, MidiPorts
 from kantor.engine.chorale.live import LiveHarmonizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.serve_process import ServeProcess  # the repository's test harness
+from harness.serve_process import ServeProcess  # the repository's test harness
 
 SENTENCES = [
     "Hello.",

@@ -25,14 +25,17 @@ import argparse
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import soundfile as sf
 from tqdm import tqdm
-from tts_metrics import Dnsmos, Recogniser, corpus_wer, normalise_words, to_asr_rate
-from tts_systems import (
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: harness/
+from harness.tts_metrics import Dnsmos, Recogniser, corpus_wer, normalise_words, to_asr_rate
+from harness.tts_systems import (
     EngineError,
     ExternalEngine,
     KantorVoice,
@@ -40,7 +43,6 @@ from tts_systems import (
     external_engines,
     scratch_folder,
 )
-
 from kantor.export.speech.festival import DEFAULT_DIR, read_corpus_index
 
 TTFA_TEXTS = {

@@ -30,9 +30,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tts_metrics import Recogniser, corpus_wer
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: harness/
+from harness.tts_metrics import Recogniser, corpus_wer
 from kantor.engine.speech.features import (
     ANALYSIS_FFT,
     F0_FLOOR,

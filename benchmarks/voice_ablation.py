@@ -27,9 +27,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tts_metrics import Recogniser, corpus_wer
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: harness/
+from harness.tts_metrics import Recogniser, corpus_wer
 from kantor.engine.speech.features import HOP, SAMPLE_RATE
 from kantor.engine.speech.prosody import f0_track, round_durations
 from kantor.engine.speech.voice import Voice

@@ -28,7 +28,7 @@ def _status_kb(field: str) -> int:
 
 def requests() -> dict[str, tuple[bytes, str]]:
     """Every hostile file, and the largest legal uploads."""
-    from tests.hostile import HOSTILE_FILES, largest_midi, largest_musicxml
+    from harness.hostile import HOSTILE_FILES, largest_midi, largest_musicxml
 
     inputs = {name: (data, kind) for name, (data, kind, _) in HOSTILE_FILES.items()}
     inputs["largest-legal.mid"] = (largest_midi(), "midi")

@@ -19,11 +19,11 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from websockets.sync.client import connect
 
+from harness.hostile import END_OF_TRACK, HOSTILE_FILES, NOTE, musicxml, smf
+from harness.serve_process import ServeProcess
 from kantor.bridges.scorefiles import SERVICE_LIMITS, ScoreFileError, read_melody_bytes
 from kantor.engine.models import BUNDLED_MELODY
 from kantor.engine.speech.text import TextError
-from tests.hostile import END_OF_TRACK, HOSTILE_FILES, NOTE, musicxml, smf
-from tests.serve_process import ServeProcess
 
 FAST = settings(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow,

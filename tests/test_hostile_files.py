@@ -17,6 +17,7 @@ import mido
 import numpy as np
 import pytest
 
+from harness.hostile import HOSTILE_FILES, largest_midi, largest_musicxml, musicxml
 from kantor.bridges.scorefiles import (
     CLI_LIMITS,
     SERVICE_LIMITS,
@@ -27,7 +28,6 @@ from kantor.bridges.scorefiles import (
 )
 from kantor.engine.chorale.encoding import HOLD_PITCH
 from kantor.engine.models import BUNDLED_MELODY
-from tests.hostile import HOSTILE_FILES, largest_midi, largest_musicxml, musicxml
 
 KANTOR = [sys.executable, "-m", "kantor.bridges.cli"]
 

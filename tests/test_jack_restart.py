@@ -15,9 +15,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from harness.jack_client import ProcessDaw
+from harness.serve_process import ServeProcess
 from kantor.bridges.jack import JackServer
-from tests.jack_client import ProcessDaw
-from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.jack
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from harness.jack_client import JackMidiClient
 from kantor.bridges.midi import LiveMidiService, MidiPorts, list_ports
 from kantor.engine.chorale.encoding import TEXTBOOK_RANGES
 from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
-from tests.jack_client import JackMidiClient
 
 pytestmark = pytest.mark.jack
 

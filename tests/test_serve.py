@@ -24,11 +24,11 @@ from pythonosc.osc_message_builder import build_msg
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from harness.jack_client import JackMidiClient
+from harness.serve_process import ServeProcess, free_port
 from kantor.bridges.cli import BUNDLED_MELODY
 from kantor.bridges.scorefiles import read_melody_bytes
 from kantor.engine.models import ASSETS, sha256_of
-from tests.jack_client import JackMidiClient
-from tests.serve_process import ServeProcess, free_port
 
 pytestmark = pytest.mark.jack
 

@@ -19,9 +19,9 @@ from pythonosc.osc_message import OscMessage
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from harness.hostile import HOSTILE_FILES
+from harness.serve_process import ServeProcess, free_port
 from kantor.engine.models import ASSETS, BUNDLED_MELODY
-from tests.hostile import HOSTILE_FILES
-from tests.serve_process import ServeProcess, free_port
 
 pytestmark = pytest.mark.jack
 

@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
+from harness.jack_client import JackMidiClient
+from harness.serve_process import ServeProcess
 from tests.cdp import Browser, find_browser
-from tests.jack_client import JackMidiClient
-from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.jack
 

@@ -3,18 +3,12 @@ speechmos's DNSMOS model): a tiny smoke run, no timing asserts."""
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-# benchmarks/ is a folder of scripts, not a package: import its helpers by path
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-tts_metrics = importlib.import_module("tts_metrics")
-tts_systems = importlib.import_module("tts_systems")
+from harness import tts_metrics, tts_systems
 
 HELD_OUT = "The ceaseless thunder of surf."  # a sentence of the corpus's test split
 

@@ -72,7 +72,7 @@ class JackMidiClient:
             port.delete()
 
 
-_PLAYER = """
+PLAYER_SCRIPT = """
 import sys, rtmidi
 out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=sys.argv[1])
 out.open_virtual_port("out")
@@ -93,7 +93,7 @@ class ProcessDaw:
         import sys
 
         self.name, self.env = name, env
-        self.player = subprocess.Popen([sys.executable, "-c", _PLAYER, name], env=env,
+        self.player = subprocess.Popen([sys.executable, "-c", PLAYER_SCRIPT, name], env=env,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        text=True)
         self.monitor = subprocess.Popen(["stdbuf", "-oL", "jack_midi_dump", f"{name}-mon"],
