@@ -94,66 +94,18 @@ def cmd_harmonize(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval_style(args: argparse.Namespace) -> int:
-    """`kantor eval harmonizer --style`: Kantor's settings of held-out melodies against
-    Bach's, feature by feature and by a discriminator (JSON + plot)."""
-    from kantor.engine.chorale.gibbs import ChoraleSampler
-    from kantor.engine.chorale.melody import harmonize_melody
-    from kantor.export.chorale.corpus import load_corpus
-    from kantor.export.chorale.style import HEADLINE, evaluate_style, melody_of, write_report
-
-    sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
-    settings = _settings_from(args)
-    seconds: list[float] = []
-
-    def kantor(chorale, seed: int):
-        settings.seed = seed
-        result = harmonize_melody(sampler, melody_of(chorale), settings=settings)
-        seconds.append(result.seconds)
-        return result.raw
-
-    report, _ = evaluate_style(load_corpus(), {"kantor": kantor}, split=args.split,
-                               seeds=tuple(range(args.seeds)), limit=args.limit)
-    report["sampler"] = {k: v for k, v in vars(settings).items() if k != "seed"}
-    report["seconds_per_setting"] = {"mean": sum(seconds) / len(seconds), "max": max(seconds)}
-    output = Path(args.output or f"benchmarks/results/harmonizer_style_{args.split}.json")
-    write_report(report, output)
-    system = report["systems"]["kantor"]
-    disc = system["discriminator"]
-    print(f"discriminator balanced accuracy {disc['balanced_accuracy']:.1%} "
-          f"(95% CI {disc['ci95'][0]:.1%}-{disc['ci95'][1]:.1%}; 50% = cannot tell)")
-    final = system["final_chord"]
-    print(f"final chord with Bach's root and bass: {final['same_root_and_bass']}/"
-          f"{final['settings']}")
-    gap = system["progression_vs_bach"]
-    print(f"chord progressions under Bach's bigram: {gap['nats_per_chord']:+.2f} nats/chord "
-          f"against Bach's own (95% CI {gap['ci95'][0]:+.2f} to {gap['ci95'][1]:+.2f})")
-    bach, mine = report["features"]["bach"], report["features"]["kantor"]
-    print(f"{'feature':32s} {'Bach':>7s} {'Kantor':>7s}")
-    for name in HEADLINE:
-        if bach.get(name) is not None and mine.get(name) is not None:
-            print(f"{name:32s} {bach[name]:7.3f} {mine[name]:7.3f}")
-    print(f"wrote {output} and {output.with_suffix('.png')}")
-    return 0
-
-
 def cmd_eval_harmonizer(args: argparse.Namespace) -> int:
-    if args.style:
-        return cmd_eval_style(args)
-    from kantor.engine.chorale.gibbs import ChoraleSampler
-    from kantor.export.chorale.corpus import load_corpus
-    from kantor.export.chorale.evaluate import evaluate
-
-    sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
-    report = evaluate(sampler, load_corpus(), _settings_from(args), split=args.split,
-                      limit=args.limit)
-    text = json.dumps(report, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-        print(f"wrote {args.output}")
-    summary = {name: {k: round(v * 100, 2) for k, v in y["rates"].items()}
-               for name, y in report["yardstick"].items()}
-    print(json.dumps({"model": report["model"], "rates_percent": summary}, indent=2))
+    """`kantor eval harmonizer [--style]`: the offline evaluations (export/__main__.py)."""
+    settings = _settings_from(args)
+    try:
+        from kantor.export.__main__ import evaluate_harmonizer
+    except ImportError as error:
+        raise CliError(f"evaluation needs the train extra (pip install 'kantor[train]'): "
+                       f"{error}") from None
+    for line in evaluate_harmonizer(settings, split=args.split, limit=args.limit,
+                                    style=args.style, seeds=args.seeds, assets=args.assets,
+                                    output=args.output):
+        print(line)
     return 0
 
 

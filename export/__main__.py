@@ -1,4 +1,5 @@
-"""Train a model and export it to ONNX: ``python -m kantor.export train WHAT [options]``.
+"""Train a model and export it to ONNX: ``python -m kantor.export train WHAT [options]``;
+the offline evaluations ``kantor eval`` runs live here too.
 
 The same command ``kantor train`` runs. Under torchrun every process runs it and the
 training is shared (export/trainer.py); rank 0 exports and writes the cards::
@@ -108,6 +109,66 @@ def train(what: str, preset: str = "default", run_dir: str | None = None,
     if card is None:  # not rank 0
         return []
     return [f"wrote {out_path / card['name']}.onnx: {json.dumps(card['metrics'])}"]
+
+
+def evaluate_harmonizer(settings, split: str = "test", limit: int | None = None,
+                        style: bool = False, seeds: int = 3, assets: str | None = None,
+                        output: str | None = None) -> list[str]:
+    """`kantor eval harmonizer`: the voice-leading yardstick of the offline harmoniser
+    (``settings``: its GibbsSettings) on a held-out split, or with ``style`` Kantor's
+    settings against Bach's, feature by feature and by a discriminator (JSON + plot).
+    Returns the lines to print."""
+    from kantor.engine.chorale.gibbs import ChoraleSampler
+    from kantor.engine.models import ASSETS
+    from kantor.export.chorale.corpus import load_corpus
+
+    sampler = ChoraleSampler.load(Path(assets) if assets else ASSETS)
+    if not style:
+        from kantor.export.chorale.evaluate import evaluate
+
+        report = evaluate(sampler, load_corpus(), settings, split=split, limit=limit)
+        lines = []
+        if output:
+            Path(output).write_text(json.dumps(report, indent=2) + "\n")
+            lines.append(f"wrote {output}")
+        summary = {name: {k: round(v * 100, 2) for k, v in y["rates"].items()}
+                   for name, y in report["yardstick"].items()}
+        return [*lines, json.dumps({"model": report["model"], "rates_percent": summary},
+                                   indent=2)]
+    from kantor.engine.chorale.melody import harmonize_melody
+    from kantor.export.chorale.style import HEADLINE, evaluate_style, melody_of, write_report
+
+    seconds: list[float] = []
+
+    def kantor(chorale, seed: int):
+        settings.seed = seed
+        result = harmonize_melody(sampler, melody_of(chorale), settings=settings)
+        seconds.append(result.seconds)
+        return result.raw
+
+    report, _ = evaluate_style(load_corpus(), {"kantor": kantor}, split=split,
+                               seeds=tuple(range(seeds)), limit=limit)
+    report["sampler"] = {k: v for k, v in vars(settings).items() if k != "seed"}
+    report["seconds_per_setting"] = {"mean": sum(seconds) / len(seconds), "max": max(seconds)}
+    path = Path(output or f"benchmarks/results/harmonizer_style_{split}.json")
+    write_report(report, path)
+    system = report["systems"]["kantor"]
+    disc, final, gap = (system["discriminator"], system["final_chord"],
+                        system["progression_vs_bach"])
+    bach, mine = report["features"]["bach"], report["features"]["kantor"]
+    return [
+        f"discriminator balanced accuracy {disc['balanced_accuracy']:.1%} "
+        f"(95% CI {disc['ci95'][0]:.1%}-{disc['ci95'][1]:.1%}; 50% = cannot tell)"
+        if disc.get("balanced_accuracy") is not None else
+        f"discriminator: {disc.get('note', 'none')}",
+        f"final chord with Bach's root and bass: {final['same_root_and_bass']}/"
+        f"{final['settings']}",
+        f"chord progressions under Bach's bigram: {gap['nats_per_chord']:+.2f} nats/chord "
+        f"against Bach's own (95% CI {gap['ci95'][0]:+.2f} to {gap['ci95'][1]:+.2f})",
+        f"{'feature':32s} {'Bach':>7s} {'Kantor':>7s}",
+        *(f"{name:32s} {bach[name]:7.3f} {mine[name]:7.3f}" for name in HEADLINE
+          if bach.get(name) is not None and mine.get(name) is not None),
+        f"wrote {path} and {path.with_suffix('.png')}"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -93,3 +93,15 @@ def test_discriminator_tells_apart_only_what_differs():
     assert different["balanced_accuracy"] > 0.95
     assert different["ci95"][0] <= different["balanced_accuracy"] <= different["ci95"][1]
     assert same["melodies"] == 24 and same["bach_settings"] == 24
+
+
+def test_kantor_eval_style_runs_on_a_few_melodies(tmp_path, capsys):
+    # too few melodies for a discriminator: the report and its plot still come out
+    from kantor.bridges.cli import main
+
+    output = tmp_path / "style.json"
+    assert main(["eval", "harmonizer", "--style", "--split", "valid", "--limit", "3",
+                 "--seeds", "1", "--iterations", "4", "-o", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "discriminator: too few melodies" in printed
+    assert output.exists() and output.with_suffix(".png").stat().st_size > 1000

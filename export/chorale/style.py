@@ -284,7 +284,9 @@ def plot_report(report: dict, path: Path) -> None:
     left.invert_yaxis()
     left.set_xlabel("share (pooled over the held-out settings)")
     left.legend(fontsize=8, loc="lower right")
-    systems = list(report["systems"])
+    # too few melodies (a --limit) leave a system without a discriminator: not drawn
+    systems = [s for s in report["systems"]
+               if report["systems"][s]["discriminator"].get("balanced_accuracy") is not None]
     accuracy = [report["systems"][s]["discriminator"]["balanced_accuracy"] * 100
                 for s in systems]
     errors = np.array([[a - report["systems"][s]["discriminator"]["ci95"][0] * 100,
