@@ -50,12 +50,17 @@ class Run:
 
     name: str
     net: nn.Module
-    optimiser: torch.optim.Optimizer
-    schedule: Any | None
     config: dict
     epochs: int
     batches: Callable[[int, np.random.Generator], Iterable[Any]]
     loss: Callable[[nn.Module, Any], torch.Tensor]
+    # AdamW with a one-cycle schedule over epochs x steps_per_epoch steps, unless the
+    # model brings its own optimiser (and schedule)
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: float = 0.3
+    optimiser: torch.optim.Optimizer | None = None
+    schedule: Any | None = None
     prepare: Callable[[Any, torch.Generator], Any] | None = None
     validate: Callable[[nn.Module], dict] | None = None
     best_key: str | None = None
@@ -78,6 +83,27 @@ class _Objective(nn.Module):
 
     def forward(self, part: Any) -> torch.Tensor:
         return self.loss(self.net, part)
+
+
+def adamw_one_cycle(net: nn.Module, learning_rate: float, total_steps: int,
+                    weight_decay: float = 1e-4, warmup: float = 0.3
+                    ) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW and a one-cycle learning rate over ``total_steps`` optimiser steps (``warmup``:
+    the share of the run spent rising), the recipe every model here trains with."""
+    optimiser = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=learning_rate, total_steps=max(total_steps, 1), pct_start=warmup)
+    return optimiser, schedule
+
+
+def similar_length_batches(lengths: np.ndarray, size: int, rng: np.random.Generator,
+                           jitter: float) -> list[np.ndarray]:
+    """Indices in batches of ``size`` whose lengths are alike (``jitter``: how far apart,
+    in length units, two items may be reordered), the batches in random order."""
+    order = np.argsort(np.asarray(lengths) + rng.uniform(0, jitter, len(lengths)))
+    batches = [order[k : k + size] for k in range(0, len(order), size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def world() -> tuple[int, int]:
@@ -156,6 +182,12 @@ def fit(run: Run, run_dir: Path) -> tuple[nn.Module, dict]:
     rank, size = world()
     main = rank == 0
     torch.manual_seed(run.seed)
+    if run.optimiser is None:
+        if run.steps_per_epoch is None:
+            raise ValueError("a run without its own optimiser needs steps_per_epoch")
+        run.optimiser, run.schedule = adamw_one_cycle(
+            run.net, run.learning_rate, run.epochs * run.steps_per_epoch, run.weight_decay,
+            run.warmup)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
     config = json.loads(json.dumps(run.config))  # tuples as lists, as saved

@@ -137,6 +137,12 @@ def aperiodicity_from_bap(bap: np.ndarray, fft_size: int) -> np.ndarray:
     return np.minimum(10.0 ** ((bap @ band_basis(fft_size).T) / 20.0), 1.0)
 
 
+def frame_contract() -> dict:
+    """The frame contract as a model card states it (rate, frame, WORLD analysis)."""
+    return {"sample_rate": SAMPLE_RATE, "frame_seconds": FRAME_SECONDS,
+            "mcep_order": MCEP_ORDER, "alpha": ALPHA, "bap_band_edges_hz": list(BAND_EDGES_HZ)}
+
+
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """Resample mono audio with soxr (high quality); float64 out."""
     import soxr

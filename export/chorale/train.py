@@ -215,12 +215,7 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
     valid_data = WindowData(valid_set, corpus, net.past, net.future, transpose=False,
                             knows_the_future=not live)
     model = build_model(vocab_sizes, net)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(train_data.all_positions().size / config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=config.learning_rate,
-        total_steps=max(steps_per_epoch * config.epochs, 1), pct_start=0.1)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     def batches(epoch: int, rng: np.random.Generator):
@@ -251,9 +246,10 @@ def train(config: TrainConfig, run_dir: Path, corpus: ChoraleCorpus | None = Non
         return {"valid_nll": nll, "valid_accuracy": accuracy,
                 "valid_nll_mean": float(np.mean(nll))}
 
-    run = Run(name="chorale-live" if live else "chorale", net=model, optimiser=optimiser,
-              schedule=schedule, config=_what_is_learned(config.to_json()),
-              epochs=config.epochs, batches=batches, prepare=prepare, loss=loss,
+    run = Run(name="chorale-live" if live else "chorale", net=model,
+              config=_what_is_learned(config.to_json()), epochs=config.epochs,
+              batches=batches, prepare=prepare, loss=loss, learning_rate=config.learning_rate,
+              weight_decay=config.weight_decay, warmup=0.1,
               validate=validate, best_key="valid_nll_mean", seed=config.seed,
               device=config.device, amp=config.device.startswith("cuda"),
               steps_per_epoch=steps_per_epoch)

@@ -27,7 +27,7 @@ from kantor.engine.speech.linguistic import FEATURES
 from kantor.engine.speech.phones import PHONES
 from kantor.engine.speech.prosody import FRAME_INPUTS, POINTS, frame_inputs, point_frames
 from kantor.export.speech.dataset import Example
-from kantor.export.trainer import Run, fit
+from kantor.export.trainer import Run, fit, similar_length_batches
 
 OUTPUTS = MCEP_SIZE + BAP_SIZE
 
@@ -284,19 +284,12 @@ def train(config: VoiceConfig, examples: list[Example], run_dir: Path,
     torch.manual_seed(config.seed)
     stats = corpus_stats(examples)
     net = build(config, stats)
-    steps_per_epoch = math.ceil(len(examples) / config.batch)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch)
-    order_key = np.array([len(e.ids) for e in examples])
+    lengths = np.array([len(e.ids) for e in examples])
 
     def batches(epoch: int, rng: np.random.Generator):
         # batches of similar length (less padding), in random order; the crops' random
         # starts are drawn here too, so every process cuts the same ones
-        order = np.argsort(order_key + rng.uniform(0, 8, len(examples)))
-        chosen = [order[k : k + config.batch] for k in range(0, len(order), config.batch)]
-        rng.shuffle(chosen)
-        for indices in chosen:
+        for indices in similar_length_batches(lengths, config.batch, rng, jitter=8):
             batch = [examples[i] for i in indices]
             yield [(e, int(rng.integers(0, max(1, len(e.frames) - config.crop_frames + 1)))
                     if config.kind == "acoustic" else 0) for e in batch]
@@ -307,11 +300,11 @@ def train(config: VoiceConfig, examples: list[Example], run_dir: Path,
             return prosody_loss(trained, batch)
         return acoustic_loss(trained, batch, config.crop_frames, [start for _, start in part])
 
-    run = Run(name=config.kind, net=net, optimiser=optimiser, schedule=schedule,
-              config=asdict(config), epochs=config.epochs, batches=batches, loss=loss,
+    run = Run(name=config.kind, net=net, config=asdict(config), epochs=config.epochs,
+              batches=batches, loss=loss, learning_rate=config.learning_rate,
               validate=(lambda trained: {"valid_loss": validation_loss(trained, valid)})
               if valid else None, best_key="valid_loss" if valid else None, clip=1.0,
-              seed=config.seed, steps_per_epoch=steps_per_epoch)
+              seed=config.seed, steps_per_epoch=math.ceil(len(examples) / config.batch))
     return fit(run, run_dir)
 
 

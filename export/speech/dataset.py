@@ -96,3 +96,51 @@ def load_examples(split: str | None = None, limit: int | None = None,
     return [load_example(i, s, t, corpus, features if need_frames else None)
             for i, s, t in tqdm(rows, desc=f"loading {split or 'all'}", unit="utt",
                                 disable=len(rows) < 200)]
+
+
+VALID_COUNT = 100  # sentences of the training split kept back for validation, at most
+NOT_RENDERED = "no rendered corpus: run `python -m kantor.export.speech.festival` first"
+NOT_ANALYSED = ("no analysed corpus: run `python -m kantor.export.speech.festival` and "
+                "`python -m kantor.export.speech.analysis` first")
+
+
+def training_splits(train_limit: int | None, test_limit: int | None,
+                    need_frames: bool = True, corpus: Path = DEFAULT_DIR,
+                    features: Path = FEATURES_DIR) -> tuple[list[Example], list[Example]]:
+    """(training examples, held-out test examples) of the corpus; ValueError saying what
+    to run first when there are too few."""
+    examples = load_examples("train", train_limit, need_frames, corpus, features)
+    test = load_examples("test", test_limit, need_frames, corpus, features)
+    if len(examples) < 2 or not test:
+        raise ValueError(NOT_ANALYSED if need_frames else NOT_RENDERED)
+    return examples, test
+
+
+def hold_out(examples: list, count: int = VALID_COUNT) -> tuple[list, list]:
+    """(validation, training): the first ``count`` examples, at most a fifth, at least one."""
+    keep = max(1, min(count, len(examples) // 5))
+    return examples[:keep], examples[keep:]
+
+
+def card_training_data(what: str, train: list, valid: list, test: list,
+                       note: str = "") -> dict:
+    """The ``training_data`` of a speech model's card: the Festival corpus (``what`` of it
+    the model learns from) and the split sizes and rule."""
+    return {"source": "Festival HTS voice cmu_us_slt_arctic_hts rendering of fortunes + "
+                      f"WordNet sentences (export/speech/festival.py){what}",
+            "train_sentences": len(train), "valid_sentences": len(valid),
+            "test_sentences": len(test),
+            "test_rule": f"sha256(sentence) % 50 == 0 (export/speech/texts.py){note}"}
+
+
+def write_card(path: Path, card: dict, training: dict, parity: float, metrics: dict) -> dict:
+    """Complete a speech model's card (its training record, ONNX parity, held-out
+    metrics, the file's hash) and write it beside ``path``; returns it."""
+    import json
+
+    from kantor.engine.models import sha256_of
+
+    card = {**card, "training": training, "onnx_parity_max_abs": parity, "metrics": metrics,
+            "sha256": sha256_of(path)}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    return card

@@ -32,19 +32,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from kantor.engine.models import provisional_card, sha256_of
+from kantor.engine.models import provisional_card
 from kantor.engine.speech.features import (
-    ALPHA,
-    BAND_EDGES_HZ,
     BAP_SIZE,
-    FRAME_SECONDS,
     HOP,
-    MCEP_ORDER,
     MCEP_SIZE,
     SAMPLE_RATE,
     Frames,
     band_basis,
     envelope_basis,
+    frame_contract,
     resample,
     warp,
 )
@@ -63,7 +60,13 @@ from kantor.engine.speech.neural_vocoder import (
     oscillator_f0,
 )
 from kantor.export.speech.analysis import FEATURES_DIR
-from kantor.export.speech.dataset import Example, load_examples
+from kantor.export.speech.dataset import (
+    Example,
+    card_training_data,
+    hold_out,
+    training_splits,
+    write_card,
+)
 from kantor.export.speech.festival import DEFAULT_DIR
 from kantor.export.trainer import Run, fit
 
@@ -374,10 +377,6 @@ def train(config: VocoderConfig, examples: list[VocoderExample], run_dir: Path,
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     net = HnmNet(config, feature_stats(examples))
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=0.0)
-    total_steps = config.epochs * config.steps_per_epoch
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.learning_rate,
-                                                   total_steps=total_steps, pct_start=0.05)
     # fixed validation crops: the middle of each utterance, analysed and predicted
     valid_rng = np.random.default_rng(12345)
     valid_batches = []
@@ -404,10 +403,11 @@ def train(config: VocoderConfig, examples: list[VocoderExample], run_dir: Path,
     def loss(trained: HnmNet, part) -> torch.Tensor:
         return batch_loss(trained, part, config)
 
-    run = Run(name="vocoder", net=net, optimiser=optimiser, schedule=schedule,
-              config=asdict(config), epochs=config.epochs, batches=batches, prepare=prepare,
-              loss=loss, validate=lambda trained: {"valid_loss": validation_loss(
-                  trained, valid_batches, config)}, best_key="valid_loss", clip=1.0,
+    run = Run(name="vocoder", net=net, config=asdict(config), epochs=config.epochs,
+              batches=batches, prepare=prepare, loss=loss, learning_rate=config.learning_rate,
+              weight_decay=0.0, warmup=0.05, best_key="valid_loss", clip=1.0,
+              validate=lambda trained: {"valid_loss": validation_loss(trained, valid_batches,
+                                                                      config)},
               seed=config.seed, steps_per_epoch=config.steps_per_epoch)
     return fit(run, run_dir)
 
@@ -499,14 +499,9 @@ def train_and_export_vocoder(preset: str, run_dir: Path, out_dir: Path,
     shipped one by default)."""
     config = PRESETS[preset]
     torch.set_num_threads(config.threads)
-    examples = load_examples("train", config.train_limit, corpus=corpus, features=features)
-    test = load_examples("test", test_limit, corpus=corpus, features=features)
-    if len(examples) < 2 or not test:
-        raise ValueError("no analysed corpus: run `python -m kantor.export.speech.festival` "
-                         "and `python -m kantor.export.speech.analysis` first")
-    valid_count = max(1, min(config.valid_count, len(examples) // 5))
-    prepared = prepare(examples, corpus, acoustic_folder)
-    valid, train_set = prepared[:valid_count], prepared[valid_count:]
+    examples, test = training_splits(config.train_limit, test_limit, corpus=corpus,
+                                     features=features)
+    valid, train_set = hold_out(prepare(examples, corpus, acoustic_folder), config.valid_count)
     net, record = train(config, train_set, run_dir, valid)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{VOCODER_NAME}.onnx"
@@ -537,25 +532,13 @@ def train_and_export_vocoder(preset: str, run_dir: Path, out_dir: Path,
                       "cut_hz": CUT_HZ, "taper_hz": TAPER_HZ, "start_f0_hz": START_F0,
                       "noise": "white spectra x exp(noise), sine window of 2 frames, 50 % "
                                "overlap-add", "lookahead_frames": config.receptive + 1},
-        "features": {"sample_rate": SAMPLE_RATE, "frame_seconds": FRAME_SECONDS,
-                     "mcep_order": MCEP_ORDER, "alpha": ALPHA,
-                     "bap_band_edges_hz": list(BAND_EDGES_HZ)},
-        "training_data": {
-            "source": "Festival HTS voice cmu_us_slt_arctic_hts rendering of fortunes + "
-                      "WordNet sentences (export/speech/festival.py) at 24 kHz, its WORLD "
-                      "analysis, and the acoustic model's frames from the teacher's "
-                      "durations and F0",
-            "train_sentences": len(train_set), "valid_sentences": len(valid),
-            "test_sentences": len(test),
-            "test_rule": "sha256(sentence) % 50 == 0 (export/speech/texts.py)"},
-        "training": record,
-        "onnx_parity_max_abs": parity,
-        "metrics": metrics,
-        "sha256": sha256_of(path),
+        "features": frame_contract(),
+        "training_data": card_training_data(
+            " at 24 kHz, its WORLD analysis, and the acoustic model's frames from the "
+            "teacher's durations and F0", train_set, valid, test),
     }
-    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
     log.info("%s: %s", VOCODER_NAME, metrics)
-    return card
+    return write_card(path, card, record, parity, metrics)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,9 +45,14 @@ from tqdm import tqdm
 from kantor.engine.models import ASSETS, OnnxModel, load_model, provisional_card, sha256_of
 from kantor.engine.speech.features import FRAME_SECONDS, HOP, SAMPLE_RATE, resample
 from kantor.engine.speech.phones import PAUSE, PHONE_INDEX, PHONES
-from kantor.export.speech.dataset import Example, load_examples
+from kantor.export.speech.dataset import (
+    Example,
+    card_training_data,
+    hold_out,
+    training_splits,
+)
 from kantor.export.speech.festival import DEFAULT_DIR
-from kantor.export.trainer import Run, fit
+from kantor.export.trainer import Run, fit, similar_length_batches
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,6 @@ MEL_RANGE_HZ = (20.0, 7600.0)
 CLASSES = len(PHONES)
 MIN_FRAMES = 2  # 10 ms: shorter than any real phone, so never the binding constraint
 PARITY_TOLERANCE = 1e-3
-VALID_COUNT = 100
 
 
 class AlignmentError(ValueError):
@@ -263,18 +267,11 @@ def train(config: SegmentationConfig, data: list[Labelled], run_dir: Path,
     torch.set_num_threads(1)  # the machine is shared; one core each
     stats = input_stats(data)
     net = SegmentationNet(config, stats)
-    steps_per_epoch = math.ceil(len(data) / config.batch)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, config.learning_rate, total_steps=config.epochs * steps_per_epoch)
     lengths = np.array([len(d.labels) for d in data])
 
     def batches(epoch: int, rng: np.random.Generator):
         # batches of similar length so crops are not cut to a much shorter utterance
-        order = np.argsort(lengths + rng.uniform(0, 100, len(data)))
-        chosen = [order[k : k + config.batch] for k in range(0, len(order), config.batch)]
-        rng.shuffle(chosen)
-        for indices in chosen:
+        for indices in similar_length_batches(lengths, config.batch, rng, jitter=100):
             yield _batch([data[i] for i in indices], config.crop_frames, rng, config.augment)
 
     def loss(trained: SegmentationNet, part) -> torch.Tensor:
@@ -284,10 +281,11 @@ def train(config: SegmentationConfig, data: list[Labelled], run_dir: Path,
     def validate(trained: SegmentationNet) -> dict:
         return {"valid_frame_accuracy": frame_accuracy(trained, valid)} if valid else {}
 
-    run = Run(name="aligner", net=net, optimiser=optimiser, schedule=schedule,
-              config=asdict(config), epochs=config.epochs, batches=batches, loss=loss,
+    run = Run(name="aligner", net=net, config=asdict(config), epochs=config.epochs,
+              batches=batches, loss=loss, learning_rate=config.learning_rate,
               validate=validate, clip=1.0, seed=config.seed,
-              time_budget_s=config.time_budget_s, steps_per_epoch=steps_per_epoch)
+              time_budget_s=config.time_budget_s,
+              steps_per_epoch=math.ceil(len(data) / config.batch))
     net, record = fit(run, run_dir)
     record["class_prior"] = stats["prior"].tolist()
     return net, record
@@ -519,13 +517,9 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     on the held-out sentences (at the corpus rate, and resampled to 22.05 and 16 kHz);
     returns the card. Needs the rendered corpus only (not its WORLD analysis)."""
     config = PRESETS[preset]
-    examples = load_examples("train", config.train_limit, need_frames=False, corpus=corpus)
-    test = load_examples("test", test_limit, need_frames=False, corpus=corpus)
-    if len(examples) < 2 or not test:
-        raise ValueError("no rendered corpus: run `python -m kantor.export.speech.festival` "
-                         "first")
-    valid_count = max(1, min(VALID_COUNT, len(examples) // 5))
-    valid, train_set = examples[:valid_count], examples[valid_count:]
+    examples, test = training_splits(config.train_limit, test_limit, need_frames=False,
+                                     corpus=corpus)
+    valid, train_set = hold_out(examples)
     valid_data = labelled(valid, corpus)
     net, record = train(config, labelled(train_set, corpus), run_dir, valid=valid_data)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -555,13 +549,9 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     for rate in (22050, 16000):
         metrics[f"resampled_to_{rate}_hz"] = evaluate(aligner, test,
                                                       labelled(test, corpus, rate))
-    data = {"source": "Festival HTS voice cmu_us_slt_arctic_hts rendering of fortunes + "
-                      "WordNet sentences (export/speech/festival.py); labels = Festival's "
-                      "phone segments",
-            "train_sentences": len(train_set), "valid_sentences": len(valid),
-            "test_sentences": len(test),
-            "test_rule": "sha256(sentence) % 50 == 0 (export/speech/texts.py); the aligner "
-                         "sees only the audio and the phone sequence"}
+    data = card_training_data("; labels = Festival's phone segments", train_set, valid,
+                              test, "; the aligner sees only the audio and the phone "
+                              "sequence")
     card = write_card(path, net, record, metrics, data, parity, alignment)
     log.info("%s: %s", NAME, json.dumps(metrics))
     return card

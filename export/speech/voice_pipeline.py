@@ -24,21 +24,21 @@ from kantor.engine.speech.acoustic import (
     VoiceModels,
 )
 from kantor.engine.speech.features import (
-    ALPHA,
-    BAND_EDGES_HZ,
-    FRAME_SECONDS,
-    MCEP_ORDER,
-    SAMPLE_RATE,
+    frame_contract,
 )
 from kantor.engine.speech.linguistic import FEATURE_NAMES
 from kantor.engine.speech.phones import PHONES
 from kantor.engine.speech.prosody import POINTS
 from kantor.export.speech.analysis import FEATURES_DIR
-from kantor.export.speech.dataset import load_examples
+from kantor.export.speech.dataset import (
+    card_training_data,
+    hold_out,
+    training_splits,
+    write_card,
+)
 from kantor.export.speech.festival import DEFAULT_DIR
 
 log = logging.getLogger(__name__)
-VALID_COUNT = 100
 
 
 def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
@@ -57,13 +57,9 @@ def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
     from kantor.export.speech.evaluate import evaluate_acoustic, evaluate_prosody
 
     config = PRESETS[preset]
-    examples = load_examples("train", config.train_limit, corpus=corpus, features=features)
-    test = load_examples("test", test_limit, corpus=corpus, features=features)
-    if len(examples) < 2 or not test:
-        raise ValueError("no analysed corpus: run `python -m kantor.export.speech.festival` "
-                         "and `python -m kantor.export.speech.analysis` first")
-    valid_count = max(1, min(VALID_COUNT, len(examples) // 5))
-    valid, train_set = examples[:valid_count], examples[valid_count:]
+    examples, test = training_splits(config.train_limit, test_limit, corpus=corpus,
+                                     features=features)
+    valid, train_set = hold_out(examples)
     net, record = train(config, train_set, run_dir, valid=valid)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = PROSODY_NAME if config.kind == "prosody" else ACOUSTIC_NAME
@@ -116,20 +112,8 @@ def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
                     if config.kind == "prosody" else
                     {"features": "(1, frames, 45): mel-cepstrum c0..c39 (natural log), "
                                  "band aperiodicity dB"}),
-        "features": {"sample_rate": SAMPLE_RATE, "frame_seconds": FRAME_SECONDS,
-                     "mcep_order": MCEP_ORDER, "alpha": ALPHA,
-                     "bap_band_edges_hz": list(BAND_EDGES_HZ)},
-        "training_data": {
-            "source": "Festival HTS voice cmu_us_slt_arctic_hts rendering of fortunes + "
-                      "WordNet sentences (export/speech/festival.py), WORLD analysis",
-            "train_sentences": len(train_set), "valid_sentences": len(valid),
-            "test_sentences": len(test),
-            "test_rule": "sha256(sentence) % 50 == 0 (export/speech/texts.py)"},
-        "training": record,
-        "onnx_parity_max_abs": parity,
-        "metrics": metrics,
-        "sha256": sha256_of(path),
+        "features": frame_contract(),
+        "training_data": card_training_data(", WORLD analysis", train_set, valid, test),
     }
-    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
     log.info("%s: %s", name, metrics)
-    return card
+    return write_card(path, card, record, parity, metrics)
