@@ -61,8 +61,8 @@ system-dev:
 lint: install-dev
 	$(BIN)/ruff check .
 
-train-harmonizer: install-dev  ## the default chorale model (~33 min on one CPU thread)
-	$(BIN)/kantor train harmonizer --out .cache/models/chorale
+train-harmonizer: install-dev  ## the shipped chorale models (preset long: ~71 min on one CPU thread)
+	$(BIN)/kantor train harmonizer --preset long --out .cache/models/chorale
 
 eval-harmonizer: install-dev
 	$(BIN)/kantor eval harmonizer -o benchmarks/results/harmonizer-eval.json

@@ -84,11 +84,11 @@ OLD_SAMPLER = GibbsSettings(temperature_end=0.2, offbeat_temperature_end=None, s
 FIRST_ROUND = GibbsSettings()
 
 
-def variants(old: str, keyed: str, new: str) -> list[Variant]:
+def variants(old: str, keyed: str, new: str, longer: str) -> list[Variant]:
     """The lines of the analysis: Kantor as it was, then one change at a time, to the
     defaults now. ``old``: the key-blind model; ``keyed``: the model told key, mode and
-    the distances to the next fermata and the end; ``new``: that model trained orderless
-    (the shipped one)."""
+    the distances to the next fermata and the end; ``new``: that model trained orderless;
+    ``longer``: the same trained twice as long (the shipped one)."""
     d = FIRST_ROUND
     new_rules = dataclasses.replace(OLD_SAMPLER, rule_weights=None)
     return [
@@ -121,11 +121,15 @@ def variants(old: str, keyed: str, new: str) -> list[Variant]:
                 dataclasses.replace(d, temperature_end=1.0, offbeat_temperature_end=None,
                                     rule_weight=0.0),
                 "the networks' own belief, no rules: what the model alone makes"),
+        Variant("orderless model trained 80 epochs (shipped), defaults", longer, d,
+                "the same networks trained twice as long (validation NLL 0.240 -> 0.222); "
+                "chosen on the validation chorales (discriminator 89.1% -> 83.9%)"),
     ]
 
 
 def sweep(new: str) -> list[Variant]:
-    """Sampler settings for the shipped model, compared on the validation split: the
+    """Sampler settings for the orderless 40-epoch model (shipped when the sweep was run),
+    compared on the validation split: the
     discriminator there (never the test split's) and :func:`style_gaps` (headline features
     and the progression likelihood). Each line changes the first round's settings."""
     d = FIRST_ROUND
@@ -280,7 +284,10 @@ def main() -> None:
                         help="the model before this work (key-blind)")
     parser.add_argument("--keyed", default=".cache/models/chorale-v2",
                         help="the model told key, mode and distances, trained as before")
-    parser.add_argument("--new", default=str(ASSETS), help="the shipped (orderless) model")
+    parser.add_argument("--new", default="git:d0632ce",
+                        help="the orderless model trained 40 epochs (shipped until 2026-12-07)")
+    parser.add_argument("--longer", default=str(ASSETS),
+                        help="the orderless model trained 80 epochs (the shipped one)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="names of variants to (re)run")
     parser.add_argument("--sweep", action="store_true",
@@ -293,8 +300,9 @@ def main() -> None:
     bigram = fit_progression_model(corpus.split("train"))
     bach = settings_for(chorales, {}, seeds, bigram, progress=False)
     lines = []
-    chosen = (sweep(args.new) if args.sweep else
-              variants(model_folder(args.old), args.keyed, args.new))
+    chosen = (sweep(model_folder(args.new)) if args.sweep else
+              variants(model_folder(args.old), args.keyed, model_folder(args.new),
+                       args.longer))
     out = Path(args.out)
     kind = "sweep" if args.sweep else "ablation"
     path = out / f"harmonizer_style_{kind}_{args.split}.json"
