@@ -175,6 +175,10 @@ class ChoraleSampler:
                              for m in models]
         self._token_pitches = [v.token_pitches() for v in self.vocabularies]
         self._is_pitch = [np.arange(v.size) >= FIRST_PITCH_TOKEN for v in self.vocabularies]
+        # temperature scaling fitted on the validation chorales (the card's calibration):
+        # logits / T are the networks' honest belief; 1 where a card has none
+        self.calibration = [float(m.card.get("calibration", {}).get("temperature", 1.0))
+                            for m in models]
 
     @classmethod
     def load(cls, assets: Path = ASSETS, threads: int = 1) -> ChoraleSampler:
@@ -184,9 +188,17 @@ class ChoraleSampler:
 
     # ----------------------------------------------------------------- network calls
     def logits(self, voice: int, tokens: np.ndarray, meta: np.ndarray) -> np.ndarray:
-        """Raw logits ``float32 [B, vocab]`` for ``tokens [B, 4, W]`` and ``meta [B, W, F]``
-        (every field of :data:`META_FIELDS`; the model gets the ones its card names).
-        Batches over ``MAX_BATCH`` windows run in slices (same logits, bounded memory)."""
+        """Calibrated logits ``float32 [B, vocab]`` (raw logits / the card's temperature)
+        for ``tokens [B, 4, W]`` and ``meta [B, W, F]``: what sampling reads."""
+        raw = self.raw_logits(voice, tokens, meta)
+        temperature = self.calibration[voice]
+        return raw if temperature == 1.0 else raw / np.float32(temperature)
+
+    def raw_logits(self, voice: int, tokens: np.ndarray, meta: np.ndarray) -> np.ndarray:
+        """The network's own logits ``float32 [B, vocab]`` for ``tokens [B, 4, W]`` and
+        ``meta [B, W, F]`` (every field of :data:`META_FIELDS`; the model gets the ones
+        its card names). Batches over ``MAX_BATCH`` windows run in slices (same logits,
+        bounded memory)."""
         model = self.models[voice]
         if not self._reads_all_meta:
             meta = np.ascontiguousarray(meta[..., self.meta_columns])

@@ -142,6 +142,10 @@ class LiveHarmonizer:
         self.vocabularies = [VoiceVocabulary(**{k: c[k] for k in ("voice", "low", "high")})
                              for c in card["vocabularies"]]
         self.settings = settings or LiveSettings()
+        # temperature scaling fitted on the validation chorales (the card's calibration):
+        # logits / T are the networks' honest belief; 1 where a card has none
+        self._calibration = {v: float(models[v].card.get("calibration", {}).get(
+            "temperature", 1.0)) for v in LIVE_DECISION_ORDER}
         self.stats = LiveStats()
         self._prepared = False
 
@@ -605,7 +609,7 @@ class LiveHarmonizer:
 
     def _choose(self, voice: int, logits: np.ndarray, grid: np.ndarray,
                 sounding: dict[int, int], gumbel: np.ndarray | None) -> int:
-        scores = log_softmax(logits.astype(np.float64))
+        scores = log_softmax(logits.astype(np.float64) / self._calibration[voice])
         scores[~self._allowed[voice]] = -np.inf
         if voice not in sounding:
             scores[HOLD] = -np.inf  # nothing to hold: rest or a new note
