@@ -70,6 +70,13 @@ class Run:
     device: str = "cpu"
     amp: bool = False  # bfloat16 autocast (GPU only)
     steps_per_epoch: int | None = None  # for the progress bar, when known
+    validate_every: int = 1  # epochs between validations (the last epoch always)
+    after_step: Callable[[], None] | None = None  # e.g. a weight average's update
+    # state beyond the network's, optimiser's and schedule's (e.g. a weight average),
+    # saved in every checkpoint and given back on resume
+    extra_state: Callable[[], dict] | None = None
+    load_extra_state: Callable[[dict], None] | None = None
+    done: Callable[[], bool] | None = None  # stops the run early (checked per step)
 
 
 class _Objective(nn.Module):
@@ -173,6 +180,8 @@ def load_checkpoint(path: Path, config: dict, run: Run) -> dict | None:
     run.optimiser.load_state_dict(saved["optimiser"])
     if run.schedule is not None and saved.get("schedule") is not None:
         run.schedule.load_state_dict(saved["schedule"])
+    if run.load_extra_state is not None and saved.get("extra") is not None:
+        run.load_extra_state(saved["extra"])
     return saved["record"]
 
 
@@ -246,9 +255,14 @@ def fit(run: Run, run_dir: Path) -> tuple[nn.Module, dict]:
                 value = loss.item()
             total, count = total + value, count + 1
             bar.set_postfix(loss=f"{total / count:.3f}")
+            if run.after_step is not None:
+                run.after_step()
+            if run.done is not None and run.done():
+                break
         entry = {"epoch": epoch + 1, "train_loss": total / max(count, 1),
                  "seconds": time.perf_counter() - began}
-        if main and run.validate is not None:
+        last = epoch + 1 == run.epochs or (run.done is not None and run.done())
+        if main and run.validate is not None and (last or (epoch + 1) % run.validate_every == 0):
             run.net.eval()
             with torch.no_grad():
                 entry.update(run.validate(run.net))
@@ -263,7 +277,10 @@ def fit(run: Run, run_dir: Path) -> tuple[nn.Module, dict]:
             tqdm.write(json.dumps(entry))
             torch.save({"net": run.net.state_dict(), "optimiser": run.optimiser.state_dict(),
                         "schedule": run.schedule.state_dict() if run.schedule else None,
-                        "record": record}, checkpoint)
+                        "record": record,
+                        "extra": run.extra_state() if run.extra_state else None}, checkpoint)
+        if run.done is not None and run.done():
+            break
     if size > 1:
         import torch.distributed as dist
 

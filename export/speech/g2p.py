@@ -418,13 +418,16 @@ def resolve_device(name: str) -> str:
 
 def train(config: TrainConfig, run_dir: Path, lexicon: Lexicon, init=None
           ) -> tuple[object, dict]:
-    """Train (or resume from ``run_dir/checkpoint.pt``); returns the weight-averaged (EMA)
-    network on the CPU in eval mode, and the training record. ``init``: a network (same
-    config) whose weights both the trained and the averaged network start from (fine-tuning
-    with a fresh optimiser and schedule)."""
+    """Train (or resume from ``run_dir/checkpoint.pt``) in the shared trainer
+    (export/trainer.py); returns the weight-averaged (EMA) network on the CPU in eval
+    mode, and the training record. ``init``: a network (same config) whose weights both
+    the trained and the averaged network start from (fine-tuning with a fresh optimiser
+    and schedule). The learning rate follows the run's progress, in steps or, with a time
+    budget, in seconds; the run stops when either is spent."""
     import torch
     from torch.nn import functional as F
-    from tqdm import tqdm
+
+    from kantor.export.trainer import Run, fit
 
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -462,107 +465,81 @@ def train(config: TrainConfig, run_dir: Path, lexicon: Lexicon, init=None
          {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-8,
         fused=device.startswith("cuda"))
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = run_dir / "checkpoint.pt"
-    record = {"preset_config": config.to_json(), "device": device,
-              "device_name": (torch.cuda.get_device_name(0) if device.startswith("cuda")
-                              else platform.processor() or platform.machine()),
-              "torch": torch.__version__, "train_pairs": pairs,
-              "train_words": len(train_lexicon), "steps": 0, "epochs": 0.0,
-              "seconds": 0.0, "evals": []}
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["record"]["preset_config"] != config.to_json():
-            raise ValueError(f"{run_dir} holds a run with another configuration; use a new "
-                             "run folder")
-        net.load_state_dict(state["net"])
-        ema.load_state_dict(state["ema"])
-        optimiser.load_state_dict(state["optimiser"])
-        record = state["record"]
-        log.info("resuming %s at step %d", run_dir, record["steps"])
+    # the run's progress, saved with the averaged weights in every checkpoint
+    clock = {"steps": 0, "seconds": 0.0, "evals": []}
+    ticking = {"last": None}
+    ema_params, net_params = list(ema.parameters()), list(net.parameters())
 
     def progress() -> float:
         if config.time_budget_s:
-            return record["seconds"] / config.time_budget_s
-        return record["steps"] / total_steps
+            return clock["seconds"] / config.time_budget_s
+        return clock["steps"] / total_steps
 
-    def learning_rate(p: float) -> float:
+    def set_learning_rate() -> None:
+        p = progress()
         if p < config.warmup:
-            return config.learning_rate * max(p / config.warmup, 0.01)
-        q = min((p - config.warmup) / (1 - config.warmup), 1.0)
-        low = config.final_lr_share
-        return config.learning_rate * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * q)))
+            lr = config.learning_rate * max(p / config.warmup, 0.01)
+        else:
+            q = min((p - config.warmup) / (1 - config.warmup), 1.0)
+            low = config.final_lr_share
+            lr = config.learning_rate * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * q)))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
 
-    def evaluate() -> dict:
-        result = score(torch_predictions(ema, valid_lexicon, device), valid_lexicon)
-        result.update(step=record["steps"], epochs=round(record["epochs"], 2),
-                      seconds=round(record["seconds"], 1))
-        record["evals"].append(result)
-        tqdm.write(f"valid after {result['epochs']} epochs ({result['seconds']:.0f} s): "
-                   f"PER {100 * result['per']:.2f}%  WER {100 * result['wer']:.2f}%")
-        return result
-
-    def save() -> None:
-        torch.save({"net": net.state_dict(), "ema": ema.state_dict(),
-                    "optimiser": optimiser.state_dict(), "record": record}, checkpoint)
-
-    generator = torch.Generator(device="cpu").manual_seed(config.seed + record["steps"])
-    next_eval = (len(record["evals"]) + 1) / config.evals
-    bar = tqdm(total=100, desc="g2p training", unit="%", mininterval=5.0,
-               initial=min(int(100 * progress()), 100))
-    ema_params, net_params = list(ema.parameters()), list(net.parameters())
-    last_save = time.perf_counter()
-    running = None
-    while progress() < 1.0:
-        order = torch.randperm(pairs, generator=generator).to(device)
-        net.train()
+    def batches(epoch: int, rng: np.random.Generator):
+        ticking["last"] = time.perf_counter()  # validation time is not training time
+        order = rng.permutation(pairs)
         for i in range(0, pairs, config.batch_size):
-            started = time.perf_counter()
-            index = order[i:i + config.batch_size]
-            s = int(letter_len[index].max())
-            t = int(phone_len[index].max())
-            letters = letters_all[index, :s]
-            phones = phones_all[index, :t]
-            lr = learning_rate(progress())
-            for group in optimiser.param_groups:
-                group["lr"] = lr
-            logits = net(letters, phones[:, :-1])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                   phones[:, 1:].reshape(-1), ignore_index=PAD,
-                                   label_smoothing=config.label_smoothing)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net_params, 1.0)
-            optimiser.step()
-            steps = record["steps"] + 1
-            beta = min(config.ema_decay, (1 + steps) / (10 + steps))
-            with torch.no_grad():
-                torch._foreach_lerp_(ema_params, net_params, 1 - beta)
-            record["steps"] = steps
-            record["epochs"] += index.numel() / pairs
-            if steps % 50 == 0 or config.time_budget_s:
-                value = loss.item()  # syncs the device, so the clock below is honest
-                running = value if running is None else 0.95 * running + 0.05 * value
-            record["seconds"] += time.perf_counter() - started
-            bar.n = min(int(100 * progress()), 100)
-            bar.set_postfix(epoch=f"{record['epochs']:.1f}", loss=f"{running or 0:.3f}",
-                            lr=f"{lr:.2e}", refresh=False)
-            bar.update(0)
-            if progress() >= next_eval:
-                evaluate()
-                next_eval = (len(record["evals"]) + 1) / config.evals
-                net.train()
-            if progress() >= 1.0:
-                break
-        if time.perf_counter() - last_save > 60:
-            save()
-            last_save = time.perf_counter()
-    bar.close()
-    if not record["evals"] or record["evals"][-1]["step"] != record["steps"]:
-        evaluate()
-    record["final_train_loss"] = running
-    save()
+            yield torch.from_numpy(order[i:i + config.batch_size]).to(device)
+
+    def loss(trained, index) -> torch.Tensor:
+        letters = letters_all[index, :int(letter_len[index].max())]
+        phones = phones_all[index, :int(phone_len[index].max())]
+        logits = trained(letters, phones[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                               phones[:, 1:].reshape(-1), ignore_index=PAD,
+                               label_smoothing=config.label_smoothing)
+
+    def after_step() -> None:
+        now = time.perf_counter()
+        clock["seconds"] += now - ticking["last"]
+        ticking["last"] = now
+        clock["steps"] += 1
+        beta = min(config.ema_decay, (1 + clock["steps"]) / (10 + clock["steps"]))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, net_params, 1 - beta)
+        set_learning_rate()
+
+    def validate(_trained) -> dict:
+        result = score(torch_predictions(ema, valid_lexicon, device), valid_lexicon)
+        result.update(step=clock["steps"], epochs=round(clock["steps"] / steps_per_epoch, 2),
+                      seconds=round(clock["seconds"], 1))
+        clock["evals"].append(result)
+        return {"valid_per": result["per"], "valid_wer": result["wer"]}
+
+    def load_extra(saved: dict) -> None:  # a resumed run: its average and its clock
+        ema.load_state_dict(saved["ema"])
+        clock.update(saved["clock"])
+        set_learning_rate()
+
+    set_learning_rate()
+    epochs = math.ceil(config.epochs) if not config.time_budget_s else 1_000_000
+    run = Run(name="g2p", net=net, config=config.to_json(), epochs=epochs,
+              batches=batches, loss=loss, optimiser=optimiser, validate=validate,
+              validate_every=max(1, round(config.epochs / config.evals)), clip=1.0,
+              seed=config.seed, device=device, steps_per_epoch=steps_per_epoch,
+              after_step=after_step, done=lambda: progress() >= 1.0,
+              extra_state=lambda: {"ema": ema.state_dict(), "clock": clock},
+              load_extra_state=load_extra)
+    _, record = fit(run, run_dir)
+    record.update({
+        "preset_config": config.to_json(), "device": device,
+        "device_name": (torch.cuda.get_device_name(0) if device.startswith("cuda")
+                        else platform.processor() or platform.machine()),
+        "torch": torch.__version__, "train_pairs": pairs, "train_words": len(train_lexicon),
+        "steps": clock["steps"], "epochs_done": round(clock["steps"] / steps_per_epoch, 3),
+        "training_seconds": round(clock["seconds"], 1), "evals": clock["evals"],
+        "final_train_loss": record["epochs"][-1]["train_loss"] if record["epochs"] else None})
     ema = ema.cpu().eval()
     (run_dir / "record.json").write_text(json.dumps(record, indent=2) + "\n")
     return ema, record
