@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from kantor.engine.speech.features import Frames, analyze
+from kantor.export.parallel import run_jobs
 from kantor.export.speech.festival import DEFAULT_DIR, read_corpus_index
 
 FEATURES_DIR = Path(".cache/speech/features")
@@ -43,18 +43,18 @@ def load_frames(path: Path) -> Frames:
 
 
 def analyze_corpus(corpus: Path = DEFAULT_DIR, out: Path = FEATURES_DIR,
-                   workers: int = 2) -> int:
-    """Analyse every rendered utterance not yet analysed; returns how many exist."""
+                   workers: int = 2, ray_address: str | None = None) -> int:
+    """Analyse every rendered utterance not yet analysed, in ``workers`` processes or on a
+    Ray cluster (``ray_address``, export/parallel.py); returns how many exist."""
     out.mkdir(parents=True, exist_ok=True)
     # held-out sentences first: evaluation needs them all, training can start on a part
     rows = sorted(read_corpus_index(corpus), key=lambda row: row[1] != "test")
     ids = [ident for ident, _, _ in rows]
     todo = [i for i in ids if not (out / f"{i}.npz").exists()]
-    with ProcessPoolExecutor(workers) as pool:
-        jobs = pool.map(analyze_file, [corpus / f"{i}.wav" for i in todo],
-                        [out / f"{i}.npz" for i in todo], chunksize=8)
-        for _ in tqdm(jobs, total=len(todo), desc="analysis", unit="utt"):
-            pass
+    jobs = [(corpus / f"{i}.wav", out / f"{i}.npz") for i in todo]
+    for _ in tqdm(run_jobs(analyze_file, jobs, workers, ray_address), total=len(todo),
+                  desc="analysis", unit="utt"):
+        pass
     return sum((out / f"{i}.npz").exists() for i in ids)
 
 
@@ -63,8 +63,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--out", type=Path, default=FEATURES_DIR)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ray-address", help="analyse on this Ray cluster ('auto', "
+                                              "'ray://HOST:10001'; 'local' starts one here)")
     args = parser.parse_args(argv)
-    print(f"{analyze_corpus(args.corpus, args.out, args.workers)} utterances analysed")
+    done = analyze_corpus(args.corpus, args.out, args.workers, args.ray_address)
+    print(f"{done} utterances analysed")
 
 
 if __name__ == "__main__":

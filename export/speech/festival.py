@@ -16,12 +16,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from kantor.export.parallel import run_jobs
 from kantor.export.speech.texts import harvest, is_test, sentence_id
 
 VOICE = "cmu_us_slt_arctic_hts"
@@ -115,8 +115,10 @@ def render_batch(items: Sequence[tuple[str, str]], out: Path) -> int:
 
 
 def render(sentences: dict[str, str], out: Path = DEFAULT_DIR, workers: int = 2,
-           batch: int = 25) -> int:
-    """Render every sentence not yet in ``out``; returns the number of complete utterances."""
+           batch: int = 25, ray_address: str | None = None) -> int:
+    """Render every sentence not yet in ``out``, in ``workers`` processes or on a Ray
+    cluster (``ray_address``, export/parallel.py); returns the number of complete
+    utterances."""
     if shutil.which("festival") is None:
         raise FestivalError("festival is not installed (apt-get install festival "
                             "festvox-us-slt-hts)")
@@ -125,12 +127,11 @@ def render(sentences: dict[str, str], out: Path = DEFAULT_DIR, workers: int = 2,
         "".join(f"{i}\t{'test' if is_test(t) else 'train'}\t{t}\n" for i, t in sentences.items()))
     todo = [(i, t) for i, t in sentences.items() if not lab_complete(out / f"{i}.lab")]
     batches = [todo[k:k + batch] for k in range(0, len(todo), batch)]
-    with ProcessPoolExecutor(workers) as pool, tqdm(total=len(sentences),
-                                                    initial=len(sentences) - len(todo),
-                                                    desc="festival", unit="utt") as bar:
-        futures = [pool.submit(render_batch, b, out) for b in batches]
-        for future in as_completed(futures):
-            bar.update(future.result())
+    with tqdm(total=len(sentences), initial=len(sentences) - len(todo), desc="festival",
+              unit="utt") as bar:
+        for rendered in run_jobs(render_batch, [(b, out) for b in batches], workers,
+                                 ray_address):
+            bar.update(rendered)
     return sum(lab_complete(out / f"{i}.lab") for i in sentences)
 
 
@@ -150,8 +151,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=10000, help="training sentences")
     parser.add_argument("--test-count", type=int, default=TEST_COUNT)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ray-address", help="render on this Ray cluster ('auto', "
+                                              "'ray://HOST:10001'; 'local' starts one here)")
     args = parser.parse_args(argv)
-    done = render(choose_sentences(args.count, args.test_count), args.out, args.workers)
+    done = render(choose_sentences(args.count, args.test_count), args.out, args.workers,
+                  ray_address=args.ray_address)
     print(f"{done} utterances in {args.out}")
 
 
