@@ -10,6 +10,7 @@ node (e.g. NFS). Ray itself is optional: ``pip install ray`` where it is used.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -22,7 +23,10 @@ def run_jobs(function: Callable[..., Any], jobs: Sequence[tuple], workers: int =
     if not jobs:
         return
     if ray_address is None:
-        with ProcessPoolExecutor(workers) as pool:
+        # fresh interpreters, not forks: a fork of a process that runs threads (ONNX
+        # Runtime's, JACK's, a Ray client's gRPC) can die before it starts its job
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")
+                                 ) as pool:
             for future in as_completed([pool.submit(function, *job) for job in jobs]):
                 yield future.result()
         return
