@@ -91,9 +91,10 @@ def reliability(scored: Scored, temperature: float = 1.0, bins: int = BINS) -> d
     return {"ece": float(ece), "accuracy": float(correct.mean()), "bins": table}
 
 
-def offline_scores(sampler, chorales, batch: int = 2048) -> list[Scored]:
-    """Per voice (S, A, T, B) the raw logits of every step of ``chorales``, each network
-    seeing the other voices (as model_nll scores them)."""
+def offline_scores(sampler, chorales, batch: int = 2048, calibrated: bool = False
+                   ) -> list[Scored]:
+    """Per voice (S, A, T, B) the logits of every step of ``chorales`` (the networks' own,
+    or divided by the cards' temperatures), each network seeing the other voices."""
     logits = [[] for _ in range(4)]
     targets = [[] for _ in range(4)]
     c = sampler.context
@@ -107,7 +108,9 @@ def offline_scores(sampler, chorales, batch: int = 2048) -> list[Scored]:
                 windows, meta = sampler.windows(padded[None], padded_meta,
                                                 np.zeros(positions.size, dtype=np.int64),
                                                 positions, v)
-                logits[v].append(sampler.raw_logits(v, windows, meta).astype(np.float64))
+                scored = (sampler.logits if calibrated else sampler.raw_logits)(
+                    v, windows, meta)
+                logits[v].append(scored.astype(np.float64))
                 targets[v].append(tokens[v, positions])
     return [Scored(np.concatenate(logits[v]), np.concatenate(targets[v])) for v in range(4)]
 

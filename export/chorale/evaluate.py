@@ -18,7 +18,8 @@ from dataclasses import asdict
 import numpy as np
 from tqdm import tqdm
 
-from kantor.engine.chorale.encoding import VOICES, pad_for_windows, raw_to_tokens
+from kantor.engine.chorale.contract import log_softmax
+from kantor.engine.chorale.encoding import VOICES
 from kantor.engine.chorale.gibbs import ChoraleSampler, GibbsSettings
 from kantor.engine.chorale.melody import harmonize_melody
 from kantor.engine.chorale.rules import rates, voice_leading_report
@@ -28,30 +29,20 @@ from kantor.export.chorale.style import melody_of
 
 
 def model_nll(sampler: ChoraleSampler, chorales: list[Chorale], batch: int = 2048) -> dict:
-    """Per-voice mean NLL (nats/token) and accuracy of the given chorales' own tokens."""
-    nll = np.zeros(4)
-    correct = np.zeros(4)
-    count = 0
-    c = sampler.context
-    for chorale in chorales:
-        tokens = raw_to_tokens(chorale.raw, sampler.vocabularies)
-        padded, padded_meta = pad_for_windows(tokens, chorale.meta, c)
-        n_steps = tokens.shape[1]
-        count += n_steps
-        for v in range(4):
-            for i in range(0, n_steps, batch):
-                positions = np.arange(i, min(i + batch, n_steps))
-                windows, meta = sampler.windows(padded[None], padded_meta,
-                                                 np.zeros(positions.size, dtype=np.int64),
-                                                 positions, v)
-                logits = sampler.logits(v, windows, meta).astype(np.float64)
-                logits -= logits.max(1, keepdims=True)
-                logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-                target = tokens[v, positions]
-                nll[v] -= logp[np.arange(positions.size), target].sum()
-                correct[v] += (logits.argmax(1) == target).sum()
-    return {voice: {"nll_per_token": float(nll[v] / count), "accuracy": float(correct[v] / count)}
-            for v, voice in enumerate(VOICES)} | {"tokens_per_voice": count}
+    """Per-voice mean NLL (nats/token) and accuracy of the given chorales' own tokens, from
+    the logits the sampler samples from (calibrated)."""
+    from kantor.export.chorale.calibration import offline_scores
+
+    scores = offline_scores(sampler, chorales, batch, calibrated=True)
+    count = int(scores[0].targets.size)
+    report = {}
+    for voice, scored in zip(VOICES, scores, strict=True):
+        logp = log_softmax(scored.logits)
+        rows = np.arange(count)
+        report[voice] = {
+            "nll_per_token": float(-logp[rows, scored.targets].sum() / count),
+            "accuracy": float((scored.logits.argmax(1) == scored.targets).sum() / count)}
+    return report | {"tokens_per_voice": count}
 
 
 def _summarise(counts: collections.Counter) -> dict:
