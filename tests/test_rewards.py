@@ -94,3 +94,12 @@ def test_the_rewards_count_what_the_yardstick_counts_in_bach(tiny_corpus):
         assert len(moments) == report["sonorities"]
         assert sum(bool(r.spacing(m)) for m in moments) == report["spacing"]
         assert sum(bool(r.crossing(m)) for m in moments) == report["crossing"]
+
+
+def test_rule_rates_are_breaks_per_sonority():
+    # C major, D minor in parallel octaves and fifths, then the bass alone moves on:
+    # three sonorities, two parallels
+    raw = np.array([[72, 74, -2], [67, 69, -2], [64, 65, -2], [48, 50, 53]])
+    rates = r.rule_rates([(raw, None, 0)])
+    assert rates["parallel_perfects"] == pytest.approx(2 / 3)
+    assert rates["range"] == 0.0 and set(rates) == set(r.REWARDS)

@@ -225,6 +225,21 @@ def moments(raw: np.ndarray, fermatas: np.ndarray | None = None, tonic: int = -1
     return out
 
 
+def rule_rates(settings: list[tuple[np.ndarray, np.ndarray | None, int]]
+               ) -> dict[str, float]:
+    """Each rule's breaks per sonority (each :class:`Moment`, the first chord included)
+    over ``settings`` (``(raw, fermatas, tonic)`` each): the violation rates of Sequence
+    Tutor's table."""
+    totals = dict.fromkeys(REWARDS, 0.0)
+    sonorities = 0
+    for raw, fermatas, tonic in settings:
+        for m in moments(raw, fermatas, tonic):
+            sonorities += 1
+            for name, value in rewards(m).items():
+                totals[name] -= value
+    return {name: total / max(sonorities, 1) for name, total in totals.items()}
+
+
 def rewards(m: Moment) -> dict[str, float]:
     """Every rule's reward of ``m`` (0 or less)."""
     return {name: rule(m) for name, rule in REWARDS.items()}
