@@ -23,11 +23,12 @@ import numpy as np
 import rtmidi
 
 from kantor.bridges.midi import LiveMidiService, MidiPorts, start_private_jack
-from kantor.engine.chorale.encoding import HOLD_PITCH, REST_PITCH
+from kantor.engine.chorale.encoding import HOLD_PITCH, META_FIELDS, REST_PITCH
 from kantor.engine.chorale.keys import key_of_setting
 from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
 from kantor.engine.models import ASSETS
 from kantor.export.chorale.corpus import Chorale, load_corpus
+from kantor.export.chorale.rewards import rule_rates
 from kantor.export.chorale.style import (
     HEADLINE,
     compare,
@@ -170,6 +171,14 @@ def main() -> None:
     bigram = fit_progression_model(corpus.split("train"))
     rows = settings_for(chorales, {args.name: lambda c, seed: recorded[c.name]}, (0,), bigram)
     report = compare(rows, chorales, [args.name])
+    # each rule's breaks per sonority (export/chorale/rewards.py), Bach's and the
+    # live harmoniser's on the same melodies: the prior's row of Sequence Tutor's table
+    fermata = META_FIELDS.index("fermata")
+    contexts = {c.name: (c.meta[:, fermata] > 0, key_of_setting(c.raw).tonic)
+                for c in chorales}
+    report["rule_rates"] = {
+        who: rule_rates([(raw_of(c), *contexts[c.name]) for c in chorales])
+        for who, raw_of in (("bach", lambda c: c.raw), (args.name, lambda c: recorded[c.name]))}
     report |= {"split": args.split, "step_ms": args.step_ms, "mode": "event (no clock)",
                "assets": args.assets, "temperature": settings.temperature,
                "service": {k: status.get(k) for k in ("dropped", "notes_in", "notes_out",
@@ -183,12 +192,17 @@ def main() -> None:
     if event.get("hit_rate") is not None:
         print(f"answered ahead: {event['hits']} of {event['hits'] + event['misses']} chords "
               f"({event['hit_rate']:.1%})")
-    print(f"discriminator {system['discriminator']['balanced_accuracy']:.1%} "
-          f"{system['discriminator']['ci95']}")
+    disc = system["discriminator"]
+    print(f"discriminator {disc['balanced_accuracy']:.1%} {disc['ci95']}"
+          if disc.get("balanced_accuracy") is not None
+          else f"discriminator: {disc.get('note', 'none')}")
     for name in HEADLINE:
         b, k = report["features"]["bach"].get(name), report["features"][args.name].get(name)
         if b is not None and k is not None:
             print(f"{name:32s} {b:7.3f} {k:7.3f}")
+    print("rule breaks per sonority (Bach, live):")
+    for name, rate in report["rule_rates"]["bach"].items():
+        print(f"  {name:28s} {rate:7.4f} {report['rule_rates'][args.name][name]:7.4f}")
 
 
 if __name__ == "__main__":
