@@ -178,7 +178,7 @@ class JackServer:
                     data = registry.read(entry)
                     pid = struct.unpack_from("<i", data)[0]
                     name = data[4:].split(b"\0")[0].decode(errors="replace")
-                    if name.endswith(f":{self.name}:") and pid and not _alive(pid):
+                    if name.endswith(f":{self.name}:") and pid and not process_alive(pid):
                         registry.seek(24 + slot * entry)
                         registry.write(bytes(entry))
         except OSError:
@@ -210,7 +210,8 @@ class JackServer:
         self.stop()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -220,6 +220,8 @@ def fit(run: Run, run_dir: Path) -> tuple[nn.Module, dict]:
         if run.time_budget_s is not None and record["seconds"] > run.time_budget_s:
             record["stopped_by_time_budget"] = True
             break
+        if run.done is not None and run.done():  # a resumed run that had finished
+            break
         rng, generator = epoch_streams(run.seed, epoch)
         run.net.train()
         began = time.perf_counter()

@@ -27,6 +27,7 @@ from websockets.sync.client import connect
 from harness.jack_client import JackMidiClient
 from harness.serve_process import ServeProcess, free_port
 from kantor.bridges.cli import BUNDLED_MELODY
+from kantor.bridges.jack import process_alive
 from kantor.bridges.scorefiles import read_melody_bytes
 from kantor.engine.models import ASSETS, sha256_of
 
@@ -458,7 +459,7 @@ def test_stopping_releases_notes_and_leaves_nothing_behind(jack_server, sig):
         if sig == signal.SIGKILL:
             # the live process notices its parent is gone and releases its notes itself
             assert code == -signal.SIGKILL
-            assert wait_until(lambda: not _alive(live_pid), timeout=10)
+            assert wait_until(lambda: not process_alive(live_pid), timeout=10)
         else:
             assert code == 0, service.text()[-2000:]
             assert "0 notes left sounding" in service.text()
@@ -471,12 +472,6 @@ def test_stopping_releases_notes_and_leaves_nothing_behind(jack_server, sig):
         service.stop()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_token_guards_every_surface(jack_server):
@@ -575,7 +570,7 @@ def test_a_hung_or_dead_live_process_is_a_clear_503_everywhere(jack_server):
         reply = OscMessage(sock.recv(65536))
         assert reply.address == "/kantor/error" and "did not answer" in reply.params[0]
         os.kill(live_pid, signal.SIGKILL)
-        assert wait_until(lambda: not _alive(live_pid), timeout=10)
+        assert wait_until(lambda: not process_alive(live_pid), timeout=10)
         for method, path, body in (("POST", "/v1/live/settings", {"temperature": 0.4}),
                                    ("POST", "/v1/live/panic", None),
                                    ("GET", "/v1/live/latencies", None)):
@@ -588,6 +583,6 @@ def test_a_hung_or_dead_live_process_is_a_clear_503_everywhere(jack_server):
         assert spoken.status_code == 202, spoken.text
     finally:
         sock.close()
-        if live_pid is not None and _alive(live_pid):
+        if live_pid is not None and process_alive(live_pid):
             os.kill(live_pid, signal.SIGKILL)
         assert service.stop(signal.SIGTERM) == 0, service.text()[-2000:]

@@ -1081,6 +1081,10 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path | None,
     dict_path = Path(dict_path) if dict_path else default_dict_path()
     lexicon = load_lexicon(dict_path)
     net, record = train(config, run_dir, lexicon)
+    from kantor.export.trainer import is_main_process
+
+    if not is_main_process():  # torchrun's other processes trained; rank 0 exports
+        return []
     record = {**record, "preset": preset}
     if weights_out is not None:
         save_weights(net, record, weights_out)

@@ -68,7 +68,7 @@ from kantor.export.speech.dataset import (
     write_card,
 )
 from kantor.export.speech.festival import DEFAULT_DIR
-from kantor.export.trainer import Run, fit
+from kantor.export.trainer import Run, fit, is_main_process
 
 log = logging.getLogger(__name__)
 UNVOICED_HARMONIC_LOG = -7.0  # the harmonics' starting level where F0 says unvoiced
@@ -493,7 +493,7 @@ def score(folder: Path, test: list[VocoderExample], fft_sizes=(2048, 512, 128)) 
 def train_and_export_vocoder(preset: str, run_dir: Path, out_dir: Path,
                              test_limit: int | None = 100, corpus: Path = DEFAULT_DIR,
                              features: Path = FEATURES_DIR,
-                             acoustic_folder: Path | None = None) -> dict:
+                             acoustic_folder: Path | None = None) -> dict | None:
     """Train the preset, export ``voice-vocoder.onnx`` + card into ``out_dir``.
     ``acoustic_folder``: the acoustic model whose predictions it also learns from (the
     shipped one by default)."""
@@ -503,6 +503,8 @@ def train_and_export_vocoder(preset: str, run_dir: Path, out_dir: Path,
                                      features=features)
     valid, train_set = hold_out(prepare(examples, corpus, acoustic_folder), config.valid_count)
     net, record = train(config, train_set, run_dir, valid)
+    if not is_main_process():  # torchrun's other processes trained; rank 0 exports
+        return None
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{VOCODER_NAME}.onnx"
     parity = export_onnx(net, path)

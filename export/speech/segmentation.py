@@ -52,7 +52,7 @@ from kantor.export.speech.dataset import (
     training_splits,
 )
 from kantor.export.speech.festival import DEFAULT_DIR
-from kantor.export.trainer import Run, fit, similar_length_batches
+from kantor.export.trainer import Run, fit, is_main_process, similar_length_batches
 
 log = logging.getLogger(__name__)
 
@@ -512,7 +512,7 @@ def write_card(path: Path, net: SegmentationNet, record: dict, metrics: dict,
 
 
 def train_and_export(preset: str, run_dir: Path, out_dir: Path,
-                     test_limit: int | None = None, corpus: Path = DEFAULT_DIR) -> dict:
+                     test_limit: int | None = None, corpus: Path = DEFAULT_DIR) -> dict | None:
     """Train the preset, export ``voice-aligner.onnx`` + card into ``out_dir``, score it
     on the held-out sentences (at the corpus rate, and resampled to 22.05 and 16 kHz);
     returns the card. Needs the rendered corpus only (not its WORLD analysis)."""
@@ -522,6 +522,8 @@ def train_and_export(preset: str, run_dir: Path, out_dir: Path,
     valid, train_set = hold_out(examples)
     valid_data = labelled(valid, corpus)
     net, record = train(config, labelled(train_set, corpus), run_dir, valid=valid_data)
+    if not is_main_process():  # torchrun's other processes trained; rank 0 exports
+        return None
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{NAME}.onnx"
     parity = export_onnx(net, path)

@@ -37,13 +37,14 @@ from kantor.export.speech.dataset import (
     write_card,
 )
 from kantor.export.speech.festival import DEFAULT_DIR
+from kantor.export.trainer import is_main_process
 
 log = logging.getLogger(__name__)
 
 
 def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
                            test_limit: int | None = None, corpus: Path = DEFAULT_DIR,
-                           features: Path = FEATURES_DIR) -> dict:
+                           features: Path = FEATURES_DIR) -> dict | None:
     """Train the preset's model, export ``voice-<kind>.onnx`` + card into ``out_dir``.
     ``corpus``/``features``: the rendered corpus and its analysis."""
     from kantor.export.speech.acoustic import (
@@ -61,6 +62,8 @@ def train_and_export_voice(preset: str, run_dir: Path, out_dir: Path,
                                      features=features)
     valid, train_set = hold_out(examples)
     net, record = train(config, train_set, run_dir, valid=valid)
+    if not is_main_process():  # torchrun's other processes trained; rank 0 exports
+        return None
     out_dir.mkdir(parents=True, exist_ok=True)
     name = PROSODY_NAME if config.kind == "prosody" else ACOUSTIC_NAME
     path = out_dir / f"{name}.onnx"
