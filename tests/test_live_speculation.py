@@ -161,3 +161,23 @@ def test_work_ahead_is_bounded_however_the_state_changes(live_models):
         send(h, [CC, 25, value], 30.0, idle=True)
     assert len(h._table) <= TABLE_LIMIT
     assert not h.speculating
+
+
+def test_a_first_gap_shorter_than_any_note_value_is_answered_ahead(live_models):
+    """The first gap sets the tempo; under 0.15 s it counts fewer steps than a quarter
+    note, which no note value of the prior gives: every step count is guessed too."""
+    h = harmonizer(live_models, 96)
+    send(h, [NOTE_ON, 67, 90], 0.0, idle=True)
+    send(h, [NOTE_OFF, 67, 0], 0.015, idle=True)
+    send(h, [NOTE_ON, 69, 90], 0.03, idle=True)
+    assert h.stats.hits["event"] == 1 and h.stats.misses["event"] == 1  # the first note
+
+
+def test_the_status_says_what_missed(live_models):
+    melody = [*HYMN[:4], (71 - 18, 1, False), *HYMN[5:8]]
+    h = harmonizer(live_models, 96)
+    play_events(h, True, melody, 1)
+    misses = h.stats.speculation()["recent_misses"]
+    assert [(m["pitch"], m["interval"]) for m in misses] == [(67, None), (65, -6), (71, 6)]
+    assert all(m["mode"] == "event" and not m["ahead_unfinished"] for m in misses[1:])
+    assert misses[1]["table"] > 0  # guesses were ready, none of them this tritone

@@ -86,12 +86,14 @@ DURATION_PRIOR = {1.0: 0.689, 0.5: 0.179, 2.0: 0.104, 1.5: 0.015, 0.25: 0.011}
 # up it goes down before 13.7% of notes.
 PEDAL_DOWN_PRIOR = 0.137
 PAUSE_PRIOR = 0.03  # a note after a pause (not legato): guessed at this share
+STEPS_FLOOR = 0.005  # every step count is guessed at least at this share
 SPECULATION_BATCH = 4  # rows per network call: one call is the longest a note can wait
 # CPU time answering ahead may take per step, as a share of the time expected until the
 # next note (so it is done before the note comes and never takes a whole core).
 SPECULATION_SHARE = 0.5
 SPECULATION_MAX_S = 0.1  # and never more than this a step, however slow the playing
 TABLE_LIMIT = 1024  # answers kept ahead at most (each key is about 2.5 KB)
+MISSES_KEPT = 32  # misses described in the status, the latest
 CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
 LEGATO_GAP_S = 0.08  # a new note this soon after a release continues the phrase
 
@@ -109,6 +111,10 @@ class LiveStats:
     hits: dict[str, int] = field(default_factory=lambda: {"event": 0, "clock": 0})
     misses: dict[str, int] = field(default_factory=lambda: {"event": 0, "clock": 0})
     speculated: int = 0  # answers computed ahead
+    # The latest misses and why: what the table held then, whether answering ahead had
+    # finished, and the melody note that came (so a benchmark can say what to guess next).
+    recent_misses: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=MISSES_KEPT))
 
     def speculation(self) -> dict:
         """Hits, misses and hit rate per mode (None before the first decision)."""
@@ -118,6 +124,7 @@ class LiveStats:
             report[mode] = {"hits": hits, "misses": misses,
                             "hit_rate": hits / (hits + misses) if hits + misses else None}
         report["answers_computed_ahead"] = self.speculated
+        report["recent_misses"] = list(self.recent_misses)
         return report
 
     def drop(self, reason: str) -> None:
@@ -210,6 +217,7 @@ class LiveHarmonizer:
         self._work: Iterator[None] | None = None
         self._work_due = False
         self._spent_s = 0.0  # CPU time spent answering ahead since the last decision
+        self._ahead_unfinished = False  # whether answering ahead was cut short by a message
         self.reset()
         for _ in range(5):  # first runs of a session are slow (each batch size): do them now
             for rows in range(1, SPECULATION_BATCH + 1):
@@ -271,6 +279,7 @@ class LiveHarmonizer:
         now_s = time.perf_counter() if now_s is None else now_s
         # What was being computed ahead assumed the state before this message: start over
         # (entries already in the table stay: they are keyed by their exact inputs).
+        self._ahead_unfinished = self.speculating  # for a miss's description
         self._work, self._work_due = None, True
         out: list[list[int]] = []
         if not message:
@@ -538,6 +547,7 @@ class LiveHarmonizer:
         tokens = self._table.get(key)
         if tokens is None:
             self.stats.misses[mode] += 1
+            self.stats.recent_misses.append(self._describe_miss(mode, column))
             for _ in self._answer(self.grid[None], self.meta[None], sounding, noise):
                 pass  # decided in place, on the grid itself
             tokens = tuple(int(self.grid[v, column]) for v in LIVE_DECISION_ORDER)
@@ -550,6 +560,17 @@ class LiveHarmonizer:
                 self._release(voice, out)  # this step's earlier answer is replaced
             self.grid[voice, column] = token
             self._emit(voice, token, out)
+
+    def _describe_miss(self, mode: str, column: int) -> dict:
+        """What a decision that missed the table came with, and what the table held."""
+        pitch = self.vocabularies[0].pitch_of_token(int(self.grid[0, column])) \
+            if self.grid[0, column] >= FIRST_PITCH_TOKEN else None
+        interval = (self.recent_intervals[-1] if self.recent_intervals
+                    and mode == "event" else None)
+        return {"mode": mode, "step": int(self.step), "pitch": pitch, "interval": interval,
+                "gap_s": round(self.recent_gaps[-1], 4) if self.recent_gaps else None,
+                "table": len(self._table), "ahead_unfinished": self._ahead_unfinished,
+                "ahead_cpu_s": round(self._spent_s, 5)}
 
     def _decision_key(self, grid: np.ndarray, meta: np.ndarray, sounding: dict[int, int]
                       ) -> tuple:
@@ -761,6 +782,10 @@ class LiveHarmonizer:
         steps_p: collections.Counter[int] = collections.Counter()
         for gap, weight in gaps.items():
             steps_p[self._steps_for(gap, was_held)] += weight / total
+        # Any step count stays possible (a first gap sets the tempo, and a gap under
+        # 0.15 s counts fewer steps than a quarter): the likely ones come first, these last.
+        for steps in range(1, 2 * STEPS_PER_QUARTER + 1):
+            steps_p[steps] += STEPS_FLOOR
         scenarios.append((1.0 - (PAUSE_PRIOR if scenarios else 0.0), holds, steps_p,
                           pitches))
         return sounding, self._rows(scenarios, pedal_p, limit)
