@@ -177,6 +177,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         MidiPorts,
         list_ports,
         pick_api,
+        ports_abandoned,
         start_private_jack,
     )
     from kantor.bridges.scheduling import raise_priority, real_time
@@ -192,6 +193,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         settings = LiveSettings.checked(
             **{name: getattr(args, name) for name in LIVE_FLAGS},
             channels=_channels(args.channels), thru=not args.no_thru,
+            tuned=None if args.model is None else args.model == "tuned",
             fermata_cc=args.fermata_cc, key_sharps=key_sharps,
             minor=bool(key and key.minor),
             tonic_degree=key.degree_of(key_sharps) if key else None,
@@ -236,7 +238,9 @@ def cmd_live(args: argparse.Namespace) -> int:
     print(f"kantor live ({api}): ready. Send the melody to '{ports.names.input}'; "
           f"the voices come out of '{ports.names.output}' on channels "
           f"{', '.join(str(c + 1) for c in settings.channels)} (S, A, T, B); the worker "
-          f"runs at {scheduling} scheduling. Ctrl-C stops.", flush=True)
+          f"runs at {scheduling} scheduling; the {harmonizer.playing} networks play"
+          f"{'' if harmonizer.has_tuned else ' (no tuned ones here)'}. Ctrl-C stops.",
+          flush=True)
     started = time.monotonic()
     try:
         while not stop.wait(args.status_interval):
@@ -254,6 +258,12 @@ def cmd_live(args: argparse.Namespace) -> int:
               + _status_line(final), flush=True)
         if jack is not None:
             jack.stop()
+    if ports_abandoned():
+        # clients of a JACK server that died: closing them (their destructors, at the
+        # interpreter's exit) can block for ever inside libjack
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -407,6 +417,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "channels": list(c + 1 for c in _channels(args.channels)) if args.channels else None,
         "melody_channel": args.melody_channel,
         "thru": False if args.no_thru else None, "key": args.key, "seed": args.seed,
+        "tuned": None if args.model is None else args.model == "tuned",
         "assets": args.assets,
         "speech": False if args.no_audio else None,
         "device": args.device, "hostapi": args.hostapi, "blocksize": args.blocksize,
@@ -509,6 +520,11 @@ def _add_live_flags(group) -> None:
         parameter = LIVE_PARAMETERS[name]
         group.add_argument(f"--{name.replace('_', '-')}", type=parameter.kind,
                            help=parameter.describe())
+    tuned = LIVE_PARAMETERS["tuned"]
+    group.add_argument("--model", choices=("prior", "tuned"),
+                       help=f"which live networks play: the prior, trained on Bach, or the "
+                            f"tuned ones (default {'tuned' if tuned.default else 'prior'}; "
+                            f"CC {tuned.cc} switches while playing)")
 
 
 def _channels(text: str) -> tuple[int, int, int, int]:

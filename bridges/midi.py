@@ -146,7 +146,8 @@ class JackWatch:
 
         try:
             client = jack.Client(self.name, no_start_server=True)
-        except jack.JackError:
+        except jack.JackError as problem:
+            log.debug("JACK watch: no server yet (%s)", problem)
             return False
 
         def shutdown(status, reason: str) -> None:  # a JACK thread: hand over, no more
@@ -169,7 +170,8 @@ class JackWatch:
         self._gone.clear()
         try:
             client.activate()
-        except jack.JackError:
+        except jack.JackError as problem:
+            log.debug("JACK watch: cannot activate (%s)", problem)
             self._client = None
             return False
         return True
@@ -193,7 +195,10 @@ class JackWatch:
                 break
             self.losses += 1
             dead, self._client = self._client, None
-            threading.Thread(target=_close_quietly, args=(dead,), daemon=True).start()
+            # Never closed: jack_client_close on a dead server's client can block for
+            # ever inside libjack (it waited on its own thread, which waited for the GIL
+            # to report an error), and with it the watch and every log line after it.
+            _ABANDONED_CLIENTS.append(dead)
             log.error("JACK server lost (%s): MIDI and audio on it are off until it returns",
                       self.lost_reason)
             self._call(self.on_lost, self.lost_reason)
@@ -318,6 +323,7 @@ def _close_quietly(client) -> None:
 # They are kept here, never closed, and the process leaves with os._exit (see
 # ports_abandoned), so no destructor runs them either.
 _ABANDONED: list[MidiPorts] = []
+_ABANDONED_CLIENTS: list = []  # JACK-Client clients of a dead server (JackWatch's)
 
 
 def abandon(ports: MidiPorts) -> None:
@@ -330,7 +336,7 @@ def abandon(ports: MidiPorts) -> None:
 def ports_abandoned() -> bool:
     """Whether this process holds ports of a dead JACK server: it must then end with
     ``os._exit`` (after flushing), or their destructors would close them."""
-    return bool(_ABANDONED)
+    return bool(_ABANDONED or _ABANDONED_CLIENTS)
 
 
 def list_ports(api: str) -> tuple[list[str], list[str]]:

@@ -110,7 +110,7 @@ def test_kantor_live_command_stops_cleanly_on_sigterm(jack_server):
         daw.send([0x90, 67, 100])
         assert daw.wait_for(lambda c: len(c.sounding) == 4, timeout=5)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
+        assert process.wait(timeout=15) == 0, process.stderr.read()[-3000:]
         assert daw.wait_for(lambda c: not c.sounding), f"stuck: {daw.sounding}"
         assert "0 notes left sounding" in process.stdout.read()
         daw.close()
