@@ -148,6 +148,7 @@ def _child_main(connection, config: LiveConfig) -> None:
 def _status(service, harmonizer, tracker) -> dict:
     status = service.status()
     status["parameters"] = harmonizer.parameters()
+    status["model"] = {"playing": harmonizer.playing, "tuned_loaded": harmonizer.has_tuned}
     status["last_phrase"] = tracker.phrase()
     status["api"] = service.ports.api
     status["ports"] = asdict(service.ports.names)

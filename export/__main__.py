@@ -44,6 +44,10 @@ TRAINABLE: dict[str, Trainable] = {
     "live-harmonizer": Trainable("kantor.export.chorale.pipeline", "train_and_export_live",
                                  ".cache/runs/chorale-live", ".cache/models/chorale-live",
                                  ("default", "tiny"), "the live alto, tenor and bass networks"),
+    "live-tutor": Trainable("kantor.export.chorale.tutor_pipeline", "tune_and_export",
+                            ".cache/runs/chorale-live-tutor", ".cache/models/chorale-live-tuned",
+                            ("default", "tiny"), "the shipped live networks tuned by RL with "
+                            "KL control to them (Sequence Tutor)"),
     "voice-prosody": Trainable("kantor.export.speech.voice_pipeline", "train_and_export_voice",
                                ".cache/runs/voice-prosody", ".cache/models/voice",
                                ("default", "tiny"), "durations and F0 of the voice"),
@@ -95,7 +99,7 @@ def train(what: str, preset: str = "default", run_dir: str | None = None,
     run = _function(trainable)
     run_path, out_path = Path(run_dir or trainable.run_dir), Path(out or trainable.out)
     name = _preset(what, preset)
-    if what in ("harmonizer", "live-harmonizer"):
+    if what in ("harmonizer", "live-harmonizer", "live-tutor"):
         paths = run(name, run_path, out_path, eval_limit=eval_limit, threads=threads)
         return [f"wrote {p} (+ card {p.with_suffix('.json').name})" for p in paths]
     if what == "g2p":

@@ -72,6 +72,7 @@ from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
 log = logging.getLogger(__name__)
 
 LIVE_MODEL_STEM = "chorale-live-{voice}"
+LIVE_TUNED_STEM = "chorale-live-tuned-{voice}"  # the same networks after RL tuning
 CLOCKS_PER_STEP = 24 // STEPS_PER_QUARTER  # MIDI clock runs at 24 per quarter note
 # CC number -> (parameter, converter from the 0-127 value)
 CC_ALL_NOTES_OFF = 123
@@ -134,10 +135,22 @@ class LiveStats:
 class LiveHarmonizer:
     """The live processor. Call :meth:`prepare` once, then :meth:`process` per message."""
 
-    def __init__(self, models: dict[int, OnnxModel], settings: LiveSettings | None = None
-                 ) -> None:
-        if sorted(models) != sorted(LIVE_DECISION_ORDER):
-            raise ModelError("the live harmoniser needs alto, tenor and bass models")
+    def __init__(self, models: dict[int, OnnxModel], settings: LiveSettings | None = None,
+                 tuned: dict[int, OnnxModel] | None = None) -> None:
+        """``models``: the live networks trained on Bach (the prior); ``tuned``: the same
+        networks tuned by reinforcement learning (export/chorale/tutor.py), played while
+        the ``tuned`` setting is on. Both sets must share one shape and vocabulary."""
+        for name, chosen in (("", models), ("tuned ", tuned)):
+            if chosen is not None and sorted(chosen) != sorted(LIVE_DECISION_ORDER):
+                raise ModelError(f"the live harmoniser needs {name}alto, tenor and bass "
+                                 "models")
+        if tuned is not None:
+            for v in LIVE_DECISION_ORDER:
+                if any(tuned[v].card.get(k) != models[v].card.get(k)
+                       for k in ("past", "lookahead_max", "vocabularies", "inputs")):
+                    raise ModelError("the tuned live models differ from the prior in shape "
+                                     "or vocabulary: re-export them from this prior")
+        self._model_sets = {False: models, True: tuned}
         self.models = models
         card = models[LIVE_DECISION_ORDER[0]].card
         self.past = int(card["past"])
@@ -151,10 +164,32 @@ class LiveHarmonizer:
         self.settings = settings or LiveSettings()
         # temperature scaling fitted on the validation chorales (the card's calibration):
         # logits / T are the networks' honest belief; 1 where a card has none
-        self._calibration = {v: float(models[v].card.get("calibration", {}).get(
-            "temperature", 1.0)) for v in LIVE_DECISION_ORDER}
+        self._calibration: dict[int, float] = {}
+        self._select_models()
         self.stats = LiveStats()
         self._prepared = False
+
+    @property
+    def has_tuned(self) -> bool:
+        """Whether tuned networks were loaded (the ``tuned`` setting can play them)."""
+        return self._model_sets[True] is not None
+
+    @property
+    def prior_models(self) -> dict[int, OnnxModel]:
+        """The networks trained on Bach alone (the prior the tuned ones started from)."""
+        return self._model_sets[False]
+
+    @property
+    def playing(self) -> str:
+        """Which networks decide now: "tuned" or "prior"."""
+        return "tuned" if self.settings.tuned and self.has_tuned else "prior"
+
+    def _select_models(self) -> None:
+        """Point the decisions at the set the ``tuned`` setting asks for (the prior where
+        no tuned set was loaded), with that set's calibration."""
+        self.models = self._model_sets[self.playing == "tuned"]
+        self._calibration = {v: float(self.models[v].card.get("calibration", {}).get(
+            "temperature", 1.0)) for v in LIVE_DECISION_ORDER}
 
     @classmethod
     def load(cls, assets: Path = ASSETS, settings: LiveSettings | None = None
@@ -162,7 +197,11 @@ class LiveHarmonizer:
         """Load and verify the shipped live models."""
         models = {v: load_model(Path(assets) / f"{LIVE_MODEL_STEM.format(voice=VOICES[v])}.onnx")
                   for v in LIVE_DECISION_ORDER}
-        return cls(models, settings)
+        tuned_paths = {v: Path(assets) / f"{LIVE_TUNED_STEM.format(voice=VOICES[v])}.onnx"
+                       for v in LIVE_DECISION_ORDER}
+        tuned = ({v: load_model(path) for v, path in tuned_paths.items()}
+                 if all(path.exists() for path in tuned_paths.values()) else None)
+        return cls(models, settings, tuned)
 
     def check_parameter(self, name: str, value) -> float | int | bool:
         """``value`` converted for parameter ``name`` (see :data:`LIVE_PARAMETERS`);
@@ -221,9 +260,10 @@ class LiveHarmonizer:
         self.reset()
         for _ in range(5):  # first runs of a session are slow (each batch size): do them now
             for rows in range(1, SPECULATION_BATCH + 1):
-                for v in LIVE_DECISION_ORDER:
-                    self.models[v].run({"tokens": self._inputs[:rows],
-                                        "meta": self._meta_in[:rows]})
+                for models in (m for m in self._model_sets.values() if m is not None):
+                    for v in LIVE_DECISION_ORDER:
+                        models[v].run({"tokens": self._inputs[:rows],
+                                       "meta": self._meta_in[:rows]})
         self.reset()
         self._prepared = True
         # The first note also loads the compiled rule kernels (Numba dispatch, ~25 ms):
@@ -347,6 +387,9 @@ class LiveHarmonizer:
             value = min(value, self.max_lookahead)
         setattr(self.settings, name, value)
         self._work, self._work_due = None, True
+        if name == "tuned":
+            self._select_models()
+            self._table.clear()  # answers of the other networks
         if name in ("key_sharps", "minor"):
             self.settings.tonic_degree = None  # a key set this way is major or relative minor
             if self._prepared:
@@ -630,6 +673,16 @@ class LiveHarmonizer:
 
     def _choose(self, voice: int, logits: np.ndarray, grid: np.ndarray,
                 sounding: dict[int, int], gumbel: np.ndarray | None) -> int:
+        scores = self._scores(voice, logits, grid, sounding)
+        if gumbel is None:
+            return int(np.argmax(scores))
+        return int(np.argmax(scores / self.settings.temperature + gumbel))
+
+    def _scores(self, voice: int, logits: np.ndarray, grid: np.ndarray,
+                sounding: dict[int, int]) -> np.ndarray:
+        """What a decision draws from (float64 [vocab]): the calibrated log-probabilities,
+        -inf where a token is not allowed, less the rule charges; the answer is drawn from
+        softmax(scores / temperature)."""
         scores = log_softmax(logits.astype(np.float64) / self._calibration[voice])
         scores[~self._allowed[voice]] = -np.inf
         if voice not in sounding:
@@ -642,9 +695,7 @@ class LiveHarmonizer:
                 scores[HOLD] = -np.inf
         if self.settings.rule_weight > 0:
             scores -= self.settings.rule_weight * self._violations(voice, grid)
-        if gumbel is None:
-            return int(np.argmax(scores))
-        return int(np.argmax(scores / self.settings.temperature + gumbel))
+        return scores
 
     def _soprano_pitch(self, grid: np.ndarray | None = None) -> int:
         """MIDI pitch the melody sounds at the current step, -1 if it rests."""

@@ -94,6 +94,9 @@ LIVE_PARAMETERS: dict[str, LiveParameter] = {p.name: p for p in (
                   "key signature in sharps (- = flats)", cc=25,
                   from_controller=_circle_of_fifths),
     LiveParameter("minor", bool, 0, 1, False, "the minor mode of the signature's key", cc=26),
+    LiveParameter("tuned", bool, 0, 1, False,
+                  "play the networks tuned by reinforcement learning on the voice-leading "
+                  "rules (Sequence Tutor); off: the prior, trained on Bach alone", cc=27),
     LiveParameter("speculation", int, 0, 256, 96,
                   "answers computed ahead per step while waiting for the next note (0: "
                   "none); the music is the same, more covers rarer notes at more idle CPU"),
@@ -132,6 +135,7 @@ class LiveSettings:
     # Answers computed ahead per step while waiting for the next note (0: none). More
     # covers rarer notes at more idle CPU; the answers are the same either way.
     speculation: int = _default("speculation")
+    tuned: bool = _default("tuned")  # the RL-tuned networks, where loaded
 
     @classmethod
     def checked(cls, **values: object) -> LiveSettings:
