@@ -46,7 +46,8 @@ TRAINABLE: dict[str, Trainable] = {
                                  ("default", "tiny"), "the live alto, tenor and bass networks"),
     "live-tutor": Trainable("kantor.export.chorale.tutor_pipeline", "tune_and_export",
                             ".cache/runs/chorale-live-tutor", ".cache/models/chorale-live-tuned",
-                            ("default", "tiny"), "the shipped live networks tuned by RL with "
+                            ("default", "loose", "tight", "tiny"),
+                            "the shipped live networks tuned by RL with "
                             "KL control to them (Sequence Tutor)"),
     "voice-prosody": Trainable("kantor.export.speech.voice_pipeline", "train_and_export_voice",
                                ".cache/runs/voice-prosody", ".cache/models/voice",

@@ -65,8 +65,9 @@ def wait_until(predicate, timeout: float, step: float = 0.05) -> float | None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_kantor_live_comes_back_with_the_jack_server(sig):
     server = JackServer().start()
-    live = subprocess.Popen([sys.executable, "-m", "kantor.bridges.cli", "live", "--api",
-                             "jack", "--name", "klive", "--status-interval", "0.5"],
+    # -v: the watch's reconnection attempts are in the output a failure shows
+    live = subprocess.Popen([sys.executable, "-m", "kantor.bridges.cli", "-v", "live",
+                             "--api", "jack", "--name", "klive", "--status-interval", "0.5"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=server.env)
     output = Lines(live.stdout)
