@@ -249,6 +249,10 @@ def main() -> None:
                               for key, value in numbers["note_on"].items())
                   + f"; max {entry[name]['note_on']['max_ms']:.2f} ms; "
                   f"xruns {entry[name]['xruns']}", flush=True)
+        misses = ((runs["kantor_answered_ahead"].get("speculation") or {})
+                  .get("recent_misses") or [])
+        for miss in misses:  # what the table lacked (the status keeps the latest misses)
+            print(f"  missed: {miss}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(results, raw, out / "live_latency.png")

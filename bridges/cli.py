@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from kantor.engine.chorale.encoding import VOICES
 from kantor.engine.chorale.live_settings import LIVE_PARAMETERS, LiveSettings
 from kantor.engine.models import ASSETS, BUNDLED_MELODY, ModelError
 
@@ -264,6 +265,50 @@ def cmd_live(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """`kantor explain MELODY --voice bass --beat 5`: harmonise the melody as `harmonize`
+    does, then attribute the voice's note at that beat to the notes its network read."""
+    from kantor.bridges.explain_view import heat_map, table
+    from kantor.bridges.harmonizing import harmonize
+    from kantor.bridges.outputs import OutputError, check_output
+    from kantor.bridges.scorefiles import ScoreFileError, read_melody
+    from kantor.engine.chorale.encoding import STEPS_PER_QUARTER, raw_to_tokens
+    from kantor.engine.chorale.explain import VoiceWeights, explain_offline
+    from kantor.engine.chorale.gibbs import ChoraleSampler
+    from kantor.engine.chorale.melody import MelodyError, sampler_inputs
+
+    melody_path = Path(args.melody) if args.melody else BUNDLED_MELODY
+    voice = VOICES.index(args.voice)
+    try:
+        png, json_path = (check_output(Path(p), inputs=[melody_path]) if p else None
+                          for p in (args.png, args.json))
+        melody = read_melody(melody_path)
+        sampler = ChoraleSampler.load(Path(args.assets) if args.assets else ASSETS)
+        result, melody = harmonize(sampler, melody, _options_from(args))
+        step = round((args.beat - 1) * STEPS_PER_QUARTER)
+        if not 0 <= step < melody.n_steps:
+            raise MelodyError(f"beat {args.beat:g} is outside the melody (beats 1 to "
+                              f"{melody.n_steps / STEPS_PER_QUARTER:g})")
+        tokens = raw_to_tokens(result.raw, sampler.vocabularies)
+        meta = sampler_inputs(melody)[2][:, sampler.meta_columns]
+        weights = VoiceWeights.from_onnx(sampler.models[voice])
+        explanation = explain_offline(weights, sampler.vocabularies, tokens, meta, voice,
+                                      step, sampler.context)
+    except (ScoreFileError, MelodyError, ModelError, OutputError) as error:
+        raise CliError(str(error)) from None
+    print(table(explanation))
+    if png is not None:
+        try:
+            heat_map(explanation, png)
+        except RuntimeError as error:
+            raise CliError(str(error)) from None
+        print(f"wrote {png}")
+    if json_path is not None:
+        json_path.write_text(json.dumps(explanation.to_json(), indent=1) + "\n")
+        print(f"wrote {json_path}")
     return 0
 
 
@@ -594,6 +639,20 @@ def build_parser() -> argparse.ArgumentParser:
                            "BEAT (from 1 at the first note), replacing the file's; repeatable")
     _add_sampling_options(harmonize)
     harmonize.set_defaults(handler=cmd_harmonize)
+
+    explain = commands.add_parser(
+        "explain", help="why a harmonised note: which notes of which voices drove it")
+    explain.add_argument("melody", nargs="?",
+                         help="melody file (.mid or .musicxml); default: a bundled hymn tune")
+    explain.add_argument("--voice", default="bass", choices=VOICES,
+                         help="the voice whose note is explained (default bass)")
+    explain.add_argument("--beat", type=float, default=1.0,
+                         help="where: quarter-note beat from 1 at the first note (default 1)")
+    explain.add_argument("--png", help="also draw a heat map here")
+    explain.add_argument("--json", help="also write every cell's attribution here")
+    explain.add_argument("--key", help="the key, as for harmonize")
+    _add_sampling_options(explain)
+    explain.set_defaults(handler=cmd_explain)
 
     evaluate = commands.add_parser("eval", help="evaluate a model on held-out data")
     evaluate.add_argument("what", choices=["harmonizer"])

@@ -20,6 +20,7 @@ from kantor.bridges.service import BusyError, KantorService
 from kantor.bridges.speech_service import SpeechRequest, SpeechRequestError
 from kantor.engine.chorale.live import LIVE_PARAMETERS
 from kantor.engine.chorale.melody import MelodyError
+from kantor.engine.models import ModelError
 from kantor.engine.speech.voice import Voice
 
 
@@ -129,6 +130,25 @@ class Controls:
         """The last ``last`` arrival-to-answer latencies (ms) and the count so far."""
         with _refusals():
             return self._live().latencies(last)
+
+    def live_explain(self, voice: str) -> dict:
+        """Why ``voice`` sang its note in the last chord the live harmoniser answered:
+        integrated gradients over the cells its network read (computed here, not in the
+        live process, so the live MIDI never waits for it)."""
+        from kantor.engine.chorale.encoding import VOICES
+
+        if voice not in VOICES:
+            raise ControlError(422, f"voice must be one of {', '.join(VOICES)}, not {voice!r}")
+        with _refusals():
+            decision = self._live().last_decision()
+        if decision is None:
+            raise ControlError(409, "no chord answered yet: play a melody note first")
+        try:
+            return self._service.live_explainer.explain(decision, VOICES.index(voice)).to_json()
+        except ModelError as problem:
+            raise ControlError(503, str(problem)) from None
+        except ValueError as problem:  # the soprano: the player's, not the network's
+            raise ControlError(422, str(problem)) from None
 
     # the file harmoniser
     def harmonize(self, data: bytes, kind: str, output: str,

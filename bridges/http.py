@@ -8,6 +8,7 @@
     POST /v1/live/settings    {"temperature": 0.5, ...} -> the live parameters
     POST /v1/live/panic       note-offs for everything the harmoniser sounds
     GET  /v1/live/latencies   the latest live latencies, one per answered MIDI message
+    GET  /v1/live/explain     why a voice sang its note in the last live chord
     POST /v1/harmonize        a melody file as the body (MIDI or MusicXML) -> a chorale
     WS   /v1/speech/stream    text in; a JSON header, binary PCM frames, a JSON trailer out
     GET  /openapi.json, /docs the schema
@@ -287,6 +288,13 @@ def create_app(controls: Controls) -> FastAPI:
         """Arrival to answers sent, per answered MIDI message, oldest first; ``count`` is
         how many were answered since the start (so a client can tell which are new)."""
         return controls.live_latencies(last)
+
+    @app.get("/v1/live/explain", summary="Why a voice sang its note in the last live chord")
+    def live_explain(voice: str = "bass") -> dict:
+        """Integrated-gradients attribution of the voice's choice over the notes its
+        network read (baseline: every note hidden; ``cells_nats`` [voice][step], steps
+        relative to the chord; ``top``: the cells that drove it most)."""
+        return controls.live_explain(voice)
 
     @app.post("/v1/live/panic", summary="Release every note the harmoniser sounds")
     def live_panic() -> dict:

@@ -183,6 +183,8 @@ def _command(command: str, argument, service, harmonizer, tracker):
         count = service.latency.count
         recent = service.latency.last(int(argument))
         return {"count": count, "ms": [round(v * 1000, 4) for v in recent.tolist()]}
+    if command == "last_decision":  # what the last chord read: explained by the parent
+        return harmonizer.last_decision
     if command == "panic":
         if not service.call_soon(harmonizer.release_all):
             raise ValueError("the live queue is full: panic not queued, try again")
@@ -283,6 +285,10 @@ class LiveProcess:
 
     def status(self) -> dict:
         return self.request("status")
+
+    def last_decision(self):
+        """What the last chord answered read and gave (a LiveDecision), None before one."""
+        return self.request("last_decision")
 
     def latencies(self, last: int) -> dict:
         """{"count": messages answered so far, "ms": the last ``last`` latencies, oldest

@@ -26,6 +26,7 @@ from kantor.bridges.scorefiles import (
 )
 from kantor.bridges.serve_config import ServeConfig
 from kantor.bridges.speech_service import SpeechService
+from kantor.engine.chorale.explain import LiveExplainer
 from kantor.engine.chorale.gibbs import ChoraleSampler
 from kantor.engine.models import ASSETS, BUNDLED_MELODY, ModelError, read_card
 
@@ -119,6 +120,9 @@ class KantorService:
                 self._watch_jack()
             self._prepare_sampler()
             self.models = model_cards(Path(config.assets) if config.assets else ASSETS)
+            # explains live chords from the same files; reads a network when first asked
+            self.live_explainer = LiveExplainer(Path(config.assets) if config.assets
+                                                else ASSETS)
         except (MidiPortError, LiveProcessError, ModelError) as error:
             self.stop()
             raise ServiceError(str(error)) from None

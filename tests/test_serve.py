@@ -424,6 +424,21 @@ def test_panic_over_http_releases_held_notes(daw, http):
     daw.send([0x80, 72, 0])
 
 
+def test_the_last_live_chord_is_explained_over_http(daw, http):
+    daw.send([0x90, 71, 90])
+    assert daw.wait_for(lambda c: len(c.sounding) == 4, timeout=3)
+    answer = http.get("/v1/live/explain", params={"voice": "alto"})
+    assert answer.status_code == 200, answer.text
+    why = answer.json()
+    assert why["voice"] == "alto" and why["network"] == "live (prior)"
+    assert why["completeness_error"] < 0.01 and why["top"]
+    assert why["notes"][0][why["steps"].index(0)] == "B4"  # the melody note just played
+    assert http.get("/v1/live/explain", params={"voice": "soprano"}).status_code == 422
+    assert http.get("/v1/live/explain", params={"voice": "viola"}).status_code == 422
+    daw.send([0x80, 71, 0])
+    assert daw.wait_for(lambda c: not c.sounding, timeout=3)
+
+
 # --------------------------------------------------------------------------- life cycle
 
 def _nothing_left(service: ServeProcess, live_pid: int) -> None:

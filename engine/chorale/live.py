@@ -65,6 +65,7 @@ from kantor.engine.chorale.encoding import (
     VoiceVocabulary,
     meta_columns,
 )
+from kantor.engine.chorale.explain import LiveDecision
 from kantor.engine.chorale.live_settings import CC_PARAMETERS, LIVE_PARAMETERS, LiveSettings
 from kantor.engine.chorale.rules import PieceContext, candidate_violations, rule_weight_vector
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
@@ -167,6 +168,7 @@ class LiveHarmonizer:
         self._calibration: dict[int, float] = {}
         self._select_models()
         self.stats = LiveStats()
+        self.last_decision: LiveDecision | None = None  # the last chord answered
         self._prepared = False
 
     @property
@@ -285,6 +287,7 @@ class LiveHarmonizer:
 
     def reset(self) -> None:
         """Forget the music so far (outputs must have been released first)."""
+        self.last_decision = None
         self.grid[:] = START
         self.meta[:] = 0
         for row in self.meta:  # the key holds from the first note on
@@ -603,6 +606,10 @@ class LiveHarmonizer:
                 self._release(voice, out)  # this step's earlier answer is replaced
             self.grid[voice, column] = token
             self._emit(voice, token, out)
+        # kept for `why this note` (two small copies; the tuple is replaced whole)
+        self.last_decision = LiveDecision(
+            self.grid.copy(), np.ascontiguousarray(self.meta[:, self.meta_columns]),
+            self.past, max(self._early_steps() - 1, 0), int(self.step), self.playing)
 
     def _describe_miss(self, mode: str, column: int) -> dict:
         """What a decision that missed the table came with, and what the table held."""
