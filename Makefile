@@ -10,7 +10,7 @@ SYSTEM_DEV := $(SYSTEM_RUNTIME) festival festvox-us-slt-hts fortunes wordnet-bas
 OUT ?= out
 
 .PHONY: run test venv install-runtime install-dev system-runtime system-dev lint \
-        train-harmonizer eval-harmonizer bench-harmonizer train-live bench-live bench-serve bench-reliability bench-tts clean \
+        train-harmonizer eval-harmonizer bench-harmonizer train-live train-tutor bench-live bench-serve bench-reliability bench-tts clean \
         speech-corpus train-voice bench-vocoder train-g2p
 
 SERVE_ARGS ?=
@@ -73,6 +73,13 @@ bench-harmonizer: install-dev
 
 train-live: install-dev  ## the live model (~50 min on one CPU thread)
 	$(BIN)/kantor train live-harmonizer --out .cache/models/chorale-live
+
+train-tutor: install-dev  ## the live networks tuned by RL at three KL weights, and the table (~25 min each on one thread)
+	for preset in loose default tight; do \
+		$(BIN)/kantor train live-tutor --preset $$preset --run-dir .cache/runs/chorale-live-tutor-$$preset \
+			--out .cache/models/chorale-live-tuned-$$preset || exit 1; done
+	$(BIN)/python benchmarks/sequence_tutor.py .cache/models/chorale-live-tuned-loose \
+		.cache/models/chorale-live-tuned-default .cache/models/chorale-live-tuned-tight
 
 bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame periods (~12 min)
 	$(BIN)/python benchmarks/live_latency.py

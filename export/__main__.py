@@ -46,7 +46,7 @@ TRAINABLE: dict[str, Trainable] = {
                                  ("default", "tiny"), "the live alto, tenor and bass networks"),
     "live-tutor": Trainable("kantor.export.chorale.tutor_pipeline", "tune_and_export",
                             ".cache/runs/chorale-live-tutor", ".cache/models/chorale-live-tuned",
-                            ("default", "loose", "tight", "tiny"),
+                            ("default", "loose", "tight", "style", "tiny"),
                             "the shipped live networks tuned by RL with "
                             "KL control to them (Sequence Tutor)"),
     "voice-prosody": Trainable("kantor.export.speech.voice_pipeline", "train_and_export_voice",

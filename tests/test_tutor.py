@@ -80,6 +80,21 @@ def test_advantages_compare_takes_of_the_same_melody():
         assert np.allclose(got, want / spread, atol=1e-4)
 
 
+def test_the_style_reward_is_shared_by_every_decision_of_a_take():
+    """A take the critic finds more Bach-like than its rival gains that difference, times
+    the weight, at every note (the rules' returns being equal)."""
+    takes = [tutor.Episode(0, [], np.array([-1.0, -1.0]), {}, 2, style=2.0),
+             tutor.Episode(0, [], np.array([-1.0, -1.0]), {}, 2, style=-1.0),
+             tutor.Episode(1, [], np.array([0.0, -2.0]), {}, 2, style=0.0),
+             tutor.Episode(1, [], np.array([-2.0, 0.0]), {}, 2, style=0.0)]
+    out = tutor.advantages(takes, discount=0.0, style_weight=0.5)
+    raw = [np.array([1.5, 1.5]), np.array([-1.5, -1.5]), np.array([2.0, -2.0]),
+           np.array([-2.0, 2.0])]
+    spread = np.concatenate(raw).std()
+    for got, want in zip(out, raw, strict=True):
+        assert np.allclose(got, want / spread, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def tiny_tuned(tmp_path_factory):
     from kantor.export.chorale.tutor_pipeline import tune_and_export

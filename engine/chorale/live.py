@@ -259,6 +259,7 @@ class LiveHarmonizer:
         self._work_due = False
         self._spent_s = 0.0  # CPU time spent answering ahead since the last decision
         self._ahead_unfinished = False  # whether answering ahead was cut short by a message
+        self._ahead_budget_spent = False  # ... or had used its CPU allowance for the step
         self.reset()
         for _ in range(5):  # first runs of a session are slow (each batch size): do them now
             for rows in range(1, SPECULATION_BATCH + 1):
@@ -322,7 +323,9 @@ class LiveHarmonizer:
         now_s = time.perf_counter() if now_s is None else now_s
         # What was being computed ahead assumed the state before this message: start over
         # (entries already in the table stay: they are keyed by their exact inputs).
-        self._ahead_unfinished = self.speculating  # for a miss's description
+        # for a miss's description: was answering ahead cut short, and by what
+        self._ahead_unfinished = self.speculating
+        self._ahead_budget_spent = self._spent_s >= self._speculation_allowance()
         self._work, self._work_due = None, True
         out: list[list[int]] = []
         if not message:
@@ -620,6 +623,7 @@ class LiveHarmonizer:
         return {"mode": mode, "step": int(self.step), "pitch": pitch, "interval": interval,
                 "gap_s": round(self.recent_gaps[-1], 4) if self.recent_gaps else None,
                 "table": len(self._table), "ahead_unfinished": self._ahead_unfinished,
+                "ahead_budget_spent": self._ahead_budget_spent,
                 "ahead_cpu_s": round(self._spent_s, 5)}
 
     def _decision_key(self, grid: np.ndarray, meta: np.ndarray, sounding: dict[int, int]

@@ -64,6 +64,9 @@ class TutorConfig:
     beta: float = 0.1
     discount: float = 0.5
     reward_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REWARD_WEIGHTS))
+    # the learned style reward (export/chorale/critic.py): a take's log-odds of being
+    # Bach's, times this, shared by every decision of the take (0: rules only)
+    style_weight: float = 0.0
     valid_melodies: int = 24
     corpus_limit: int | None = None
     seed: int = 0
@@ -79,6 +82,10 @@ TUTOR_PRESETS: dict[str, TutorConfig] = {
     "default": TutorConfig(),
     "loose": TutorConfig(beta=0.03),
     "tight": TutorConfig(beta=0.3),
+    # the learned style reward beside the rules; chord completeness left out (Bach
+    # leaves a chord incomplete 0.24 times a chord: the rule pushed it far below that)
+    "style": TutorConfig(style_weight=0.3, reward_weights={
+        **DEFAULT_REWARD_WEIGHTS, "chord_completeness": 0.0}),
     "tiny": TutorConfig(epochs=2, batches_per_epoch=2, melodies_per_batch=2,
                         takes_per_melody=2, valid_melodies=2, corpus_limit=12),
 }
@@ -151,6 +158,7 @@ class Episode:
     rewards: np.ndarray  # float [notes]
     rule_breaks: dict[str, float]
     chords: int
+    style: float = 0.0  # the critic's log-odds that the take is Bach's (0 without one)
 
 
 def melody_onsets(chorale: Chorale) -> np.ndarray:
@@ -165,7 +173,7 @@ def chorale_context(chorale: Chorale) -> tuple[np.ndarray, int]:
 
 
 def play_episode(harmonizer: RecordingHarmonizer, chorale: Chorale, melody: int, seed: int,
-                 weights: dict[str, float]) -> Episode | None:
+                 weights: dict[str, float], critic=None) -> Episode | None:
     """Play ``chorale``'s soprano into ``harmonizer`` (event mode) with noise ``seed``;
     None where the decisions do not line up with the melody notes (never expected)."""
     harmonizer.settings.seed = seed
@@ -190,13 +198,16 @@ def play_episode(harmonizer: RecordingHarmonizer, chorale: Chorale, melody: int,
     bounds = [*onsets.tolist(), raw.shape[1]]
     note_rewards = np.array([sum(r for s, r in per_step.items() if a <= s < b)
                              for a, b in itertools.pairwise(bounds)])
-    return Episode(melody, decisions, note_rewards, breaks, chords)
+    style = critic.score(raw, chorale) if critic is not None else 0.0
+    return Episode(melody, decisions, note_rewards, breaks, chords, style)
 
 
-def advantages(episodes: list[Episode], discount: float) -> list[np.ndarray]:
+def advantages(episodes: list[Episode], discount: float, style_weight: float = 0.0
+               ) -> list[np.ndarray]:
     """Per melody note of each episode: its discounted return less the mean return of the
-    other takes of the same melody at the same note (leave-one-out), scaled to unit
-    spread over the batch."""
+    other takes of the same melody at the same note (leave-one-out), plus ``style_weight``
+    times the take's style score less the other takes' mean, scaled to unit spread over
+    the batch."""
     returns = []
     for e in episodes:
         g = np.zeros_like(e.rewards, dtype=np.float64)
@@ -210,7 +221,9 @@ def advantages(episodes: list[Episode], discount: float) -> list[np.ndarray]:
         others = [returns[j] for j, f in enumerate(episodes)
                   if j != i and f.melody == e.melody and len(returns[j]) == len(returns[i])]
         baseline = np.mean(others, axis=0) if others else np.zeros_like(returns[i])
-        out.append(returns[i] - baseline)
+        rivals = [f.style for j, f in enumerate(episodes) if j != i and f.melody == e.melody]
+        style = style_weight * (e.style - np.mean(rivals)) if rivals else 0.0
+        out.append(returns[i] - baseline + style)
     spread = np.concatenate(out).std() if out else 0.0
     return [a / (spread + 1e-6) for a in out]
 
@@ -371,6 +384,7 @@ def train(config: TutorConfig, run_dir: Path, assets: Path | None = None
     player = RecordingHarmonizer(prior_harmonizer, nets, settings)
     player.prepare()
     calibration = player._calibration
+    critic = fit_critic(player, melodies) if config.style_weight > 0 else None
 
     def batches(epoch: int, rng: np.random.Generator):
         for _ in range(config.batches_per_epoch):
@@ -379,9 +393,9 @@ def train(config: TutorConfig, run_dir: Path, assets: Path | None = None
             episodes = [e for m in picks for _ in range(config.takes_per_melody)
                         if (e := play_episode(player, melodies[m], int(m),
                                               int(rng.integers(2 ** 31)),
-                                              config.reward_weights)) is not None]
-            yield stack(episodes, advantages(episodes, config.discount), prior,
-                        calibration, temperature)
+                                              config.reward_weights, critic)) is not None]
+            yield stack(episodes, advantages(episodes, config.discount, config.style_weight),
+                        prior, calibration, temperature)
 
     def loss(trained: nn.Module, batch: Batch) -> torch.Tensor:
         value, _ = tutor_loss({v: trained.voice_net(v) for v in LIVE_DECISION_ORDER},
@@ -389,8 +403,10 @@ def train(config: TutorConfig, run_dir: Path, assets: Path | None = None
         return value
 
     def validate(trained: nn.Module) -> dict:
-        report = rollout_report(player, prior, valid, config, calibration, temperature)
+        report = rollout_report(player, prior, valid, config, calibration, temperature,
+                                critic)
         report["valid_objective"] = (-report["reward_per_chord"]
+                                     - config.style_weight * report["style_per_chord"]
                                      + config.beta * report["kl_per_decision"])
         return report
 
@@ -403,14 +419,30 @@ def train(config: TutorConfig, run_dir: Path, assets: Path | None = None
     return {v: tuned.voice_net(v) for v in LIVE_DECISION_ORDER}, record, prior_harmonizer
 
 
+def fit_critic(player: RecordingHarmonizer, melodies: list[Chorale]):
+    """The style critic: Bach's settings of the training melodies against one take of
+    each by the policy as it is now (the prior, before tuning)."""
+    from kantor.export.chorale.critic import StyleCritic
+    from kantor.export.chorale.style import fit_progression_model
+
+    takes = {}
+    for i, chorale in enumerate(melodies):
+        player.settings.seed = i
+        raw = play_event_mode(player, chorale)
+        raw[0] = chorale.raw[0]
+        takes[chorale.name] = raw
+    return StyleCritic.fit(melodies, takes, fit_progression_model(melodies))
+
+
 def rollout_report(player: RecordingHarmonizer, prior: dict[int, nn.Module],
                    chorales: list[Chorale], config: TutorConfig,
-                   calibration: dict[int, float], temperature: float) -> dict:
+                   calibration: dict[int, float], temperature: float, critic=None) -> dict:
     """One take of each melody (seeds 0..): mean reward per chord, each rule's breaks per
     chord and the mean KL (nats per voice decision) of the played policy to the prior's
     at the states it visited."""
     episodes = [e for i, c in enumerate(chorales)
-                if (e := play_episode(player, c, i, i, config.reward_weights)) is not None]
+                if (e := play_episode(player, c, i, i, config.reward_weights, critic))
+                is not None]
     chords = sum(e.chords for e in episodes)
     breaks = {name: sum(e.rule_breaks[name] for e in episodes) / max(chords, 1)
               for name in DEFAULT_REWARD_WEIGHTS}
@@ -421,6 +453,7 @@ def rollout_report(player: RecordingHarmonizer, prior: dict[int, nn.Module],
     return {"reward_per_chord": float(sum(e.rewards.sum() for e in episodes)
                                       / max(chords, 1)),
             "rule_breaks_per_chord": breaks, "kl_per_decision": kl_mean(kls),
+            "style_per_chord": float(sum(e.style for e in episodes) / max(chords, 1)),
             "takes": len(episodes)}
 
 
