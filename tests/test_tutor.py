@@ -136,3 +136,26 @@ def test_the_live_harmoniser_switches_between_prior_and_tuned(tiny_tuned, prior)
     # without a tuned set the setting asks for it in vain: the prior plays
     alone = LiveHarmonizer(prior.models, LiveSettings(tuned=True))
     assert alone.playing == "prior" and not alone.has_tuned
+
+
+def test_the_style_critic_prefers_bach_to_block_chords(tiny_corpus):
+    """Fitted on Bach's settings against the same melodies with every lower voice
+    restruck on each melody note (block chords), the critic scores Bach higher."""
+    from kantor.engine.chorale.encoding import HOLD_PITCH, sounding_pitches
+    from kantor.export.chorale.critic import StyleCritic
+    from kantor.export.chorale.style import fit_progression_model
+
+    chorales = tiny_corpus.split("train")[:8]
+
+    def blocks(chorale):
+        raw = chorale.raw.copy()
+        sounding = sounding_pitches(raw)
+        onsets = raw[0] != HOLD_PITCH
+        for v in (1, 2, 3):
+            raw[v] = np.where(onsets, sounding[v], HOLD_PITCH)
+        return raw
+
+    critic = StyleCritic.fit(chorales, {c.name: blocks(c) for c in chorales},
+                             fit_progression_model(chorales))
+    for chorale in chorales[:3]:
+        assert critic.score(chorale.raw, chorale) > critic.score(blocks(chorale), chorale)
