@@ -90,7 +90,7 @@ def plot(table: dict, path: Path) -> None:
     right.set_xticks(np.arange(len(measures)) + 0.3,
                      ["discriminator", "final chord\nas Bach", "sevenths\nresolved"])
     right.set_ylim(0, 1)
-    right.set_title("style (lower discriminator = closer to Bach)")
+    right.set_title("style (discriminator: lower is\ncloser to Bach)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

@@ -36,8 +36,10 @@ SERVICE_MODELS = ("chorale-live-alto", "chorale-live-tenor", "chorale-live-bass"
                   "chorale-soprano", "chorale-alto", "chorale-tenor", "chorale-bass",
                   "voice-prosody", "voice-acoustic-encoder", "voice-acoustic",
                   "g2p-encoder", "g2p-decoder")
-# Models a voice may do without (the WORLD-style vocoder stands in for the neural one).
-OPTIONAL_MODELS = ("voice-vocoder",)
+# Models the service may do without (the WORLD-style vocoder stands in for the neural
+# one; the live harmoniser plays its prior without a tuned set).
+OPTIONAL_MODELS = ("voice-vocoder", "chorale-live-tuned-alto", "chorale-live-tuned-tenor",
+                   "chorale-live-tuned-bass")  # the live networks tuned by RL, CC 27
 
 
 class ServiceError(RuntimeError):

@@ -101,3 +101,17 @@ def test_the_offline_settle_temperature_keeps_its_old_flag():
     for flag in ("--settle-temperature", "--temperature"):
         args = build_parser().parse_args(["harmonize", "melody.mid", flag, "0.7"])
         assert _options_from(args).settle_temperature == 0.7
+
+
+def test_cc_27_switches_between_the_shipped_prior_and_tuned_networks():
+    from kantor.engine.chorale.live import LiveHarmonizer
+
+    h = LiveHarmonizer.load()
+    h.prepare()
+    assert h.has_tuned and h.playing == "prior"
+    h.process([0xB0, 27, 127], 0.0)
+    assert h.playing == "tuned" and h.parameters()["tuned"] is True
+    answer = h.process([0x90, 67, 90], 0.1)
+    assert sum(m[0] & 0xF0 == 0x90 for m in answer) == 4  # the melody and three voices
+    h.process([0xB0, 27, 0], 0.2)
+    assert h.playing == "prior"
