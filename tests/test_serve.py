@@ -121,8 +121,10 @@ def test_status_shows_ports_models_and_counters(serve, http):
     assert serve.midi_in in ports and serve.midi_out in ports
     assert all(p in ports for p in status["speech"]["output"]["ports"])
     cards = {m["name"]: m for m in status["models"]}
-    assert len(cards) == 13  # the neural vocoder's too
-    for name in ("chorale-live-bass", "voice-acoustic", "g2p-decoder", "voice-vocoder"):
+    assert len(cards) == 16  # the neural vocoder's and the tuned live networks' too
+    assert live["model"] == {"playing": "prior", "tuned_loaded": True}
+    for name in ("chorale-live-bass", "voice-acoustic", "g2p-decoder", "voice-vocoder",
+                 "chorale-live-tuned-bass"):
         assert cards[name]["sha256"] == sha256_of(ASSETS / f"{name}.onnx")
         assert cards[name]["metrics"]
     assert status["speech"]["streaming"]["clients_max"] == 4
