@@ -181,3 +181,21 @@ def test_the_status_says_what_missed(live_models):
     assert [(m["pitch"], m["interval"]) for m in misses] == [(67, None), (65, -6), (71, 6)]
     assert all(m["mode"] == "event" and not m["ahead_unfinished"] for m in misses[1:])
     assert misses[1]["table"] > 0  # guesses were ready, none of them this tritone
+
+
+def test_the_pedal_guess_follows_the_player(live_models):
+    """A player who never presses the pedal soon stops costing the table pedal-down
+    guesses; one who marks fermatas often gets them guessed more."""
+    plain, pedalling = harmonizer(live_models, 96), harmonizer(live_models, 96)
+    assert plain._pedal_down_share() == pytest.approx(0.137)
+    for i in range(16):
+        send(plain, [NOTE_ON, 67 + i % 3, 90], i * 0.5, idle=False)
+        send(plain, [NOTE_OFF, 67 + i % 3, 0], i * 0.5 + 0.49, idle=False)
+        if i % 2:
+            send(pedalling, [CC, 64, 127], i * 0.5 - 0.01, idle=False)
+        send(pedalling, [NOTE_ON, 67 + i % 3, 90], i * 0.5, idle=False)
+        send(pedalling, [NOTE_OFF, 67 + i % 3, 0], i * 0.5 + 0.49, idle=False)
+        if i % 2:
+            send(pedalling, [CC, 64, 0], i * 0.5 + 0.495, idle=False)
+    assert plain._pedal_down_share() < 0.02
+    assert pedalling._pedal_down_share() > 0.4

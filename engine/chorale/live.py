@@ -85,8 +85,10 @@ MELODY_INTERVAL_PRIOR = {-2: 0.261, 2: 0.205, 0: 0.151, -1: 0.132, 1: 0.107, 5: 
 # ... how long the notes are, in quarter notes ...
 DURATION_PRIOR = {1.0: 0.689, 0.5: 0.179, 2.0: 0.104, 1.5: 0.015, 0.25: 0.011}
 # ... and the fermata pedal: down for one note (a fermata is one note long), then up; from
-# up it goes down before 13.7% of notes.
+# up it goes down before 13.7% of notes (worth two notes against this player's own: one
+# who never touches it soon stops spending the table on pedal-down guesses).
 PEDAL_DOWN_PRIOR = 0.137
+PEDAL_PRIOR_NOTES = 2
 PAUSE_PRIOR = 0.03  # a note after a pause (not legato): guessed at this share
 STEPS_FLOOR = 0.005  # every step count is guessed at least at this share
 SPECULATION_BATCH = 4  # rows per network call: one call is the longest a note can wait
@@ -311,6 +313,7 @@ class LiveHarmonizer:
         self.recent_gaps: deque[float] = deque(maxlen=16)  # seconds between onsets
         self.recent_intervals: deque[int] = deque(maxlen=32)  # semitones between notes
         self.recent_arrivals: deque[str] = deque(maxlen=8)
+        self.recent_pedal: deque[bool] = deque(maxlen=32)  # pedal down at each onset
         self._table.clear()
         self._work, self._work_due = None, True
 
@@ -434,6 +437,7 @@ class LiveHarmonizer:
         continuing = self.released[1] if legato else set()
         gap = None if self.last_onset_s is None else now_s - self.last_onset_s
         steps = self._steps_since(gap, was_held=self.melody_note is not None or legato)
+        self.recent_pedal.append(self.fermata)
         if gap is not None:
             self.recent_gaps.append(gap)
             self.recent_arrivals.append("held" if self.melody_note is not None
@@ -794,7 +798,7 @@ class LiveHarmonizer:
         pitch, steps since this one and pedal - as the step will be when one arrives, and
         the voices sounding then."""
         vocab = self.vocabularies[0]
-        down_p = 0.1 if self.fermata else PEDAL_DOWN_PRIOR
+        down_p = self._pedal_down_share()
         pedal_p = {True: down_p, False: 1 - down_p}
         # (probability, voices holding into the new steps, {steps: probability},
         #  {pitch: probability}) for each way the next note may come
@@ -851,6 +855,14 @@ class LiveHarmonizer:
         scenarios.append((1.0 - (PAUSE_PRIOR if scenarios else 0.0), holds, steps_p,
                           pitches))
         return sounding, self._rows(scenarios, pedal_p, limit)
+
+    def _pedal_down_share(self) -> float:
+        """How likely the pedal is down at the next note: lifted after a fermata note,
+        else Bach's share of fermatas blended with this player's recent use."""
+        if self.fermata:
+            return 0.1
+        return ((PEDAL_PRIOR_NOTES * PEDAL_DOWN_PRIOR + sum(self.recent_pedal))
+                / (PEDAL_PRIOR_NOTES + len(self.recent_pedal)))
 
     def _rows(self, scenarios, pedal_p: dict[bool, float], limit: int
               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
