@@ -170,13 +170,23 @@ class LiveHarmonizer:
         self._calibration: dict[int, float] = {}
         self._select_models()
         self.stats = LiveStats()
-        self.last_decision: LiveDecision | None = None  # the last chord answered
+        self._last: tuple | None = None  # what the last chord answered read (raw)
         self._prepared = False
 
     @property
     def has_tuned(self) -> bool:
         """Whether tuned networks were loaded (the ``tuned`` setting can play them)."""
         return self._model_sets[True] is not None
+
+    @property
+    def last_decision(self) -> LiveDecision | None:
+        """What the last chord answered read and gave (None before one)."""
+        if self._last is None:
+            return None
+        grid, meta, early, step, tuned = self._last
+        return LiveDecision(grid, np.ascontiguousarray(meta[:, self.meta_columns]),
+                            self.past, max(early - 1, 0), int(step),
+                            "tuned" if tuned else "prior")
 
     @property
     def prior_models(self) -> dict[int, OnnxModel]:
@@ -260,8 +270,8 @@ class LiveHarmonizer:
         self._work: Iterator[None] | None = None
         self._work_due = False
         self._spent_s = 0.0  # CPU time spent answering ahead since the last decision
-        self._ahead_unfinished = False  # whether answering ahead was cut short by a message
-        self._ahead_budget_spent = False  # ... or had used its CPU allowance for the step
+        # answering ahead as a message found it: work left, CPU seconds spent this step
+        self._work_before, self._spent_before = False, 0.0
         self.reset()
         for _ in range(5):  # first runs of a session are slow (each batch size): do them now
             for rows in range(1, SPECULATION_BATCH + 1):
@@ -290,7 +300,7 @@ class LiveHarmonizer:
 
     def reset(self) -> None:
         """Forget the music so far (outputs must have been released first)."""
-        self.last_decision = None
+        self._last = None
         self.grid[:] = START
         self.meta[:] = 0
         for row in self.meta:  # the key holds from the first note on
@@ -326,9 +336,9 @@ class LiveHarmonizer:
         now_s = time.perf_counter() if now_s is None else now_s
         # What was being computed ahead assumed the state before this message: start over
         # (entries already in the table stay: they are keyed by their exact inputs).
-        # for a miss's description: was answering ahead cut short, and by what
-        self._ahead_unfinished = self.speculating
-        self._ahead_budget_spent = self._spent_s >= self._speculation_allowance()
+        # for a miss's description (two reads: this runs before every message)
+        self._work_before, self._spent_before = (
+            self._work is not None or self._work_due), self._spent_s
         self._work, self._work_due = None, True
         out: list[list[int]] = []
         if not message:
@@ -613,10 +623,10 @@ class LiveHarmonizer:
                 self._release(voice, out)  # this step's earlier answer is replaced
             self.grid[voice, column] = token
             self._emit(voice, token, out)
-        # kept for `why this note` (two small copies; the tuple is replaced whole)
-        self.last_decision = LiveDecision(
-            self.grid.copy(), np.ascontiguousarray(self.meta[:, self.meta_columns]),
-            self.past, max(self._early_steps() - 1, 0), int(self.step), self.playing)
+        # kept for `why this note`: two plain copies (the tuple is replaced whole; the
+        # LiveDecision is built only when asked for, off the answer's path)
+        self._last = (self.grid.copy(), self.meta.copy(), self._early_steps(), self.step,
+                      self.models is not self._model_sets[False])
 
     def _describe_miss(self, mode: str, column: int) -> dict:
         """What a decision that missed the table came with, and what the table held."""
@@ -624,11 +634,13 @@ class LiveHarmonizer:
             if self.grid[0, column] >= FIRST_PITCH_TOKEN else None
         interval = (self.recent_intervals[-1] if self.recent_intervals
                     and mode == "event" else None)
+        spent = self._spent_before >= self._speculation_allowance()
         return {"mode": mode, "step": int(self.step), "pitch": pitch, "interval": interval,
                 "gap_s": round(self.recent_gaps[-1], 4) if self.recent_gaps else None,
-                "table": len(self._table), "ahead_unfinished": self._ahead_unfinished,
-                "ahead_budget_spent": self._ahead_budget_spent,
-                "ahead_cpu_s": round(self._spent_s, 5)}
+                "table": len(self._table),
+                "ahead_unfinished": self._work_before and not spent,
+                "ahead_budget_spent": spent,
+                "ahead_cpu_s": round(self._spent_before, 5)}
 
     def _decision_key(self, grid: np.ndarray, meta: np.ndarray, sounding: dict[int, int]
                       ) -> tuple:
