@@ -57,6 +57,8 @@ class Controls:
 
     def __init__(self, service: KantorService) -> None:
         self._service = service
+        # one explanation at a time (~0.15 s of CPU each, beside the live process)
+        self._explaining = threading.Lock()
 
     @property
     def config(self) -> ServeConfig:
@@ -143,12 +145,16 @@ class Controls:
             decision = self._live().last_decision()
         if decision is None:
             raise ControlError(409, "no chord answered yet: play a melody note first")
+        if not self._explaining.acquire(blocking=False):
+            raise ControlError(503, "another explanation is being computed: try again")
         try:
             return self._service.live_explainer.explain(decision, VOICES.index(voice)).to_json()
         except ModelError as problem:
             raise ControlError(503, str(problem)) from None
         except ValueError as problem:  # the soprano: the player's, not the network's
             raise ControlError(422, str(problem)) from None
+        finally:
+            self._explaining.release()
 
     # the file harmoniser
     def harmonize(self, data: bytes, kind: str, output: str,

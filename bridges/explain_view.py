@@ -1,4 +1,5 @@
-"""How `kantor explain` shows an explanation: a short table and a heat map PNG."""
+"""How `kantor explain` shows an explanation of an offline choice: a short table and a
+heat map PNG (live explanations go out as JSON, ``Explanation.to_json``)."""
 
 from __future__ import annotations
 
@@ -15,26 +16,23 @@ def beat_of(step: int) -> str:
     return f"{step / STEPS_PER_QUARTER + 1:g}"
 
 
-def table(explanation: Explanation, count: int = 10, live: bool = False) -> str:
-    """The ``count`` cells that drove the choice most, one line each."""
+def table(explanation: Explanation, count: int = 10) -> str:
+    """The ``count`` cells that drove an offline choice most, one line each."""
     a = explanation.attribution
-    where = ("the last live chord" if live
-             else f"beat {beat_of(explanation.step)}")
-    lines = [f"why the {VOICES[explanation.voice]} sings {explanation.chosen} at {where} "
+    lines = [f"why the {VOICES[explanation.voice]} sings {explanation.chosen} at beat "
+             f"{beat_of(explanation.step)} "
              f"({explanation.network} network): logit {a.logit:+.2f}, {a.baseline_logit:+.2f} "
              f"with every note hidden; integrated gradients over {a.steps} steps share out "
              f"the {a.logit - a.baseline_logit:+.2f} nats (completeness error "
              f"{a.completeness_error:.2%})",
-             f"  {'voice':8s} {'step' if live else 'beat':>6s} {'note':>6s} {'nats':>8s} "
-             f"{'share':>6s}"]
+             f"  {'voice':8s} {'beat':>6s} {'note':>6s} {'nats':>8s} {'share':>6s}"]
     for row in explanation.top(count):
-        when = str(row["step"]) if live else beat_of(row["step"])
-        lines.append(f"  {row['voice']:8s} {when:>6s} {row['note']:>6s} {row['nats']:+8.3f} "
-                     f"{row['share']:6.1%}")
+        lines.append(f"  {row['voice']:8s} {beat_of(row['step']):>6s} {row['note']:>6s} "
+                     f"{row['nats']:+8.3f} {row['share']:6.1%}")
     return "\n".join(lines)
 
 
-def heat_map(explanation: Explanation, path: Path, live: bool = False) -> None:
+def heat_map(explanation: Explanation, path: Path) -> None:
     """A piano-roll heat map: the four voices against the window's steps, each cell
     coloured by its attribution (red pushed the choice up, blue down) and named."""
     try:
@@ -51,11 +49,11 @@ def heat_map(explanation: Explanation, path: Path, live: bool = False) -> None:
     for v in range(4):
         for c in range(cells.shape[1]):
             axis.text(c, v, explanation.notes[v][c], ha="center", va="center", fontsize=6)
-    labels = [str(s) if live else beat_of(int(s)) for s in explanation.steps]
+    labels = [beat_of(int(s)) for s in explanation.steps]
     axis.set_xticks(range(len(labels)), labels, fontsize=6, rotation=90)
     axis.set_yticks(range(4), VOICES)
-    axis.set_xlabel("step from the decided one" if live else "beat")
-    centre = int(np.flatnonzero(explanation.steps == (0 if live else explanation.step))[0])
+    axis.set_xlabel("beat")
+    centre = int(np.flatnonzero(explanation.steps == explanation.step)[0])
     axis.axvline(centre, color="black", linewidth=0.8)
     axis.set_title(f"why the {VOICES[explanation.voice]} sings {explanation.chosen} "
                    f"(nats of logit, integrated gradients)", fontsize=9)

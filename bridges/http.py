@@ -290,7 +290,7 @@ def create_app(controls: Controls) -> FastAPI:
         return controls.live_latencies(last)
 
     @app.get("/v1/live/explain", summary="Why a voice sang its note in the last live chord")
-    def live_explain(voice: str = "bass") -> dict:
+    def live_explain(voice: Annotated[str, Query(max_length=16)] = "bass") -> dict:
         """Integrated-gradients attribution of the voice's choice over the notes its
         network read (baseline: every note hidden; ``cells_nats`` [voice][step], steps
         relative to the chord; ``top``: the cells that drove it most)."""

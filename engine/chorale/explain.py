@@ -101,6 +101,16 @@ class VoiceWeights:
         weights._check(model)
         return weights
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The weights under the training code's parameter names (export/chorale/model.py
+        ``VoiceNet``), so a torch copy can be rebuilt from the ONNX file."""
+        return {**{f"token_embeds.{v}.weight": e for v, e in enumerate(self.token_embeds)},
+                **{f"meta_embeds.{i}.weight": m for i, m in enumerate(self.meta_embeds)},
+                "step.0.weight": self.step_w, "step.0.bias": self.step_b,
+                "body.1.weight": self.hidden1_w, "body.1.bias": self.hidden1_b,
+                "body.4.weight": self.hidden2_w, "body.4.bias": self.hidden2_b,
+                "out.weight": self.out_w, "out.bias": self.out_b}
+
     @property
     def window(self) -> int:
         return self.hidden1_w.shape[1] // self.step_b.size
@@ -273,9 +283,7 @@ def explain_live(weights: VoiceWeights, vocabularies: list[VoiceVocabulary],
     """Why the live network of ``voice`` chose its token in ``decision`` (the last chord
     a live harmoniser answered): the cells it saw then (the past, the melody up to its
     lookahead, the voices decided before it; the rest hidden)."""
-    if voice not in LIVE_DECISION_ORDER:
-        decided = ", ".join(VOICES[v] for v in LIVE_DECISION_ORDER)
-        raise ValueError(f"the live harmoniser decides {decided}, not the {VOICES[voice]}")
+    check_live_voice(voice)
     past, window = decision.past, decision.grid.shape[1]
     hidden = live_hidden_by_decision(window, past, decision.ahead)[
         LIVE_DECISION_ORDER.index(voice)]
@@ -286,6 +294,14 @@ def explain_live(weights: VoiceWeights, vocabularies: list[VoiceVocabulary],
                        token_names(np.full((4, 1), chosen), vocabularies)[voice][0],
                        attribution, np.arange(window) - past, token_names(seen, vocabularies),
                        f"live ({decision.playing})")
+
+
+def check_live_voice(voice: int) -> None:
+    """ValueError unless the live harmoniser decides ``voice`` (the soprano is the
+    player's)."""
+    if voice not in LIVE_DECISION_ORDER:
+        decided = ", ".join(VOICES[v] for v in LIVE_DECISION_ORDER)
+        raise ValueError(f"the live harmoniser decides {decided}, not the {VOICES[voice]}")
 
 
 @dataclass(frozen=True)
@@ -314,8 +330,7 @@ class LiveExplainer:
     def explain(self, decision: LiveDecision, voice: int) -> Explanation:
         """Why ``voice`` chose its note in ``decision``; ValueError for a voice the live
         harmoniser does not decide, ModelError for missing or unreadable models."""
-        if voice not in LIVE_DECISION_ORDER:
-            return explain_live(None, [], decision, voice)  # raises, naming the voices
+        check_live_voice(voice)
         key = (decision.playing, voice)
         if key not in self._weights:
             from kantor.engine.chorale.live import LIVE_MODEL_STEM, LIVE_TUNED_STEM

@@ -334,11 +334,11 @@ class LiveHarmonizer:
         if not self._prepared:
             raise RuntimeError("call prepare() before process()")
         now_s = time.perf_counter() if now_s is None else now_s
-        # What was being computed ahead assumed the state before this message: start over
-        # (entries already in the table stay: they are keyed by their exact inputs).
         # for a miss's description (two reads: this runs before every message)
         self._work_before, self._spent_before = (
             self._work is not None or self._work_due), self._spent_s
+        # What was being computed ahead assumed the state before this message: start over
+        # (entries already in the table stay: they are keyed by their exact inputs).
         self._work, self._work_due = None, True
         out: list[list[int]] = []
         if not message:
@@ -610,7 +610,8 @@ class LiveHarmonizer:
         tokens = self._table.get(key)
         if tokens is None:
             self.stats.misses[mode] += 1
-            self.stats.recent_misses.append(self._describe_miss(mode, column))
+            if self.settings.speculation > 0:  # with none, every decision "misses"
+                self.stats.recent_misses.append(self._describe_miss(mode, column))
             for _ in self._answer(self.grid[None], self.meta[None], sounding, noise):
                 pass  # decided in place, on the grid itself
             tokens = tuple(int(self.grid[v, column]) for v in LIVE_DECISION_ORDER)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kantor.engine.chorale.contract import log_softmax
 from kantor.engine.chorale.encoding import (
     HOLD_PITCH,
     LIVE_DECISION_ORDER,
@@ -76,7 +77,7 @@ class TutorConfig:
         return dataclasses.asdict(self)
 
 
-# Three KL weights for the table (Sequence Tutor compared its c the same way): about 20
+# Three KL weights for the table (Sequence Tutor compared its c the same way): 13-17
 # minutes each on one CPU thread.
 TUTOR_PRESETS: dict[str, TutorConfig] = {
     "default": TutorConfig(),
@@ -112,19 +113,19 @@ class RecordingHarmonizer(LiveHarmonizer):
         super().__init__(prior.models, dataclasses.replace(settings, speculation=0, tuned=False))
         self.nets = nets
         self.decisions: list[Decision] = []
-        self._runners = {v: _TorchRunner(prior.models[v], nets[v]) for v in nets}
-        self.models = dict(self._runners)
+        self.models = {v: _TorchRunner(prior.models[v], nets[v]) for v in nets}
+        self._scored: tuple | None = None  # the decision being taken, until it is drawn
 
     def _scores(self, voice, logits, grid, sounding):
         scores = super()._scores(voice, logits, grid, sounding)
-        base = _log_softmax64(logits / self._calibration[voice])
+        base = log_softmax(logits.astype(np.float64) / self._calibration[voice])
         shaping = np.where(np.isfinite(scores), scores - base, MASKED).astype(np.float32)
-        self._last = (voice, self._inputs[0].copy(), self._meta_in[0].copy(), shaping)
+        self._scored = (voice, self._inputs[0].copy(), self._meta_in[0].copy(), shaping)
         return scores
 
     def _choose(self, voice, logits, grid, sounding, gumbel):
         token = super()._choose(voice, logits, grid, sounding, gumbel)
-        recorded_voice, tokens, meta, shaping = self._last
+        recorded_voice, tokens, meta, shaping = self._scored
         assert recorded_voice == voice
         self.decisions.append(Decision(voice, tokens, meta, shaping, token))
         return token
@@ -141,11 +142,6 @@ class _TorchRunner:
             logits = self.net(torch.from_numpy(np.array(inputs["tokens"])),
                               torch.from_numpy(np.array(inputs["meta"])))
         return [logits.numpy()]
-
-
-def _log_softmax64(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - logits.max()
-    return shifted - np.log(np.exp(shifted).sum())
 
 
 @dataclass
@@ -291,50 +287,21 @@ def tutor_loss(nets: dict[int, nn.Module], batch: Batch, calibration: dict[int, 
 
 
 def voice_nets_from_onnx(harmonizer: LiveHarmonizer) -> dict[int, nn.Module]:
-    """Torch copies of the harmoniser's live voice networks, weights read from its ONNX
-    files (checked against ONNX Runtime on the models' own warm-up inputs)."""
-    import onnx
-    from onnx import numpy_helper
-
+    """Torch copies of the harmoniser's live voice networks (in eval mode), their weights
+    read from its ONNX files by the engine's reader, which checks them against ONNX
+    Runtime first."""
+    from kantor.engine.chorale.explain import VoiceWeights
     from kantor.export.chorale.model import VoiceNet
 
     config = live_net_config(harmonizer)
     vocab_sizes = [v.size for v in harmonizer.vocabularies]
     nets = {}
     for v in LIVE_DECISION_ORDER:
+        weights = VoiceWeights.from_onnx(harmonizer.models[v]).state_dict()
         net = VoiceNet(v, vocab_sizes, config)
-        graph = onnx.load(str(harmonizer.models[v].path)).graph
-        weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-        used = set()
-        state = {}
-        for name, parameter in net.state_dict().items():
-            if name in weights and weights[name].shape == tuple(parameter.shape):
-                state[name] = torch.from_numpy(weights[name].copy())
-                used.add(name)
-                continue
-            # the exporter stores some matrices transposed under generated names
-            matches = [k for k, w in weights.items() if k not in used and w.ndim == 2
-                       and w.shape == tuple(parameter.shape)[::-1]]
-            if len(matches) != 1:
-                raise ValueError(f"cannot find {name} in {harmonizer.models[v].path.name}")
-            state[name] = torch.from_numpy(weights[matches[0]].T.copy())
-            used.add(matches[0])
-        net.load_state_dict(state)
-        net.eval()
-        nets[v] = net
-    rng = np.random.default_rng(0)
-    window = harmonizer.past + 1 + harmonizer.max_lookahead
-    for v in LIVE_DECISION_ORDER:
-        sizes = [vocab.size for vocab in harmonizer.vocabularies]
-        tokens = np.stack([rng.integers(0, sizes[u], (8, window)) for u in range(4)], axis=1)
-        meta_sizes = [int(s) for s in _meta_sizes(harmonizer)]
-        meta = np.stack([rng.integers(0, s, (8, window)) for s in meta_sizes], axis=-1)
-        expected = harmonizer.models[v].run({"tokens": tokens, "meta": meta})[0]
-        with torch.no_grad():
-            got = nets[v](torch.from_numpy(tokens), torch.from_numpy(meta)).numpy()
-        if not np.allclose(got, expected, atol=1e-3):
-            raise ValueError(f"the torch copy of voice {v} does not match its ONNX model "
-                             f"(max difference {np.abs(got - expected).max():.2e})")
+        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(w))
+                             for k, w in weights.items()})
+        nets[v] = net.eval()
     return nets
 
 
@@ -347,12 +314,6 @@ def live_net_config(harmonizer: LiveHarmonizer):
     net = card["architecture"]
     return LiveNetConfig(**{k: net[k] for k in ("past", "lookahead", "token_embed",
                                                  "step_dim", "hidden")}, dropout=0.0)
-
-
-def _meta_sizes(harmonizer: LiveHarmonizer) -> list[int]:
-    from kantor.engine.chorale.encoding import META_SIZES
-
-    return [META_SIZES[i] for i in harmonizer.meta_columns]
 
 
 def train(config: TutorConfig, run_dir: Path, assets: Path | None = None

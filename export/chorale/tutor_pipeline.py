@@ -143,9 +143,9 @@ def kl_to_prior(harmonizer: LiveHarmonizer, chorales: list[Chorale], config: Tut
     if harmonizer.playing == "prior":
         return 0.0
     played = voice_nets_from_onnx(harmonizer)
-    prior_models = harmonizer.prior_models
-    prior = voice_nets_from_onnx(LiveHarmonizer(prior_models))
-    player = RecordingHarmonizer(LiveHarmonizer(prior_models), played, LiveSettings())
+    prior_harmonizer = LiveHarmonizer(harmonizer.prior_models)
+    prior = voice_nets_from_onnx(prior_harmonizer)
+    player = RecordingHarmonizer(prior_harmonizer, played, LiveSettings())
     player.prepare()
     report = rollout_report(player, prior, chorales, config, player._calibration,
                             player.settings.temperature)
