@@ -4,7 +4,8 @@ For each JACK period (default 64, 128 and 1024 frames at 48 kHz) a JACK server w
 dummy driver is started; a client process (the DAW) plays ``--notes`` melody notes (one
 every ``--gap`` seconds, released half-way) through three processors in turn, each behind
 the same ``LiveMidiService`` (same ports, queue and worker, the worker under SCHED_FIFO
-where allowed): a pass-through, Kantor computing each answer when the note arrives
+where allowed and the process kept to one core, as Kantor's live process is; the DAW and
+JACK use every core): a pass-through, Kantor computing each answer when the note arrives
 (``--speculation 0``), and Kantor as shipped (answering ahead). It records:
 
 * note-on and note-off processing latency on their own, in process: message arrival
@@ -37,7 +38,7 @@ import rtmidi
 
 from kantor.bridges.jack import JackServer, realtime_allowed
 from kantor.bridges.midi import LiveMidiService, MidiPorts
-from kantor.bridges.scheduling import raise_priority, real_time
+from kantor.bridges.scheduling import keep_to_one_core, raise_priority, real_time
 from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings, LiveStats
 
 
@@ -65,6 +66,7 @@ def start_jack(period: int) -> JackServer:
     real-time, its threads above Kantor's live worker (SCHED_FIFO 10), where this user may
     (root or an rtprio limit); else without real-time scheduling. This process's clients
     use it; ``stop()`` returns its log."""
+    free_of_kantors_core()  # jackd, started from this thread, is not Kantor's to pin
     server = JackServer(f"kantor-bench-{uuid.uuid4().hex[:6]}", period,
                         realtime=realtime_allowed(70), priority=70).start()
     server.point_here()
@@ -72,6 +74,11 @@ def start_jack(period: int) -> JackServer:
 
 
 MELODY = [67, 69, 71, 72, 74, 72, 71, 69]
+
+
+def free_of_kantors_core() -> None:
+    """Let this thread (and what it starts) use every core again."""
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
 def play_notes(out, sent: dict[int, float], lock, first: int, count: int, gap: float) -> None:
@@ -96,6 +103,7 @@ def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
          results) -> None:
     """The DAW side, in its own process (as a real DAW is): play ``notes`` notes, one
     every ``gap`` seconds, and time each note-on until its echoed melody note returns."""
+    free_of_kantors_core()  # a DAW is not kept to the live process's core
     out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=f"daw{label}")
     out.open_virtual_port("out")
     inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"daw{label}-in")
@@ -141,6 +149,9 @@ def measure(processor, notes: int, gap: float, label: str) -> dict:
     service = LiveMidiService(processor, ports, queue_size=4096, on_answer=on_answer)
     service.start()
     scheduling = real_time(service.worker_id) or "normal"
+    core = keep_to_one_core()  # as the live process does
+    if core:
+        scheduling += f", {core}"
     xruns_before = service.watch.xruns if service.watch is not None else 0
     context = multiprocessing.get_context("spawn")
     results = context.Queue()

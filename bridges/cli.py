@@ -181,7 +181,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         ports_abandoned,
         start_private_jack,
     )
-    from kantor.bridges.scheduling import raise_priority, real_time
+    from kantor.bridges.scheduling import apply_core_choice, raise_priority, real_time
     from kantor.engine.chorale.keys import KeyParseError, parse_key_or_sharps
     from kantor.engine.chorale.live import LiveHarmonizer
 
@@ -236,6 +236,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     scheduling = raise_priority()  # the worker thread starting now inherits it
     service.start()
     scheduling = real_time(service.worker_id) or scheduling
+    core = apply_core_choice(args.cpu)  # every thread, the MIDI ones included
+    scheduling += f", {core}" if core else ""
     print(f"kantor live ({api}): ready. Send the melody to '{ports.names.input}'; "
           f"the voices come out of '{ports.names.output}' on channels "
           f"{', '.join(str(c + 1) for c in settings.channels)} (S, A, T, B); the worker "
@@ -457,7 +459,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "osc_port": args.osc_port, "allow_remote": args.allow_remote or None,
         "token": args.token, "api": args.api, "midi_name": args.name,
         "in_port": args.in_port, "out_port": args.out_port,
-        "start_jack": args.start_jack or None,
+        "start_jack": args.start_jack or None, "live_cpu": args.live_cpu,
         **{name: getattr(args, name) for name in LIVE_FLAGS},
         "channels": list(c + 1 for c in _channels(args.channels)) if args.channels else None,
         "melody_channel": args.melody_channel,
@@ -557,6 +559,16 @@ def _exit_after(seconds: float) -> None:
                     "system that does not answer): exiting now\n".encode())
     finally:
         os._exit(1)
+
+
+def _core(value: str) -> str | int:
+    """argparse type of ``--cpu``: 'last', 'any' or a core number."""
+    from kantor.bridges.scheduling import core_choice
+
+    try:
+        return core_choice(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_live_flags(group) -> None:
@@ -693,6 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--start-jack", action="store_true",
                       help="if no MIDI system runs (a headless machine), start a private JACK "
                            "server with the dummy driver for the session")
+    live.add_argument("--cpu", type=_core, default="last",
+                      help="the core the live process keeps to: 'last' (default: the last "
+                           "one it may use), 'any' (the system chooses) or a number")
     live.add_argument("--status-interval", type=float, default=1.0, help="seconds")
     live.add_argument("--duration", type=float, help="stop after this many seconds")
     live.set_defaults(handler=cmd_live)
@@ -744,6 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
     midi.add_argument("--out-port", help="send the voices to this existing port")
     midi.add_argument("--start-jack", action="store_true",
                       help="start a private JACK server (dummy driver) if none runs")
+    midi.add_argument("--live-cpu", type=_core,
+                      help="the core the live process keeps to: 'last' (default), 'any' or "
+                           "a number")
     _add_live_flags(midi)
     midi.add_argument("--channels", help="output channels for S,A,T,B (default 1,2,3,4)")
     midi.add_argument("--melody-channel", type=int,

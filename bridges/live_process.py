@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from kantor.bridges.midi import MidiPortError
-from kantor.bridges.scheduling import raise_priority, real_time
+from kantor.bridges.scheduling import apply_core_choice, raise_priority, real_time
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class LiveConfig:
     settings: dict = field(default_factory=dict)  # LiveSettings fields
     verbose: bool = False
     environment: dict = field(default_factory=dict)  # e.g. JACK_DEFAULT_SERVER
+    cpu: str | int = "last"  # the core the process keeps to (scheduling.core_choice)
 
 
 class LiveProcessError(RuntimeError):
@@ -131,6 +132,8 @@ def _child_main(connection, config: LiveConfig) -> None:
         service = LiveMidiService(harmonizer, ports, on_answer=tracker.on_answer)
         service.start()
         scheduling = real_time(service.worker_id) or scheduling
+        core = apply_core_choice(config.cpu)  # every thread, the MIDI ones included
+        scheduling += f", {core}" if core else ""
         connection.send(("ready", {"api": config.api, "input": ports.names.input,
                                    "output": ports.names.output,
                                    "pid": os.getpid(), "scheduling": scheduling}))

@@ -8,7 +8,7 @@ A TOML file groups them in tables; every key is optional::
                 allowed_hosts = ["kantor.local"]      # Host names besides loopback's
                 allowed_origins = ["http://daw.local:3000"]  # pages that may call the API
     [midi]      api = "jack"  name = "kantor"  in_port = "..."  out_port = "..."
-                start_jack = false
+                start_jack = false  cpu = "last"       # or "any", or a core number
     [live]      temperature = 0.3  lookahead = 0  rule_weight = 4.0  velocity_scale = 0.85
                 thru = true  channels = [1, 2, 3, 4]  melody_channel = 1  fermata_cc = 64
                 key = 0  seed = 0  speculation = 96  tuned = false
@@ -28,6 +28,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from kantor.bridges.scheduling import core_choice
 from kantor.engine.chorale.live_settings import LIVE_PARAMETERS, LiveSettings
 
 if sys.version_info >= (3, 11):
@@ -57,6 +58,7 @@ class ServeConfig:
     in_port: str | None = None
     out_port: str | None = None
     start_jack: bool = False
+    live_cpu: int | str = "last"  # the core the live process keeps to (scheduling.core_choice)
     # the live parameters' defaults (and ranges) are the live settings contract's
     temperature: float = LIVE_PARAMETERS["temperature"].default
     lookahead: int = LIVE_PARAMETERS["lookahead"].default
@@ -125,6 +127,10 @@ class ServeConfig:
                 raise ConfigError(f"{name} must be 0.1-3600 seconds")
         if self.drain_seconds < 0:
             raise ConfigError("drain_seconds must not be negative")
+        try:
+            self.live_cpu = core_choice(self.live_cpu)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if self.vocoder not in ("auto", "neural", "world"):
             raise ConfigError("vocoder must be auto, neural or world")
         remote = [h for h in (self.host, self.osc_host if self.osc_port else "127.0.0.1")
@@ -162,7 +168,7 @@ def _toml_keys() -> dict[tuple[str, str], tuple[str, tuple[type, ...]]]:
         "security": {"allow_remote": "allow_remote", "token": "token",
                      "allowed_hosts": "allowed_hosts", "allowed_origins": "allowed_origins"},
         "midi": {"api": "api", "name": "midi_name", "in_port": "in_port",
-                 "out_port": "out_port", "start_jack": "start_jack"},
+                 "out_port": "out_port", "start_jack": "start_jack", "cpu": "live_cpu"},
         "live": {k: k for k in ("temperature", "lookahead", "rule_weight", "velocity_scale",
                                 "thru", "channels", "melody_channel", "fermata_cc", "key",
                                 "seed", "speculation", "tuned", "assets")},

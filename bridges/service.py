@@ -105,6 +105,7 @@ class KantorService:
                 api=api, client_name=config.midi_name, in_port=config.in_port,
                 out_port=config.out_port, assets=config.assets,
                 settings=config.live_settings(), verbose=config.verbose,
+                cpu=config.live_cpu,
                 environment={k: os.environ[k] for k in ("JACK_DEFAULT_SERVER",
                                                         "JACK_NO_START_SERVER")
                              if k in os.environ}))

@@ -105,6 +105,8 @@ def test_kantor_live_command_stops_cleanly_on_sigterm(jack_server):
         # as root (CI) the worker gets real-time scheduling, as in `kantor serve`
         expected = "SCHED_FIFO 10" if os.geteuid() == 0 else "scheduling"
         assert expected in line
+        if len(os.sched_getaffinity(0)) > 1:  # and keeps to one core, said so
+            assert f"CPU {max(os.sched_getaffinity(0))}" in line
         daw = JackMidiClient()
         daw.connect_to("kantorcli:in", "kantorcli-out:out")
         daw.send([0x90, 67, 100])

@@ -163,6 +163,23 @@ def test_work_ahead_is_bounded_however_the_state_changes(live_models):
     assert not h.speculating
 
 
+def test_work_given_up_on_the_answer_path_is_freed_off_it_and_bounded(live_models):
+    """A note-on sets the work ahead and the table aside instead of freeing them while the
+    player waits; the next step of work ahead frees them."""
+    h = harmonizer(live_models, 96)
+    h.process([NOTE_ON, 67, 90], 0.0)
+    h.process([NOTE_OFF, 67, 0], 0.25)
+    for _ in range(20):  # work ahead until the first answers are in, then suspended
+        h.speculate()
+        if h._table:
+            break
+    assert h._work is not None and h._table
+    h.process([NOTE_ON, 69, 90], 0.5)
+    assert len(h._retired) == 2  # the suspended work and the old table, not yet freed
+    h.speculate()
+    assert len(h._retired) == 0
+
+
 def test_a_first_gap_shorter_than_any_note_value_is_answered_ahead(live_models):
     """The first gap sets the tempo; under 0.15 s it counts fewer steps than a quarter
     note, which no note value of the prior gives: every step count is guessed too."""

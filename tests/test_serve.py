@@ -116,7 +116,13 @@ def test_status_shows_ports_models_and_counters(serve, http):
     assert live["ports"] == {"input": serve.midi_in, "output": serve.midi_out}
     expected = {"SCHED_FIFO 10"} if os.geteuid() == 0 else {"SCHED_FIFO 10", "nice -10",
                                                              "normal"}
-    assert live["scheduling"] in expected  # root (CI) gets real-time scheduling
+    policy, _, core = live["scheduling"].partition(", ")
+    assert policy in expected  # root (CI) gets real-time scheduling
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) > 1:  # the live process keeps to the last core, every thread of it
+        assert core == f"CPU {allowed[-1]}"
+        threads = os.listdir(f"/proc/{live['pid']}/task")
+        assert threads and all(os.sched_getaffinity(int(t)) == {allowed[-1]} for t in threads)
     ports = jack_ports()
     assert serve.midi_in in ports and serve.midi_out in ports
     assert all(p in ports for p in status["speech"]["output"]["ports"])

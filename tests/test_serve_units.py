@@ -29,6 +29,11 @@ def test_flags_override_the_file(tmp_path):
     assert config.http_port == 9200  # the flag wins
     assert config.temperature == 1 and config.speech_clients == 2  # the file's
     assert config.live_settings()["channels"] == (4, 5, 6, 7)  # 0-based for the engine
+    assert config.live_cpu == "last"  # the live process keeps to the last core by default
+    path.write_text('[midi]\ncpu = 0\n')
+    assert load_config(path, {}).live_cpu == 0
+    path.write_text('[midi]\ncpu = "any"\n')
+    assert load_config(path, {}).live_cpu == "any"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -36,6 +41,8 @@ def test_flags_override_the_file(tmp_path):
     ("[speech]\nclients = 0\n", "speech_clients must be 1-64"),
     ("[live]\nchannels = [1, 2]\n", "four MIDI channels"),
     ("[live]\nthru = 1\n", "[live] thru takes bool"),
+    ('[midi]\ncpu = "first"\n', "cpu takes a core number, 'last' or 'any'"),
+    ("[midi]\ncpu = -1\n", "cpu takes a core number >= 0"),
     ("[colour]\nred = 1\n", "unknown setting [colour] red"),
     ("port = 1\n", "'port' must be a [table]"),
 ])

@@ -96,6 +96,7 @@ SPECULATION_BATCH = 4  # rows per network call: one call is the longest a note c
 # next note (so it is done before the note comes and never takes a whole core).
 SPECULATION_SHARE = 0.5
 SPECULATION_MAX_S = 0.1  # and never more than this a step, however slow the playing
+RETIRED_LIMIT = 8  # tables and work set aside, unfreed, at most
 TABLE_LIMIT = 1024  # answers kept ahead at most (each key is about 2.5 KB)
 MISSES_KEPT = 32  # misses described in the status, the latest
 CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
@@ -269,6 +270,10 @@ class LiveHarmonizer:
         self._table: dict[tuple, tuple[int, ...]] = {}  # decision key -> A, T, B tokens
         self._work: Iterator[None] | None = None
         self._work_due = False
+        # Work ahead and tables given up on the answer's path, freed later off it: closing
+        # a suspended generator (its arrays) and freeing a table's keys cost ~50 and ~20 us
+        # on a CPU gone cold between notes, most of a table hit's time.
+        self._retired: list[object] = []
         self._spent_s = 0.0  # CPU time spent answering ahead since the last decision
         # answering ahead as a message found it: work left, CPU seconds spent this step
         self._work_before, self._spent_before = False, 0.0
@@ -325,7 +330,7 @@ class LiveHarmonizer:
         self.recent_arrivals: deque[str] = deque(maxlen=8)
         self.recent_pedal: deque[bool] = deque(maxlen=32)  # pedal down at each onset
         self._table.clear()
-        self._work, self._work_due = None, True
+        self._restart_ahead()
 
     # ----------------------------------------------------------------- messages in
     def process(self, message: list[int] | bytes, now_s: float | None = None) -> list[list[int]]:
@@ -339,13 +344,13 @@ class LiveHarmonizer:
             self._work is not None or self._work_due), self._spent_s
         # What was being computed ahead assumed the state before this message: start over
         # (entries already in the table stay: they are keyed by their exact inputs).
-        self._work, self._work_due = None, True
+        self._restart_ahead()
         out: list[list[int]] = []
         if not message:
             self.stats.drop("empty message")
             return out
         status = message[0]
-        if status < 0x80 or (status != 0xF0 and any(b > 0x7F for b in message[1:])):
+        if status < 0x80 or (status != 0xF0 and max(message[1:], default=0) > 0x7F):
             self.stats.drop("malformed message")
             return out
         kind = status & 0xF0
@@ -405,7 +410,7 @@ class LiveHarmonizer:
         if name == "lookahead":
             value = min(value, self.max_lookahead)
         setattr(self.settings, name, value)
-        self._work, self._work_due = None, True
+        self._restart_ahead()
         if name == "tuned":
             self._select_models()
             self._table.clear()  # answers of the other networks
@@ -529,7 +534,7 @@ class LiveHarmonizer:
         gaps = list(self.onset_gaps)
         if was_held:
             gaps = [*gaps, gap_s][-(self.onset_gaps.maxlen or len(gaps) + 1):]
-        quarter_s = min(max(statistics.median(gaps), 0.15), 1.5) if gaps else 0.5
+        quarter_s = min(max(_median(gaps), 0.15), 1.5) if gaps else 0.5
         return int(min(max(round(gap_s / quarter_s * STEPS_PER_QUARTER), 1),
                            2 * STEPS_PER_QUARTER))
 
@@ -617,7 +622,7 @@ class LiveHarmonizer:
             tokens = tuple(int(self.grid[v, column]) for v in LIVE_DECISION_ORDER)
         else:
             self.stats.hits[mode] += 1
-        self._table.clear()  # every entry assumed the noise just used
+        self._retire_table()  # every entry assumed the noise just used
         self._spent_s = 0.0
         for voice, token in zip(LIVE_DECISION_ORDER, tokens, strict=True):
             if redo and earlier[voice] >= FIRST_PITCH_TOKEN:
@@ -753,6 +758,25 @@ class LiveHarmonizer:
                 and self._spent_s < self._speculation_allowance()
                 and len(self._table) < TABLE_LIMIT)
 
+    def _restart_ahead(self) -> None:
+        """Start answering ahead over: the state it assumed has changed. The suspended work
+        is set aside whole, freed by the next :meth:`speculate`."""
+        if self._work is not None:
+            self._set_aside(self._work)
+        self._work, self._work_due = None, True
+
+    def _retire_table(self) -> None:
+        """Empty the table of answers ahead; its entries are freed by the next
+        :meth:`speculate`."""
+        if self._table:
+            self._set_aside(self._table)
+            self._table = {}
+
+    def _set_aside(self, garbage: object) -> None:
+        if len(self._retired) >= RETIRED_LIMIT:  # no time ahead for a while: free them now
+            self._retired.clear()
+        self._retired.append(garbage)
+
     def _speculation_allowance(self) -> float:
         """CPU seconds of answering ahead allowed this step: a share of the expected time
         between notes (clock mode decides one answer a step: a fixed small allowance)."""
@@ -765,6 +789,7 @@ class LiveHarmonizer:
         """Compute a little of the answers ahead: at most one batched network call
         (about 0.1-0.3 ms here). Call it while no message waits; any message restarts it."""
         started = time.thread_time()  # CPU time: waiting for the CPU costs nothing
+        self._retired.clear()
         if self._work is None:
             self._work_due = False
             self._work = self._speculation()
@@ -935,7 +960,7 @@ class LiveHarmonizer:
     def release_all(self, out: list[list[int]] | None = None) -> list[list[int]]:
         """Note-offs for every note Kantor is sounding (panic, stop, shutdown)."""
         out = [] if out is None else out
-        self._work, self._work_due = None, True
+        self._restart_ahead()
         for voice in list(self.sounding):
             self._release(voice, out)
         if self.thru_note is not None:
@@ -950,6 +975,16 @@ class LiveHarmonizer:
         if self.thru_note is not None:
             notes.append((self.settings.channels[0], self.thru_note))
         return notes
+
+
+def _median(values: list[float]) -> float:
+    """statistics.median of a short list, without its generality (a third of the cost
+    on the note-on path)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 @numba.njit(cache=True, nogil=True)
