@@ -139,6 +139,7 @@ def play(label: str, notes: int, gap: float, kantor_in: str, kantor_out: str,
 def measure(processor, notes: int, gap: float, label: str) -> dict:
     """Serve ``processor`` on JACK ports while a DAW process plays into them. The worker
     runs under the same scheduling in every condition (SCHED_FIFO where allowed)."""
+    free_of_kantors_core()  # each condition starts free and keeps to the same core
     ports = MidiPorts("jack", client_name=f"k{label}")
     by_kind: dict[str, list[float]] = {"note_on": [], "note_off": []}
 

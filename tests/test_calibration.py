@@ -69,3 +69,35 @@ def test_the_engine_samples_from_the_calibrated_logits():
     for voice in LIVE_DECISION_ORDER:
         assert live._calibration[voice] == live.models[voice].card["calibration"][
             "temperature"]
+
+
+def test_tuned_networks_report_at_the_temperature_they_play_at(calibrated, tmp_path):
+    # a tuned network keeps its prior's temperature (it was tuned playing at it): its card
+    # gets the test NLL and ECE at that temperature, and the refitted T only beside them
+    import json
+    import shutil
+
+    from kantor.engine.chorale.encoding import LIVE_DECISION_ORDER, VOICES
+    from kantor.engine.models import ASSETS
+    from kantor.export.chorale.calibration import (
+        at_playing_temperature,
+        calibrate,
+        write_temperatures,
+    )
+
+    skewed = Scored(calibrated.logits * 2.5, calibrated.targets)
+    names = [VOICES[v] for v in LIVE_DECISION_ORDER]
+    report = at_playing_temperature(calibrate([skewed] * 3, [skewed] * 3, names),
+                                    [skewed] * 3, [1.0, 1.5, 2.5])
+    for name, temperature in zip(names, [1.0, 1.5, 2.5], strict=True):
+        playing = report[name]["playing"]
+        assert playing["temperature"] == temperature
+        assert playing["test_nll"] == pytest.approx(nll(skewed, temperature))
+        assert playing["test_ece"] == pytest.approx(reliability(skewed, temperature)["ece"])
+    for name in names:
+        shutil.copy(ASSETS / f"chorale-live-tuned-{name}.json", tmp_path)
+    write_temperatures({"offline": {}, "live": {}, "live_tuned": report}, tmp_path)
+    card = json.loads((tmp_path / "chorale-live-tuned-bass.json").read_text())["calibration"]
+    assert card["temperature"] == report["bass"]["playing"]["temperature"]
+    assert card["test_nll"] == report["bass"]["playing"]["test_nll"]
+    assert card["refitted_on_valid"]["temperature"] == report["bass"]["temperature"]

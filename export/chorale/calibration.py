@@ -6,7 +6,10 @@ softmax(logits / T) has the lowest negative log-likelihood of Bach's own tokens 
 the held-out test chorales then report NLL and expected calibration error (ECE, 15
 equal-width confidence bins) before and after. Offline networks see every other voice
 (their own masked at the step); live networks decide in event mode (no lookahead), with
-the live masks of engine/chorale/contract.py.
+the live masks of engine/chorale/contract.py. The Sequence Tutor's tuned live networks are
+reported too: they were tuned playing at their prior's temperatures and keep them (a T
+refitted to Bach's chorales would undo part of the tuning), so their cards carry the test
+NLL and ECE at that temperature, with the refitted T beside it.
 
     python -m kantor.export.chorale.calibration [--assets DIR] [--write-cards]
 
@@ -162,8 +165,9 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(group, name) for group in ("offline", "live") for name in report[group]]
-    fig, axes = plt.subplots(2, 4, figsize=(14, 7))
+    groups = [g for g in ("offline", "live", "live_tuned") if g in report]
+    panels = [(group, name) for group in groups for name in report[group]]
+    fig, axes = plt.subplots(len(groups), 4, figsize=(14, 3.5 * len(groups)), squeeze=False)
     for ax, (group, name) in zip(axes.flat, panels, strict=False):
         entry = report[group][name]
         for key, colour in (("reliability_before", "tab:red"),
@@ -196,6 +200,30 @@ def write_temperatures(report: dict, assets: Path) -> None:
                 "method": "temperature scaling (Guo et al. 2017): logits / T",
                 "test_nll": entry["test_nll"], "test_ece_15_bins": entry["test_ece"]}
             path.write_text(json.dumps(card, indent=2) + "\n")
+    for voice, entry in report.get("live_tuned", {}).items():
+        path = assets / f"chorale-live-tuned-{voice}.json"
+        card = json.loads(path.read_text())
+        card["calibration"] = {
+            "temperature": entry["playing"]["temperature"],
+            "fitted_on": "the prior's validation fit, kept: the policy was tuned playing at it",
+            "method": "temperature scaling (Guo et al. 2017): logits / T",
+            "test_nll": entry["playing"]["test_nll"],
+            "test_ece_15_bins": entry["playing"]["test_ece"],
+            "refitted_on_valid": {"temperature": entry["temperature"],
+                                  "test_nll": entry["test_nll"]["after"],
+                                  "test_ece_15_bins": entry["test_ece"]["after"]}}
+        path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def at_playing_temperature(report: dict, test: list[Scored], temperatures: list[float]
+                           ) -> dict:
+    """Add to each network of ``report`` its test NLL and ECE at the temperature it plays
+    at (not refitted)."""
+    for entry, held_out, temperature in zip(report.values(), test, temperatures, strict=True):
+        entry["playing"] = {"temperature": temperature,
+                            "test_nll": nll(held_out, temperature),
+                            "test_ece": reliability(held_out, temperature)["ece"]}
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,14 +250,23 @@ def main(argv: list[str] | None = None) -> None:
                                    offline_scores(sampler, test), list(VOICES)),
               "live": calibrate(live_scores(live, valid), live_scores(live, test),
                                 live_names)}
+    if live.has_tuned:
+        live.apply_parameter("tuned", True)
+        tuned_test = live_scores(live, test)
+        report["live_tuned"] = at_playing_temperature(
+            calibrate(live_scores(live, valid), tuned_test, live_names), tuned_test,
+            [live._calibration[v] for v in LIVE_DECISION_ORDER])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
     plot(report, args.out / "calibration.png")
-    for group in ("offline", "live"):
-        for name, entry in report[group].items():
-            print(f"{group:8s} {name:8s} T {entry['temperature']:.3f}  test NLL "
+    for group in ("offline", "live", "live_tuned"):
+        for name, entry in report.get(group, {}).items():
+            print(f"{group:10s} {name:8s} T {entry['temperature']:.3f}  test NLL "
                   f"{entry['test_nll']['before']:.4f} -> {entry['test_nll']['after']:.4f}  "
-                  f"ECE {entry['test_ece']['before']:.4f} -> {entry['test_ece']['after']:.4f}")
+                  f"ECE {entry['test_ece']['before']:.4f} -> {entry['test_ece']['after']:.4f}"
+                  + (f"  at its playing T {entry['playing']['temperature']:.3f}: NLL "
+                     f"{entry['playing']['test_nll']:.4f}, ECE "
+                     f"{entry['playing']['test_ece']:.4f}" if "playing" in entry else ""))
     if args.write_cards:
         write_temperatures(report, args.assets)
 
