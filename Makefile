@@ -84,7 +84,7 @@ train-tutor: install-dev  ## the live networks tuned by RL at three KL weights, 
 bench-live: install-dev  ## 5000 notes through JACK at 128- and 1024-frame periods (~12 min)
 	$(BIN)/python benchmarks/live_latency.py
 
-bench-serve: install-dev  ## kantor serve: WebSocket first audio, live MIDI with/without speech (~5 min)
+bench-serve: install-dev  ## kantor serve: WebSocket first audio, live MIDI with/without speech (~8 min)
 	$(BIN)/python benchmarks/serve.py
 
 bench-reliability: install-dev  ## floods, a 10-minute soak, memory per request, a JACK server that dies (~13 min)

@@ -271,18 +271,6 @@ def main() -> None:
     (out / "live_latency.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
-def summary(values: list[float]) -> dict:
-    """Percentiles (ms) of latencies given in seconds, as benchmarks/serve.py quotes them."""
-    array = np.asarray(values) * 1000
-    if array.size == 0:
-        return {}
-    return {"n": int(array.size), "p50_ms": float(np.percentile(array, 50)),
-            "p99_ms": float(np.percentile(array, 99)),
-            "p99.9_ms": float(np.percentile(array, 99.9)), "max_ms": float(array.max()),
-            "jitter_ms": float(np.percentile(array, 99) - np.percentile(array, 1)),
-            "std_ms": float(array.std())}
-
-
 def plot(results: dict, raw: dict, path: Path) -> None:
     import matplotlib
 

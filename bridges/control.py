@@ -128,10 +128,11 @@ class Controls:
         with _refusals():
             self._live().panic()
 
-    def live_latencies(self, last: int) -> dict:
-        """The last ``last`` arrival-to-answer latencies (ms) and the count so far."""
+    def live_latencies(self, last: int, kind: str = "all") -> dict:
+        """The last ``last`` arrival-to-answer latencies (ms) and the count so far, of
+        every answered message or (``kind`` "note_on") of note-ons alone."""
         with _refusals():
-            return self._live().latencies(last)
+            return self._live().latencies(last, kind)
 
     def live_explain(self, voice: str) -> dict:
         """Why ``voice`` sang its note in the last chord the live harmoniser answered:

@@ -7,7 +7,7 @@
     POST /v1/speech/cancel    silence the output, forget the queue
     POST /v1/live/settings    {"temperature": 0.5, ...} -> the live parameters
     POST /v1/live/panic       note-offs for everything the harmoniser sounds
-    GET  /v1/live/latencies   the latest live latencies, one per answered MIDI message
+    GET  /v1/live/latencies   the latest live latencies per answered message (?kind=note_on)
     GET  /v1/live/explain     why a voice sang its note in the last live chord
     POST /v1/harmonize        a melody file as the body (MIDI or MusicXML) -> a chorale
     WS   /v1/speech/stream    text in; a JSON header, binary PCM frames, a JSON trailer out
@@ -41,7 +41,7 @@ import socket
 import threading
 import time
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Literal
 
 import uvicorn
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
@@ -284,10 +284,12 @@ def create_app(controls: Controls) -> FastAPI:
         return controls.live_settings(**parameters)
 
     @app.get("/v1/live/latencies", summary="The live harmoniser's latest latencies (ms)")
-    def live_latencies(last: Annotated[int, Query(ge=1, le=65536)] = 1000) -> dict:
-        """Arrival to answers sent, per answered MIDI message, oldest first; ``count`` is
-        how many were answered since the start (so a client can tell which are new)."""
-        return controls.live_latencies(last)
+    def live_latencies(last: Annotated[int, Query(ge=1, le=65536)] = 1000,
+                       kind: Annotated[Literal["all", "note_on"], Query()] = "all") -> dict:
+        """Arrival to answers sent, per answered MIDI message (``kind=note_on``: per
+        note-on, whose answer is the chord), oldest first; ``count`` is how many were
+        answered since the start (so a client can tell which are new)."""
+        return controls.live_latencies(last, kind)
 
     @app.get("/v1/live/explain", summary="Why a voice sang its note in the last live chord")
     def live_explain(voice: Annotated[str, Query(max_length=16)] = "bass") -> dict:

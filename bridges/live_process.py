@@ -183,8 +183,10 @@ def _command(command: str, argument, service, harmonizer, tracker):
     if command == "status":
         return _status(service, harmonizer, tracker)
     if command == "latencies":
-        count = service.latency.count
-        recent = service.latency.last(int(argument))
+        last, kind = argument if isinstance(argument, tuple) else (argument, "all")
+        recorder = service.note_on_latency if kind == "note_on" else service.latency
+        count = recorder.count
+        recent = recorder.last(int(last))
         return {"count": count, "ms": [round(v * 1000, 4) for v in recent.tolist()]}
     if command == "last_decision":  # what the last chord read: explained by the parent
         return harmonizer.last_decision
@@ -293,10 +295,11 @@ class LiveProcess:
         """What the last chord answered read and gave (a LiveDecision), None before one."""
         return self.request("last_decision")
 
-    def latencies(self, last: int) -> dict:
+    def latencies(self, last: int, kind: str = "all") -> dict:
         """{"count": messages answered so far, "ms": the last ``last`` latencies, oldest
-        first} - arrival to answers sent, in milliseconds."""
-        return self.request("latencies", last)
+        first} - arrival to answers sent, in milliseconds; ``kind`` "note_on" counts
+        note-ons alone."""
+        return self.request("latencies", (last, kind))
 
     def stop(self, timeout: float = 10.0) -> dict | None:
         """Release every note, close the ports and end the child; its final status."""

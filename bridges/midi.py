@@ -459,6 +459,7 @@ class LiveMidiService:
         self._sequence = itertools.count()  # next() is atomic: rtmidi's and control threads
         self._last_queued = -1  # newest MIDI item queued (written by rtmidi's thread only)
         self.latency = LatencyRecorder()
+        self.note_on_latency = LatencyRecorder()  # note-ons alone (three network calls)
         self.dropped_full_queue = 0
         self.note_ons_arrived = 0  # counted on arrival, before any queue
         self.send_errors = 0
@@ -623,6 +624,8 @@ class LiveMidiService:
         if answers:
             seconds = time.perf_counter() - arrived
             self.latency.record(seconds)
+            if len(message) >= 3 and message[0] & 0xF0 == 0x90 and message[2] > 0:
+                self.note_on_latency.record(seconds)
             if self.on_answer is not None:
                 self.on_answer(message, answers, seconds)
 

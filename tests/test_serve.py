@@ -609,3 +609,20 @@ def test_a_hung_or_dead_live_process_is_a_clear_503_everywhere(jack_server):
         if live_pid is not None and process_alive(live_pid):
             os.kill(live_pid, signal.SIGKILL)
         assert service.stop(signal.SIGTERM) == 0, service.text()[-2000:]
+
+
+def test_note_on_latencies_are_kept_apart_from_the_rest(daw, http):
+    # a note-on's answer (the chord: three network calls) and a note-off's (releases) are
+    # timed apart, so a benchmark can quote the note-ons' percentiles on their own
+    before = {kind: http.get("/v1/live/latencies", params={"last": 1, "kind": kind}).json()
+              for kind in ("all", "note_on")}
+    daw.send([0x90, 69, 90])
+    assert daw.wait_for(lambda c: len(c.sounding) == 4, timeout=3)
+    daw.send([0x80, 69, 0])
+    assert daw.wait_for(lambda c: not c.sounding, timeout=3)
+    after = {kind: http.get("/v1/live/latencies", params={"last": 2, "kind": kind}).json()
+             for kind in ("all", "note_on")}
+    assert after["all"]["count"] - before["all"]["count"] == 2  # the note-on and the note-off
+    assert after["note_on"]["count"] - before["note_on"]["count"] == 1
+    assert after["note_on"]["ms"][-1] in after["all"]["ms"]  # the same measurement
+    assert http.get("/v1/live/latencies", params={"kind": "offs"}).status_code == 422
