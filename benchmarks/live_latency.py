@@ -76,9 +76,12 @@ def start_jack(period: int) -> JackServer:
 MELODY = [67, 69, 71, 72, 74, 72, 71, 69]
 
 
+ALL_CORES = os.sched_getaffinity(0)  # what this process may use, before any pinning
+
+
 def free_of_kantors_core() -> None:
-    """Let this thread (and what it starts) use every core again."""
-    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    """Let this thread (and what it starts) use every core this process may use again."""
+    os.sched_setaffinity(0, ALL_CORES)
 
 
 def play_notes(out, sent: dict[int, float], lock, first: int, count: int, gap: float) -> None:

@@ -57,7 +57,7 @@ from live_latency import (
 from websockets.sync.client import connect
 
 from kantor.bridges.midi import LiveMidiService, MidiPorts
-from kantor.bridges.scheduling import raise_priority, real_time
+from kantor.bridges.scheduling import live_core, raise_priority, real_time
 from kantor.engine.chorale.live import LiveHarmonizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -232,7 +232,9 @@ class InProcessHarmoniser:
         self.scheduling = "normal"
 
         def start() -> None:  # the threads started here (JACK's, the worker) inherit it
-            os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+            core = live_core()
+            if core is not None:
+                os.sched_setaffinity(0, {core})
             self.scheduling = raise_priority()
             self.ports = MidiPorts("jack", client_name=name)
             self.service = LiveMidiService(processor, self.ports, queue_size=4096)
@@ -364,8 +366,7 @@ def main() -> None:
     finally:
         stderr = server.stop()
 
-    processing = {c: describe([v / 1000 for v in values])
-                  for c, values in live["processing_ms"].items()}
+    processing = {c: stats_ms(values) for c, values in live["processing_ms"].items()}
     seconds = {c: [v / 1000 for v in values] for c, values in live["processing_ms"].items()}
     results = {
         "machine": {"cpu": platform.processor() or platform.machine(),

@@ -31,10 +31,9 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-import statistics
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -785,7 +784,7 @@ class LiveHarmonizer:
         between notes (clock mode decides one answer a step: a fixed small allowance)."""
         if self.clock_running:
             return 0.005
-        expected_s = statistics.median(self.recent_gaps) if self.recent_gaps else 0.5
+        expected_s = _median(self.recent_gaps) if self.recent_gaps else 0.5
         return min(SPECULATION_SHARE * expected_s, SPECULATION_MAX_S)
 
     def speculate(self) -> None:
@@ -878,7 +877,7 @@ class LiveHarmonizer:
         # The next gap: one of the recent ones, or a note value of the prior at the
         # current tempo (worth four notes); steps as the tempo estimate will count it.
         was_held = self.melody_note is not None or 0 in continuing
-        quarter_s = (min(max(statistics.median(self.onset_gaps), 0.15), 1.5)
+        quarter_s = (min(max(_median(self.onset_gaps), 0.15), 1.5)
                      if self.onset_gaps else 0.5)
         gaps: collections.Counter[float] = collections.Counter()
         for gap in self.recent_gaps:
@@ -980,9 +979,9 @@ class LiveHarmonizer:
         return notes
 
 
-def _median(values: list[float]) -> float:
-    """statistics.median of a short list, without its generality (a third of the cost
-    on the note-on path)."""
+def _median(values: Iterable[float]) -> float:
+    """The median of a few gaps (statistics.median's result, at a third of its cost on
+    the note-on path)."""
     ordered = sorted(values)
     middle = len(ordered) // 2
     if len(ordered) % 2:
