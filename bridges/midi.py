@@ -47,6 +47,8 @@ DRAIN_SECONDS = 0.25
 RESTORE_WINDOW_S = 30.0
 # After a JACK xrun, note-offs sent this long before it (seconds) are sent again.
 RESEND_OFFS_S = 0.25
+# The idle worker wakes at least this often (seconds) for xruns and parked note-offs.
+IDLE_WAKE_S = 0.05
 
 
 class MidiPortError(RuntimeError):
@@ -570,20 +572,29 @@ class LiveMidiService:
         # JACK server (its threads above the worker's SCHED_FIFO 10) it keeps the worker's
         # scheduling; otherwise it works ahead under ordinary scheduling.
         ahead = getattr(self.harmonizer, "speculate", None)
+        # A processor with timed work (voices kept through a legato gap) says when it is
+        # due; the worker wakes for it when no message comes first.
+        timed = hasattr(self.harmonizer, "on_time")
         ordinary = OrdinaryWhileAhead()
         while not self._stop.is_set():
             if self._xrun.is_set():  # not through the queue: a flood keeps it full
                 self._xrun.clear()
                 self._send_all(self._offs_again())
             busy = ahead is not None and self.harmonizer.speculating
+            due = self.harmonizer.due_s if timed else None
             try:
                 if busy:
                     arrived, message, number = self.queue.get_nowait()
                 else:
                     ordinary.restore()  # wake for the next message at full priority
-                    arrived, message, number = self.queue.get(timeout=0.05)
+                    wait = IDLE_WAKE_S if due is None else min(
+                        max(due - time.perf_counter(), 0.0), IDLE_WAKE_S)
+                    arrived, message, number = self.queue.get(timeout=wait)
             except queue.Empty:
-                if self._parked.is_set():  # everything queued before them was handled
+                if due is not None and time.perf_counter() >= due:
+                    ordinary.restore()
+                    self._call(lambda: self.harmonizer.on_time(time.perf_counter()))
+                elif self._parked.is_set():  # everything queued before them was handled
                     ordinary.restore()
                     self._release_parked(None)
                 elif busy:

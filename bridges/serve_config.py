@@ -11,7 +11,7 @@ A TOML file groups them in tables; every key is optional::
                 start_jack = false  cpu = "last"       # or "any", or a core number
     [live]      temperature = 0.3  lookahead = 0  rule_weight = 4.0  velocity_scale = 0.85
                 thru = true  channels = [1, 2, 3, 4]  melody_channel = 1  fermata_cc = 64
-                key = 0  seed = 0  speculation = 96  tuned = false
+                key = 0  seed = 0  speculation = 96  tuned = false  tempo = 0.0
     [speech]    enabled = true  device = "..."  hostapi = "jack"  blocksize = 1024
                 sample_rate = 48000  clients = 4  queue_size = 64  max_chars = 5000
                 drain_seconds = 0.0  vocoder = "auto"
@@ -72,6 +72,7 @@ class ServeConfig:
     seed: int = 0
     speculation: int = LIVE_PARAMETERS["speculation"].default
     tuned: bool = LIVE_PARAMETERS["tuned"].default
+    tempo: float = LIVE_PARAMETERS["tempo"].default
     assets: str | None = None
     speech: bool = True
     device: str | int | None = None
@@ -97,7 +98,7 @@ class ServeConfig:
                 "rule_weight": self.rule_weight, "channels": channels,
                 "velocity_scale": self.velocity_scale, "thru": self.thru,
                 "fermata_cc": self.fermata_cc, "key_sharps": self.key, "seed": self.seed,
-                "speculation": self.speculation, "tuned": self.tuned,
+                "speculation": self.speculation, "tuned": self.tuned, "tempo": self.tempo,
                 "melody_channel": None if self.melody_channel is None
                 else self.melody_channel - 1}
 
@@ -171,7 +172,7 @@ def _toml_keys() -> dict[tuple[str, str], tuple[str, tuple[type, ...]]]:
                  "out_port": "out_port", "start_jack": "start_jack", "cpu": "live_cpu"},
         "live": {k: k for k in ("temperature", "lookahead", "rule_weight", "velocity_scale",
                                 "thru", "channels", "melody_channel", "fermata_cc", "key",
-                                "seed", "speculation", "tuned", "assets")},
+                                "seed", "speculation", "tuned", "tempo", "assets")},
         "speech": {"enabled": "speech", "device": "device", "hostapi": "hostapi",
                    "blocksize": "blocksize", "sample_rate": "sample_rate",
                    "clients": "speech_clients", "queue_size": "speech_queue",

@@ -252,3 +252,64 @@ def test_the_key_and_mode_reach_the_networks(make):
     play(modal, Listener(), [NOTE_ON, 62 + 12, 90], 0.0)
     assert modal.meta[modal.past, tonic] == 2
     assert h.check_parameter("minor", "on") is True
+
+
+def _decided_steps(h, notes, quarter_s: float, legato_s: float = 0.002) -> list[int]:
+    """Play ``notes`` (pitch, quarter notes) joined at ``quarter_s`` a quarter; the step
+    each note was decided at."""
+    steps, t = [], 0.0
+    for pitch, quarters in notes:
+        h.process([NOTE_ON, pitch, 90], t)
+        steps.append(h.step)
+        t += quarters * quarter_s
+        h.process([NOTE_OFF, pitch, 0], t - legato_s)
+    return steps
+
+
+# Eighths first, then quarters, a half and eighths: the median of the latest gaps taken as
+# a quarter counted these quarters as halves.
+MIXED = [(67, 0.5), (69, 0.5), (71, 0.5), (72, 0.5), (74, 1), (72, 1), (71, 2), (69, 0.5),
+         (67, 0.5), (69, 1), (71, 1), (72, 1), (71, 1), (69, 2)]
+MIXED_STEPS = [0, 2, 4, 6, 8, 12, 16, 24, 26, 28, 32, 36, 40, 44]
+
+
+def test_event_mode_counts_steps_in_the_tempo_the_player_sets(make):
+    for bpm in (60.0, 144.0):
+        h = make(tempo=bpm)
+        assert _decided_steps(h, MIXED, 60.0 / bpm) == MIXED_STEPS
+    h = make()
+    h.apply_parameter("tempo", 90.0)  # CC 28, HTTP, OSC and flags set it the same way
+    assert _decided_steps(h, MIXED, 60.0 / 90) == MIXED_STEPS
+
+
+def test_event_mode_follows_a_steady_tempo_and_keeps_the_beat(make):
+    """Not told the tempo: the first gaps are read as the likeliest note values of
+    Bach's sopranos, and every note then lands on its own 16th of the beat."""
+    # (Four eighths first would be read as quarters: equal gaps are likeliest quarters.)
+    opening = [(67, 1), (69, 1), (71, 0.5), (72, 0.5)]
+    for quarter_s in (0.4, 0.75):
+        assert _decided_steps(make(), opening + MIXED, quarter_s) == [
+            0, 4, 8, 10, *(12 + s for s in MIXED_STEPS)]
+
+
+def test_event_mode_follows_a_player_who_slows_down(make):
+    h = make()
+    notes = [(67 + i % 5, 1) for i in range(24)]
+    steps, t, quarter_s = [], 0.0, 0.5
+    for pitch, _ in notes:
+        h.process([NOTE_ON, pitch, 90], t)
+        steps.append(h.step)
+        t += quarter_s
+        quarter_s *= 1.03  # 3% slower each note: half as fast after 24 notes
+        h.process([NOTE_OFF, pitch, 0], t - 0.002)
+    assert steps == [4 * i for i in range(24)]
+    assert h.quarter_s == pytest.approx(0.5 * 1.03 ** 22, rel=0.1)
+
+
+def test_the_likeliest_quarter_reads_gaps_as_bachs_note_values():
+    from kantor.engine.chorale.live import _likeliest_quarter
+
+    assert _likeliest_quarter([0.25, 0.25, 0.5, 0.5]) == 0.5  # eighths then quarters
+    assert _likeliest_quarter([1.0, 0.5, 0.5, 0.5]) == 0.5  # a half first
+    assert _likeliest_quarter([0.6]) == 0.6
+    assert _likeliest_quarter([0.01, 0.01]) == 0.15  # within the tempi followed

@@ -216,3 +216,50 @@ def test_the_pedal_guess_follows_the_player(live_models):
             send(pedalling, [CC, 64, 0], i * 0.5 + 0.495, idle=False)
     assert plain._pedal_down_share() < 0.02
     assert pedalling._pedal_down_share() > 0.4
+
+
+def test_a_note_after_a_pause_is_answered_ahead(live_models):
+    """Once a release is LEGATO_GAP_S old with no note after it, the guesses are made
+    again for a note after a pause (the ones made at the release went mostly to a legato
+    note): phrases that begin on another note after a breath are still answered from the
+    table, and the music is the one computed on arrival."""
+    from kantor.engine.chorale.live import LEGATO_GAP_S
+
+    line = [67, 69, 71, 72, 71, 69, 67, 66, 67, 64, 62, 60, 62, 64, 65, 67]
+
+    def phrases(h, idle):
+        answers, firsts, t = [], 0, 0.0
+        for phrase in range(8):
+            start = (phrase * 5) % len(line)  # each phrase starts elsewhere in the line
+            for i, pitch in enumerate(line[start:] + line[:start]):
+                misses = h.stats.misses["event"]
+                answers.append(send(h, [NOTE_ON, pitch, 90], t, idle))
+                if i == 0 and phrase:
+                    firsts += h.stats.misses["event"] - misses
+                t += 0.3
+                answers.append(send(h, [NOTE_OFF, pitch, 0], t - 0.002, idle))
+            t += 1.5  # a breath: the worker calls on_time when the gap has passed
+            assert h.due_s == pytest.approx(t - 1.5 - 0.002 + LEGATO_GAP_S)
+            answers.append(h.on_time(h.due_s))
+            while idle and h.speculating:
+                h.speculate()
+        return answers, firsts
+
+    ahead, plain = harmonizer(live_models, 96), harmonizer(live_models, 0)
+    (answers, missed), (computed, _) = phrases(ahead, True), phrases(plain, False)
+    assert answers == computed
+    assert missed <= 2, f"{missed} of 7 phrase starts missed the table"
+    assert ahead.due_s is None  # nothing more is due
+
+
+def test_process_does_what_fell_due_when_on_time_was_not_called(live_models):
+    from kantor.engine.chorale.live import LEGATO_GAP_S
+
+    h = harmonizer(live_models, 96)
+    send(h, [NOTE_ON, 67, 90], 0.0, idle=True)
+    send(h, [NOTE_OFF, 67, 0], 0.5, idle=True)
+    assert h.due_s == pytest.approx(0.5 + LEGATO_GAP_S) and h.pause_since_s is None
+    send(h, [CC, 1, 0], 0.5 + LEGATO_GAP_S, idle=True)  # any message, after the gap
+    assert h.due_s is None and h.pause_since_s == 0.5
+    send(h, [NOTE_ON, 69, 90], 2.0, idle=True)
+    assert h.pause_since_s is None and h.due_s is None

@@ -8,7 +8,8 @@ decided. A voice's answer is a new pitch, a hold (keep sounding) or a rest.
 Two timing modes, chosen by what arrives:
 
 * **event mode** (no clock): every melody note is a new step; how many 16ths passed since
-  the last one is estimated from the time between notes (tempo from recent notes);
+  the last one is counted in 16ths of the tempo (the ``tempo`` setting, or followed from
+  the player's own notes);
 * **clock mode** (MIDI clock 0xF8 after Start/Continue/Song Position): 6 clocks make a
   16th; the harmoniser decides every step, so lower voices can move under a held note,
   and with a lookahead of K steps it decides step ``now - K`` from a melody sent early.
@@ -31,9 +32,10 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +105,15 @@ TABLE_LIMIT = 1024  # answers kept ahead at most (each key is about 2.5 KB)
 MISSES_KEPT = 32  # misses described in the status, the latest
 CHORD_WINDOW_S = 0.03  # notes closer than this are one chord: the top note is the melody
 LEGATO_GAP_S = 0.08  # a new note this soon after a release continues the phrase
+# Event mode's tempo: a quarter note lasts QUARTER_RANGE_S (40-400 bpm), DEFAULT_QUARTER_S
+# until the player's first joined notes say: the first TEMPO_LEARN_GAPS gaps are read as
+# the likeliest note values; each later gap moves it TEMPO_FOLLOW of the way to its own. (The
+# median of the latest 8 gaps taken as a quarter miscounted a quarter of the gaps of the
+# test chorales at a steady tempo, and half their notes fell on the wrong 16th.)
+QUARTER_RANGE_S = (0.15, 1.5)
+DEFAULT_QUARTER_S = 0.5
+TEMPO_LEARN_GAPS = 4
+TEMPO_FOLLOW = 0.25
 
 
 @dataclass
@@ -318,9 +329,14 @@ class LiveHarmonizer:
         self.thru_note: int | None = None  # melody pitch echoed (thru)
         self.melody_note: tuple[int, int] | None = None  # (channel, pitch) held by the player
         self.released: tuple[float, set[int]] | None = None  # last melody release, voices on
+        # event mode: when a release becomes a pause (no legato note came), and the time
+        # of the release that did
+        self.pause_due_s: float | None = None
+        self.pause_since_s: float | None = None
         self.melody_velocity = 64
         self.last_onset_s: float | None = None
-        self.onset_gaps: deque[float] = deque(maxlen=8)
+        self.quarter_s: float | None = None  # the tempo followed (event mode), seconds
+        self.first_gaps: list[float] = []  # the joined gaps that set it
         self.clock_running = False
         self.clock_count = 0
         self.fermata = False
@@ -341,13 +357,15 @@ class LiveHarmonizer:
         if not self._prepared:
             raise RuntimeError("call prepare() before process()")
         now_s = time.perf_counter() if now_s is None else now_s
+        # What fell due before this message (the worker normally does it on time; this
+        # covers a caller that did not).
+        out: list[list[int]] = self.on_time(now_s)
         # for a miss's description (two reads: this runs before every message)
         self._work_before, self._spent_before = (
             self._work is not None or self._work_due), self._spent_s
         # What was being computed ahead assumed the state before this message: start over
         # (entries already in the table stay: they are keyed by their exact inputs).
         self._restart_ahead()
-        out: list[list[int]] = []
         if not message:
             self.stats.drop("empty message")
             return out
@@ -464,6 +482,7 @@ class LiveHarmonizer:
         self.melody_note = (channel, pitch)
         self.melody_velocity = velocity
         self.released = None
+        self.pause_due_s = self.pause_since_s = None
         self._advance(steps, continuing)
         self._set_melody(self.past, pitch)
         if before >= 0:
@@ -483,6 +502,28 @@ class LiveHarmonizer:
             self.grid[0, column + int(self.grid[0, column] >= FIRST_PITCH_TOKEN):] = REST
             return
         self.release_all(out)
+        if not self.clock_running:  # a note within LEGATO_GAP_S continues the phrase
+            self.pause_due_s = now_s + LEGATO_GAP_S
+
+    @property
+    def due_s(self) -> float | None:
+        """When (seconds, the clock of ``process``'s ``now_s``) :meth:`on_time` has work:
+        the end of the legato gap after a release, from which on the next note is
+        guessed as coming after a pause; None when nothing is due."""
+        return self.pause_due_s
+
+    def on_time(self, now_s: float) -> list[list[int]]:
+        """Do what is due by ``now_s`` (seconds): once a release is ``LEGATO_GAP_S`` old
+        with no note after it, answer ahead for a note after a pause (the guesses made
+        at the release spent most of the table on a legato one). Returns the messages to
+        send (none so far: it only changes the guesses)."""
+        if self.pause_due_s is None or now_s < self.pause_due_s:
+            return []
+        self.pause_due_s = None
+        if self.released is not None:
+            self.pause_since_s = self.released[0]
+            self._restart_ahead()
+        return []
 
     def _on_clock(self, out: list[list[int]]) -> None:
         """Clock 0 of a step is the one after Start/Continue/Song Position; every 6th
@@ -522,21 +563,34 @@ class LiveHarmonizer:
         return vocab.token_of_pitch(pitch)
 
     def _steps_since(self, gap_s: float | None, was_held: bool) -> int:
-        """16th steps since the last melody note, from the gap and the recent tempo (the
-        median gap between legato notes counts as a quarter note)."""
+        """16th steps since the last melody note: the gap counted in 16ths of the tempo
+        followed. The first ``TEMPO_LEARN_GAPS`` gaps between joined notes set that tempo
+        (the quarter note under which they are the likeliest note values of Bach's
+        sopranos); each later gap moves it a little towards its own, so that eighths
+        count 2 and halves 8 and every note keeps its place in the beat."""
         if gap_s is None:
             return 1
         steps = self._steps_for(gap_s, was_held)
-        if was_held:
-            self.onset_gaps.append(gap_s)
+        if was_held and not self.settings.tempo:
+            if len(self.first_gaps) < TEMPO_LEARN_GAPS:
+                self.first_gaps.append(gap_s)
+                self.quarter_s = _likeliest_quarter(self.first_gaps)
+            elif gap_s / self.quarter_s * STEPS_PER_QUARTER < 2 * STEPS_PER_QUARTER + 0.5:
+                heard_s = gap_s * STEPS_PER_QUARTER / steps  # (a pause longer says nothing)
+                self.quarter_s = _followed(
+                    self.quarter_s + TEMPO_FOLLOW * (heard_s - self.quarter_s))
         return steps
 
     def _steps_for(self, gap_s: float, was_held: bool) -> int:
         """What :meth:`_steps_since` will say of ``gap_s``, changing nothing."""
-        gaps = list(self.onset_gaps)
-        if was_held:
-            gaps = [*gaps, gap_s][-(self.onset_gaps.maxlen or len(gaps) + 1):]
-        quarter_s = min(max(_median(gaps), 0.15), 1.5) if gaps else 0.5
+        if self.settings.tempo:  # the player says
+            quarter_s = _followed(60.0 / self.settings.tempo)
+        elif was_held and len(self.first_gaps) < TEMPO_LEARN_GAPS:  # still learning
+            quarter_s = _likeliest_quarter([*self.first_gaps, gap_s])
+        elif self.quarter_s is not None:
+            quarter_s = self.quarter_s
+        else:  # no tempo yet: a gap between joined notes will set it
+            quarter_s = DEFAULT_QUARTER_S
         return int(min(max(round(gap_s / quarter_s * STEPS_PER_QUARTER), 1),
                            2 * STEPS_PER_QUARTER))
 
@@ -619,7 +673,7 @@ class LiveHarmonizer:
             self.stats.misses[mode] += 1
             if self.settings.speculation > 0:  # with none, every decision "misses"
                 self.stats.recent_misses.append(self._describe_miss(mode, column))
-            for _ in self._answer(self.grid[None], self.meta[None], sounding, noise):
+            for _ in self._answer(self.grid[None], self.meta[None], (sounding,), noise):
                 pass  # decided in place, on the grid itself
             tokens = tuple(int(self.grid[v, column]) for v in LIVE_DECISION_ORDER)
         else:
@@ -662,11 +716,13 @@ class LiveHarmonizer:
                 self._early_steps(), settings.temperature, settings.rule_weight,
                 self._noise_serial if settings.temperature > 0 else -1)
 
-    def _answer(self, rows: np.ndarray, metas: np.ndarray, sounding: dict[int, int],
-                noise: list[np.ndarray] | None) -> Iterator[None]:
+    def _answer(self, rows: np.ndarray, metas: np.ndarray,
+                soundings: Sequence[dict[int, int]], noise: list[np.ndarray] | None
+                ) -> Iterator[None]:
         """Decide bass, alto and tenor at column ``past`` of each grid in ``rows`` ([n, 4,
-        window], written in place) with metadata ``metas``; one batched network call per
-        voice, yielding after each so a waiting note is not held up longer than that."""
+        window], written in place) with metadata ``metas`` and the voices sounding before
+        each (``soundings``, voice -> MIDI pitch); one batched network call per voice,
+        yielding after each so a waiting note is not held up longer than that."""
         n = rows.shape[0]
         centre = self.past
         inputs, meta_in = self._inputs[:n], self._meta_in[:n]
@@ -683,7 +739,7 @@ class LiveHarmonizer:
             for row in range(n):
                 self._cadence[centre] = cadences[row]
                 rows[row, voice, centre] = self._choose(
-                    voice, logits[row], rows[row], sounding,
+                    voice, logits[row], rows[row], soundings[row],
                     None if noise is None else noise[index])
             yield
 
@@ -804,97 +860,113 @@ class LiveHarmonizer:
     def _speculation(self) -> Iterator[None]:
         """Answer the likeliest next decisions, a batch at a time, into the table."""
         noise = self._peek_noise()
-        sounding, rows = (self._next_clock_step() if self.clock_running
-                          else self._likely_next_notes(min(self.settings.speculation,
-                                                           LIVE_PARAMETERS["speculation"].high)))
+        rows = (self._next_clock_step() if self.clock_running
+                else self._likely_next_notes(min(self.settings.speculation,
+                                                 LIVE_PARAMETERS["speculation"].high)))
         yield  # ranking the guesses took a little: let a waiting note in
         rows = iter(rows)
         while chunk := list(itertools.islice(rows, SPECULATION_BATCH)):
-            keys = {self._decision_key(grid, meta, sounding): (grid, meta)
-                    for grid, meta in chunk}
-            todo = [(key, grid, meta) for key, (grid, meta) in keys.items()
-                    if key not in self._table]
+            keys = {self._decision_key(grid, meta, sounding): (grid, meta, sounding)
+                    for grid, meta, sounding in chunk}
+            todo = [(key, *row) for key, row in keys.items() if key not in self._table]
             yield  # keys cost a few microseconds each: let a waiting note in
             if not todo:
                 continue
-            grids = np.stack([grid for _, grid, _ in todo])
-            yield from self._answer(grids, np.stack([meta for _, _, meta in todo]),
-                                    sounding, noise)
-            for (key, _, _), grid in zip(todo, grids, strict=True):
+            grids = np.stack([row[1] for row in todo])
+            yield from self._answer(grids, np.stack([row[2] for row in todo]),
+                                    [row[3] for row in todo], noise)
+            for (key, *_), grid in zip(todo, grids, strict=True):
                 self._table[key] = tuple(int(grid[v, self.past]) for v in LIVE_DECISION_ORDER)
             self.stats.speculated += len(todo)
 
-    def _next_clock_step(self) -> tuple[dict[int, int], list[tuple[np.ndarray, np.ndarray]]]:
+    def _next_clock_step(self) -> list[tuple[np.ndarray, np.ndarray, dict[int, int]]]:
         """Clock mode: the next step as it will be if nothing arrives before it."""
         holds = [self.melody_note is not None if v == 0 else v in self.sounding
                  for v in range(4)]
         grid, meta = self.grid.copy(), self.meta.copy()
         self._shift(grid, meta, self.step + 1, 1, holds, self.fermata)
-        return dict(self.sounding), [(grid, meta)]
+        return [(grid, meta, dict(self.sounding))]
 
     def _likely_next_notes(self, limit: int
-                           ) -> tuple[dict[int, int], Iterator[tuple[np.ndarray, np.ndarray]]]:
-        """Event mode: up to ``limit`` (grid, meta) for the likeliest next melody notes -
-        pitch, steps since this one and pedal - as the step will be when one arrives, and
-        the voices sounding then."""
+                           ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, int]]]:
+        """Event mode: up to ``limit`` (grid, meta, voices sounding) for the likeliest next
+        melody notes - pitch, steps since this one and pedal - as the step will be when
+        one arrives."""
         vocab = self.vocabularies[0]
         down_p = self._pedal_down_share()
         pedal_p = {True: down_p, False: 1 - down_p}
-        # (probability, voices holding into the new steps, {steps: probability},
-        #  {pitch: probability}) for each way the next note may come
-        scenarios: list[tuple[float, list[bool], dict[int, float], dict[int, float]]] = []
+        # One way the next note may come: its probability, the voices holding into the
+        # new steps (the melody's always do: a note-on continues it up to the new step),
+        # {steps: probability}, {pitch: probability} and the voices sounding then.
+        scenarios: list[tuple[float, list[bool], dict[int, float], dict[int, float],
+                              dict[int, int]]] = []
         if self.last_onset_s is None:  # the first note: one step, nothing sounding
             pitches = {p: 1.0 / (vocab.high - vocab.low + 1)
                        for p in range(vocab.low, vocab.high + 1)}
-            scenarios.append((1.0, [False] * 4, {1: 1.0}, pitches))
-            return {}, self._rows(scenarios, pedal_p, limit)
+            scenarios.append((1.0, [True, False, False, False], {1: 1.0}, pitches, {}))
+            return self._rows(scenarios, pedal_p, limit)
         last = self._soprano_pitch()
         if last < 0:
-            return {}, iter(())
+            return iter(())
         # The next interval: Bach's sopranos' (worth four notes) and this player's own.
         intervals = collections.Counter({i: 4 * p for i, p in MELODY_INTERVAL_PRIOR.items()})
         intervals.update(self.recent_intervals)
         total = sum(intervals.values())
         pitches = {last + interval: weight / total for interval, weight in intervals.items()
                    if vocab.low <= last + interval <= vocab.high}
+        silent = [True, False, False, False]  # after a pause nothing Kantor played holds
+        longest = 2 * STEPS_PER_QUARTER
+        if self.pause_since_s is not None:
+            # The legato gap has passed and the voices have ended: the next note comes
+            # after a pause at least this long since the last note.
+            shortest_s = self.pause_since_s + LEGATO_GAP_S - self.last_onset_s
+            steps_p = self._steps_likely(False, at_least_s=shortest_s)
+            steps_p[longest] += 1.0  # a breath: as likely as all the rest together
+            scenarios.append((1.0, silent, steps_p, pitches, {}))
+            return self._rows(scenarios, pedal_p, limit)
         arrival = (max(set(self.recent_arrivals), key=list(self.recent_arrivals).count)
                    if self.recent_arrivals else "legato")
-        if arrival == "held" and self.melody_note is not None:
-            continuing: set[int] = set()
-            sounding = dict(self.sounding)  # the new note comes over the held one
-        else:  # after a release: nothing Kantor played sounds then
-            if self.melody_note is not None:  # a release still to come, as before
-                continuing = {0, *self.sounding} if arrival == "legato" else set()
-            else:
-                continuing = (set(self.released[1]) if arrival == "legato"
-                              and self.released is not None else set())
-            sounding = {}
-            # ... or after a pause (a breath, a new phrase): the longest step, nothing held
-            scenarios.append((PAUSE_PRIOR, [False] * 4, {2 * STEPS_PER_QUARTER: 1.0},
-                              pitches))
-        holds = [(self.melody_note is not None if v == 0 else v in sounding)
-                 or v in continuing for v in range(4)]
-        # The next gap: one of the recent ones, or a note value of the prior at the
-        # current tempo (worth four notes); steps as the tempo estimate will count it.
-        was_held = self.melody_note is not None or 0 in continuing
-        quarter_s = (min(max(_median(self.onset_gaps), 0.15), 1.5)
-                     if self.onset_gaps else 0.5)
+        over_held = arrival == "held" and self.melody_note is not None
+        if over_held:  # what sounds now sounds on under the new note
+            holds = [True] + [v in self.sounding for v in (1, 2, 3)]
+            sounding = dict(self.sounding)
+        elif arrival == "detached":
+            holds, sounding = silent, {}
+        else:  # legato: the release ends the chord; its voices hold on the grid up to it
+            kept = (self.sounding if self.melody_note is not None
+                    else self.released[1] if self.released is not None else ())
+            holds, sounding = [True] + [v in kept for v in (1, 2, 3)], {}
+        if not over_held:  # ... or after a pause (a breath, a new phrase): the longest step
+            scenarios.append((PAUSE_PRIOR, silent, {longest: 1.0}, pitches, {}))
+        was_held = arrival != "detached"
+        scenarios.append((1.0 - (PAUSE_PRIOR if scenarios else 0.0), holds,
+                          self._steps_likely(was_held), pitches, sounding))
+        return self._rows(scenarios, pedal_p, limit)
+
+    def _steps_likely(self, was_held: bool, at_least_s: float = 0.0
+                      ) -> collections.Counter[int]:
+        """{steps: weight} the next note's gap may count (as :meth:`_steps_for` will count
+        it): one of the recent gaps, or a note value of the prior at the current tempo
+        (worth four notes), of those at least ``at_least_s`` long; any step count from
+        that gap's on at ``STEPS_FLOOR``."""
+        quarter_s = (_followed(60.0 / self.settings.tempo) if self.settings.tempo
+                     else DEFAULT_QUARTER_S if self.quarter_s is None else self.quarter_s)
         gaps: collections.Counter[float] = collections.Counter()
         for gap in self.recent_gaps:
             gaps[gap] += 1.0
         for quarters, share in DURATION_PRIOR.items():
             gaps[quarters * quarter_s] += 4 * share
+        gaps = collections.Counter({g: w for g, w in gaps.items() if g >= at_least_s})
         total = sum(gaps.values())
         steps_p: collections.Counter[int] = collections.Counter()
         for gap, weight in gaps.items():
             steps_p[self._steps_for(gap, was_held)] += weight / total
         # Any step count stays possible (a first gap sets the tempo, and a gap under
         # 0.15 s counts fewer steps than a quarter): the likely ones come first, these last.
-        for steps in range(1, 2 * STEPS_PER_QUARTER + 1):
+        fewest = self._steps_for(at_least_s, was_held) if at_least_s > 0 else 1
+        for steps in range(fewest, 2 * STEPS_PER_QUARTER + 1):
             steps_p[steps] += STEPS_FLOOR
-        scenarios.append((1.0 - (PAUSE_PRIOR if scenarios else 0.0), holds, steps_p,
-                          pitches))
-        return sounding, self._rows(scenarios, pedal_p, limit)
+        return steps_p
 
     def _pedal_down_share(self) -> float:
         """How likely the pedal is down at the next note: lifted after a fermata note,
@@ -905,18 +977,20 @@ class LiveHarmonizer:
                 / (PEDAL_PRIOR_NOTES + len(self.recent_pedal)))
 
     def _rows(self, scenarios, pedal_p: dict[bool, float], limit: int
-              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(grid, meta) of the ``limit`` likeliest (scenario, steps, pedal, pitch), ranked
-        now and built as they are taken."""
+              ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, int]]]:
+        """(grid, meta, sounding) of the ``limit`` likeliest (scenario, steps, pedal,
+        pitch), ranked now and built as they are taken."""
         guesses = sorted(((p_way * p_steps * p_pedal * p_pitch, way, steps, pedal, pitch)
-                          for way, (p_way, _, steps_p, pitches) in enumerate(scenarios)
+                          for way, (p_way, _, steps_p, pitches, _) in enumerate(scenarios)
                           for steps, p_steps in steps_p.items()
                           for pedal, p_pedal in pedal_p.items()
                           for pitch, p_pitch in pitches.items()), reverse=True)[:limit]
         return self._built(scenarios, guesses)
 
-    def _built(self, scenarios, guesses) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The grid and metadata of each guess of :meth:`_rows`, one at a time."""
+    def _built(self, scenarios, guesses
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, int]]]:
+        """The grid, metadata and sounding voices of each guess of :meth:`_rows`, one at
+        a time."""
         bases: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
         for _, way, steps, pedal, pitch in guesses:
             if (way, steps, pedal) not in bases:
@@ -926,7 +1000,7 @@ class LiveHarmonizer:
             grid, meta = bases[way, steps, pedal]
             grid = grid.copy()
             self._set_melody(self.past, pitch, grid)
-            yield grid, meta
+            yield grid, meta, scenarios[way][4]
 
     # ----------------------------------------------------------------- output
     def _thru(self, token: int, out: list[list[int]]) -> None:
@@ -963,12 +1037,16 @@ class LiveHarmonizer:
         """Note-offs for every note Kantor is sounding (panic, stop, shutdown)."""
         out = [] if out is None else out
         self._restart_ahead()
+        self.pause_due_s = None
         for voice in list(self.sounding):
             self._release(voice, out)
+        self._release_thru(out)
+        return out
+
+    def _release_thru(self, out: list[list[int]]) -> None:
         if self.thru_note is not None:
             out.append([0x80 | self.settings.channels[0], self.thru_note, 0])
             self.thru_note = None
-        return out
 
     @property
     def sounding_notes(self) -> list[tuple[int, int]]:
@@ -977,6 +1055,33 @@ class LiveHarmonizer:
         if self.thru_note is not None:
             notes.append((self.settings.channels[0], self.thru_note))
         return notes
+
+
+def _likeliest_quarter(gaps_s: list[float]) -> float:
+    """The quarter note (seconds) under which ``gaps_s`` are the likeliest run of Bach's
+    soprano note values (DURATION_PRIOR; a gap that is none of them, within 15%, counts
+    as a rare one), each gap tried as a quarter; then the mean quarter those values
+    give (a player's gaps are not exact)."""
+    def values(quarter_s: float) -> list[tuple[float, bool]]:
+        chosen = []
+        for gap in gaps_s:
+            value = min(DURATION_PRIOR, key=lambda q: abs(gap / quarter_s - q))
+            chosen.append((value, abs(gap / quarter_s - value) <= 0.15 * value))
+        return chosen
+
+    def log_likelihood(quarter_s: float) -> float:
+        return sum(math.log(DURATION_PRIOR[value] if near else STEPS_FLOOR)
+                   for value, near in values(quarter_s))
+
+    best = max(gaps_s, key=log_likelihood)
+    heard = [gap / value for gap, (value, near) in zip(gaps_s, values(best), strict=True)
+             if near]
+    return _followed(sum(heard) / len(heard))
+
+
+def _followed(quarter_s: float) -> float:
+    """A quarter note's length (seconds) within the tempi followed."""
+    return min(max(quarter_s, QUARTER_RANGE_S[0]), QUARTER_RANGE_S[1])
 
 
 def _median(values: Iterable[float]) -> float:

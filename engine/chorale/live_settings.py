@@ -97,6 +97,10 @@ LIVE_PARAMETERS: dict[str, LiveParameter] = {p.name: p for p in (
     LiveParameter("tuned", bool, 0, 1, False,
                   "play the networks tuned by reinforcement learning on the voice-leading "
                   "rules (Sequence Tutor); off: the prior, trained on Bach alone", cc=27),
+    LiveParameter("tempo", float, 0.0, 300.0, 0.0,
+                  "quarter notes a minute the melody is played at without MIDI clock, "
+                  "which places each note in the beat; 0: follow the player's own "
+                  "timing", cc=28),
     LiveParameter("speculation", int, 0, 256, 96,
                   "answers computed ahead per step while waiting for the next note (0: "
                   "none); the music is the same, more covers rarer notes at more idle CPU"),
@@ -136,6 +140,7 @@ class LiveSettings:
     # covers rarer notes at more idle CPU; the answers are the same either way.
     speculation: int = _default("speculation")
     tuned: bool = _default("tuned")  # the RL-tuned networks, where loaded
+    tempo: float = _default("tempo")  # bpm of the melody in event mode; 0: followed
 
     @classmethod
     def checked(cls, **values: object) -> LiveSettings:

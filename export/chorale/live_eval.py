@@ -29,6 +29,7 @@ from kantor.engine.chorale.rules import rates, voice_leading_report
 from kantor.export.chorale.corpus import Chorale
 
 STEP_SECONDS = 0.125  # a 16th at 120 bpm, for event-mode timestamps
+EVENT_TEMPO_BPM = 60.0 / (4 * STEP_SECONDS)
 
 
 def live_nll(harmonizer: LiveHarmonizer, chorales: list[Chorale], lookahead: int) -> dict:
@@ -164,15 +165,21 @@ def play_clock_mode(harmonizer: LiveHarmonizer, chorale: Chorale, early: int) ->
     return recorder.raw
 
 
-def play_event_mode(harmonizer: LiveHarmonizer, chorale: Chorale) -> np.ndarray:
-    """The answer to the soprano played with no clock, at a steady tempo."""
+def play_event_mode(harmonizer: LiveHarmonizer, chorale: Chorale,
+                    tell_tempo: bool = True) -> np.ndarray:
+    """The answer to the soprano played with no clock, at a steady tempo; the player says
+    the tempo (CC 28, as a DAW user would) or, without ``tell_tempo``, leaves the
+    harmoniser to follow it."""
     harmonizer.settings.lookahead = 0
     _tell_key(harmonizer, chorale)
+    harmonizer.apply_parameter("tempo", EVENT_TEMPO_BPM if tell_tempo else 0.0)
     harmonizer.reset()
     soprano = chorale.raw[0]
     recorder = _GridRecorder(soprano.shape[0], harmonizer.settings.channels)
     fermata = chorale.meta[:, 2].astype(bool)
     for step in range(soprano.shape[0]):
+        # what fell due since the last step (voices kept through a gap that passed)
+        recorder.feed(harmonizer.on_time(step * STEP_SECONDS))
         recorder.feed(_pedal(harmonizer, fermata, step, step * STEP_SECONDS))
         for message in _melody_events(soprano, step):
             recorder.feed(harmonizer.process(message, step * STEP_SECONDS))
