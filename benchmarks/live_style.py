@@ -26,6 +26,7 @@ from kantor.bridges.midi import LiveMidiService, MidiPorts, start_private_jack
 from kantor.engine.chorale.encoding import HOLD_PITCH, META_FIELDS, REST_PITCH
 from kantor.engine.chorale.keys import key_of_setting
 from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
+from kantor.engine.chorale.live_settings import LIVE_PARAMETERS
 from kantor.engine.models import ASSETS
 from kantor.export.chorale.corpus import Chorale, load_corpus
 from kantor.export.chorale.rewards import rule_rates
@@ -40,12 +41,20 @@ from kantor.export.chorale.style import (
 SILENCE_S = 0.6  # between chorales
 
 
+def tempo_controller(bpm: float) -> int:
+    """The CC 28 value nearest ``bpm`` (the controller sweeps the tempo's range)."""
+    tempo = LIVE_PARAMETERS["tempo"]
+    return int(min(max(round((bpm - tempo.low) / (tempo.high - tempo.low) * 127), 1), 127))
+
+
 def melody_events(chorale: Chorale, step_s: float) -> list[tuple[float, list[int]]]:
-    """(seconds from the chorale's start, message) for its soprano: the key first, the
-    pedal down over each fermata note, each note held until the next (legato)."""
+    """(seconds from the chorale's start, message) for its soprano: the key and the
+    tempo first, the pedal down over each fermata note, each note held until the next
+    (legato)."""
     key = key_of_setting(chorale.raw)
     events = [(0.0, [0xB0, 25, int(chorale.key_sharps) % 12]),
-              (0.0, [0xB0, 26, 127 if key.minor else 0])]
+              (0.0, [0xB0, 26, 127 if key.minor else 0]),
+              (0.0, [0xB0, 28, tempo_controller(60.0 / (4 * step_s))])]
     soprano = chorale.raw[0]
     fermata = chorale.meta[:, 2].astype(bool)
     sounding = None

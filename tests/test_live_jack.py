@@ -57,6 +57,20 @@ def test_every_melody_note_is_answered_and_released(daw):
         assert daw.wait_for(lambda c: not c.sounding), f"stuck: {daw.sounding}"
 
 
+def test_the_worker_does_what_falls_due_with_no_message_to_wake_it(daw, service):
+    """A release that no note follows within the legato gap becomes a pause: the worker
+    wakes for it on its own (LiveHarmonizer.due_s) and the guesses are made again."""
+    harmonizer = service.harmonizer
+    daw.send([0x90, 67, 96])
+    assert daw.wait_for(lambda c: len(c.sounding) == 4)
+    daw.send([0x80, 67, 0])
+    assert daw.wait_for(lambda c: not c.sounding)
+    deadline = time.monotonic() + 2.0
+    while harmonizer.pause_since_s is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert harmonizer.pause_since_s is not None and harmonizer.due_s is None
+
+
 def test_panic_cc_releases_everything(daw):
     daw.send([0x90, 72, 100])
     assert daw.wait_for(lambda c: len(c.sounding) == 4)

@@ -188,13 +188,15 @@ def measure_live(model_dir: Path, corpus, eval_limit: int | None = None) -> list
     return out
 
 
-def live_style(harmonizer, corpus, chorales: list, eval_limit: int | None) -> dict:
+def live_style(harmonizer, corpus, chorales: list, eval_limit: int | None,
+               tell_tempo: bool = True) -> dict:
     """The style evaluation's headline for the live cards: each held-out soprano played
-    into the harmoniser as MIDI in event mode (no clock), key by CC, answers on the grid."""
+    into the harmoniser as MIDI in event mode (no clock), key by CC, the tempo by CC (or,
+    without ``tell_tempo``, left to the harmoniser to follow), answers on the grid."""
     from kantor.export.chorale.live_eval import play_event_mode
 
     def live(chorale, seed: int):
-        raw = play_event_mode(harmonizer, chorale)
+        raw = play_event_mode(harmonizer, chorale, tell_tempo=tell_tempo)
         raw[0] = chorale.raw[0]  # the melody as played; only the answers are judged
         return raw
 

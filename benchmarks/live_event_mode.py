@@ -1,0 +1,162 @@
+"""The live harmoniser without MIDI clock (event mode): does each melody note land on its
+own 16th of the beat, and what does that do to the music?
+
+The 32 held-out test sopranos are played into the harmoniser in process as MIDI, legato
+at 120 bpm, key by CC (export/chorale/live_eval.play_event_mode). Two players: one who
+sets the tempo (CC 28, as a DAW user would) and one who leaves the harmoniser to follow
+it. For each, and for the prior and the tuned networks:
+
+* timing: the share of gaps between melody notes counted as the steps they are written
+  as (gaps over two quarter notes are counted as two by design), and the share of notes
+  decided on their own 16th within the beat (relative to the first note);
+* the music: each rule's breaks per chord beside Bach's on the same melodies, and the
+  style evaluation's headline (a discriminator that nothing here is chosen against).
+
+The rows measured before the tempo was kept (the same table row, in each tuned card's
+``sequence_tutor_table``) are carried beside them, marked with their source.
+
+    python benchmarks/live_event_mode.py [--out benchmarks/results] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kantor.engine.chorale.encoding import HOLD_PITCH, REST_PITCH
+from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
+from kantor.engine.models import ASSETS
+from kantor.export.chorale.corpus import Chorale, load_corpus
+from kantor.export.chorale.live_eval import play_event_mode
+from kantor.export.chorale.pipeline import live_style
+from kantor.export.chorale.rewards import rule_rates
+from kantor.export.chorale.tutor import chorale_context
+
+STYLE_KEYS = ("discriminator_balanced_accuracy", "discriminator_ci95",
+              "final_chord_root_and_bass_as_bach", "sevenths_resolved", "alto_eighth",
+              "tenor_eighth")
+
+
+class StepRecorder(LiveHarmonizer):
+    """The live harmoniser, noting the step of each decision."""
+
+    decided: list[int]
+
+    def _decide(self, out, redo):
+        self.decided.append(int(self.step))
+        super()._decide(out, redo)
+
+
+def timing(steps: list[int], chorale: Chorale) -> tuple[int, int, int, int]:
+    """(gaps counted as written, gaps, notes on their own 16th of the beat, notes)."""
+    soprano = chorale.raw[0]
+    onsets = np.flatnonzero((soprano != HOLD_PITCH) & (soprano != REST_PITCH))
+    decided = np.array(steps[:onsets.size])
+    written = np.minimum(np.diff(onsets), 8)  # the longest gap counted is two quarters
+    phase_ok = (decided - decided[0] + onsets[0]) % 4 == onsets % 4
+    return (int((np.diff(decided) == written).sum()), written.size, int(phase_ok.sum()),
+            onsets.size)
+
+
+def row(tuned: bool, tell_tempo: bool, corpus, chorales: list[Chorale]) -> dict:
+    """One player and one set of networks over ``chorales``."""
+    harmonizer = StepRecorder.load(ASSETS, LiveSettings(tuned=tuned))
+    harmonizer.decided = []
+    harmonizer.prepare()
+    started = time.perf_counter()
+    counts = np.zeros(4, dtype=np.int64)
+    played = []
+    for chorale in chorales:
+        harmonizer.decided = []
+        raw = play_event_mode(harmonizer, chorale, tell_tempo=tell_tempo)
+        counts += timing(harmonizer.decided, chorale)
+        raw[0] = chorale.raw[0]
+        played.append((raw, *chorale_context(chorale)))
+    harmonizer.reset()
+    style = live_style(harmonizer, corpus, chorales, None, tell_tempo=tell_tempo)
+    return {"networks": harmonizer.playing, "tempo": "set by the player" if tell_tempo
+            else "followed",
+            "gaps_counted_as_written": round(counts[0] / counts[1], 4),
+            "notes_on_their_16th": round(counts[2] / counts[3], 4),
+            "rule_breaks_per_chord": {k: round(v, 5) for k, v in rule_rates(played).items()},
+            "style": {k: style[k] for k in STYLE_KEYS},
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def before_rows() -> dict:
+    """The same rows measured before the tempo was kept, from the tuned cards."""
+    card = json.loads((ASSETS / "chorale-live-tuned-alto.json").read_text())
+    table = card["metrics"]["sequence_tutor_table"]
+    return {name: {"networks": name, "tempo": "median of the latest 8 gaps (before)",
+                   "source": "engine/assets/chorale-live-tuned-alto.json "
+                             "metrics.sequence_tutor_table",
+                   "rule_breaks_per_chord": entry["rule_breaks_per_chord"],
+                   "style": {k: entry["style"][k] for k in STYLE_KEYS}}
+            for name, entry in table.items()}
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    names = list(rows)
+    measures = [("discriminator", lambda r: r["style"]["discriminator_balanced_accuracy"]),
+                ("final chord\nas Bach", lambda r: r["style"]
+                 ["final_chord_root_and_bass_as_bach"]),
+                ("sevenths\nresolved", lambda r: r["style"]["sevenths_resolved"]["kantor"]),
+                ("notes on\ntheir 16th", lambda r: r.get("notes_on_their_16th", np.nan)),
+                ("repeated inner\nnotes / chord", lambda r: r["rule_breaks_per_chord"]
+                 ["repeated_notes"])]
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ax.bar(np.arange(len(measures)) + i * width, [f(rows[name]) for _, f in measures],
+               width, label=name)
+    bach = report["bach"]
+    ax.scatter([2 + 0.4, 4 + 0.4], [bach["sevenths_resolved"],
+                                    bach["rule_breaks_per_chord"]["repeated_notes"]],
+               marker="_", s=900, color="black", label="Bach", zorder=3)
+    ax.set_xticks(np.arange(len(measures)) + 0.4 - width / 2, [m for m, _ in measures])
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title(f"event mode, {report['melodies']} test sopranos at 120 bpm "
+                 "(discriminator: lower is closer to Bach)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--limit", type=int, help="the first N test chorales only")
+    args = parser.parse_args()
+    corpus = load_corpus()
+    chorales = corpus.split("test")[:args.limit]
+    before = before_rows()
+    report: dict = {"melodies": len(chorales), "tempo_bpm": 120, "rows": {}}
+    for tuned in (False, True):
+        name = "tuned" if tuned else "prior"
+        if args.limit is None:
+            report["rows"][f"{name}, before"] = before[name]
+        for tell in (True, False):
+            entry = row(tuned, tell, corpus, chorales)
+            report["rows"][f"{name}, tempo {'set' if tell else 'followed'}"] = entry
+            print(name, entry["tempo"], json.dumps(entry["style"]), flush=True)
+    card = json.loads((ASSETS / "chorale-live-tuned-alto.json").read_text())
+    prior = card["metrics"]["sequence_tutor_table"]["prior"]
+    report["bach"] = {"rule_breaks_per_chord": prior["bach_rule_breaks_per_chord"],
+                      "sevenths_resolved": prior["style"]["sevenths_resolved"]["bach"]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "live_event_mode.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot(report, args.out / "live_event_mode.png")
+
+
+if __name__ == "__main__":
+    main()
