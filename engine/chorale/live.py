@@ -1040,13 +1040,10 @@ class LiveHarmonizer:
         self.pause_due_s = None
         for voice in list(self.sounding):
             self._release(voice, out)
-        self._release_thru(out)
-        return out
-
-    def _release_thru(self, out: list[list[int]]) -> None:
         if self.thru_note is not None:
             out.append([0x80 | self.settings.channels[0], self.thru_note, 0])
             self.thru_note = None
+        return out
 
     @property
     def sounding_notes(self) -> list[tuple[int, int]]:
