@@ -553,9 +553,12 @@ def test_settings_file_and_its_errors(jack_server, tmp_path):
         assert httpx.post(f"{service.url}/v1/harmonize", content=b"x" * 6000,
                           headers=MIDI).status_code == 413
     bad = tmp_path / "bad.toml"
-    bad.write_text("[live]\ntempo = 3\n")
+    bad.write_text("[live]\nswing = 3\n")
     result = run_serve("--config", str(bad))
-    assert result.returncode == 2 and "unknown setting [live] tempo" in result.stderr
+    assert result.returncode == 2 and "unknown setting [live] swing" in result.stderr
+    bad.write_text("[live]\ntempo = 400\n")
+    result = run_serve("--config", str(bad))
+    assert result.returncode == 2 and "tempo takes a number from 0 to 300" in result.stderr
     bad.write_text("[http]\nport = 'eighty'\n")
     result = run_serve("--config", str(bad))
     assert result.returncode == 2 and "[http] port takes int" in result.stderr
