@@ -572,7 +572,7 @@ class LiveMidiService:
         # JACK server (its threads above the worker's SCHED_FIFO 10) it keeps the worker's
         # scheduling; otherwise it works ahead under ordinary scheduling.
         ahead = getattr(self.harmonizer, "speculate", None)
-        # A processor with timed work (voices kept through a legato gap) says when it is
+        # A processor with timed work (a release turning into a pause) says when it is
         # due; the worker wakes for it when no message comes first.
         timed = hasattr(self.harmonizer, "on_time")
         ordinary = OrdinaryWhileAhead()

@@ -55,7 +55,7 @@ def test_the_engine_feeds_the_live_networks_the_training_masks(ahead):
     rng = np.random.default_rng(ahead)
     rows = random_rows(h, rng)
     metas = np.zeros((rows.shape[0], h.window, len(META_FIELDS)), dtype=np.int64)
-    for _ in h._answer(rows, metas, [{}] * rows.shape[0], None):
+    for _ in h._answer(rows, metas, {}, None):
         pass  # rows now hold the engine's decisions at the step, as training's targets do
 
     config = LiveNetConfig(past=h.past, lookahead=h.max_lookahead, token_embed=2, step_dim=2,

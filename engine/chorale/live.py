@@ -35,7 +35,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -673,7 +673,7 @@ class LiveHarmonizer:
             self.stats.misses[mode] += 1
             if self.settings.speculation > 0:  # with none, every decision "misses"
                 self.stats.recent_misses.append(self._describe_miss(mode, column))
-            for _ in self._answer(self.grid[None], self.meta[None], (sounding,), noise):
+            for _ in self._answer(self.grid[None], self.meta[None], sounding, noise):
                 pass  # decided in place, on the grid itself
             tokens = tuple(int(self.grid[v, column]) for v in LIVE_DECISION_ORDER)
         else:
@@ -716,13 +716,11 @@ class LiveHarmonizer:
                 self._early_steps(), settings.temperature, settings.rule_weight,
                 self._noise_serial if settings.temperature > 0 else -1)
 
-    def _answer(self, rows: np.ndarray, metas: np.ndarray,
-                soundings: Sequence[dict[int, int]], noise: list[np.ndarray] | None
-                ) -> Iterator[None]:
+    def _answer(self, rows: np.ndarray, metas: np.ndarray, sounding: dict[int, int],
+                noise: list[np.ndarray] | None) -> Iterator[None]:
         """Decide bass, alto and tenor at column ``past`` of each grid in ``rows`` ([n, 4,
-        window], written in place) with metadata ``metas`` and the voices sounding before
-        each (``soundings``, voice -> MIDI pitch); one batched network call per voice,
-        yielding after each so a waiting note is not held up longer than that."""
+        window], written in place) with metadata ``metas``; one batched network call per
+        voice, yielding after each so a waiting note is not held up longer than that."""
         n = rows.shape[0]
         centre = self.past
         inputs, meta_in = self._inputs[:n], self._meta_in[:n]
@@ -739,7 +737,7 @@ class LiveHarmonizer:
             for row in range(n):
                 self._cadence[centre] = cadences[row]
                 rows[row, voice, centre] = self._choose(
-                    voice, logits[row], rows[row], soundings[row],
+                    voice, logits[row], rows[row], sounding,
                     None if noise is None else noise[index])
             yield
 
@@ -860,54 +858,55 @@ class LiveHarmonizer:
     def _speculation(self) -> Iterator[None]:
         """Answer the likeliest next decisions, a batch at a time, into the table."""
         noise = self._peek_noise()
-        rows = (self._next_clock_step() if self.clock_running
-                else self._likely_next_notes(min(self.settings.speculation,
-                                                 LIVE_PARAMETERS["speculation"].high)))
+        sounding, rows = (self._next_clock_step() if self.clock_running
+                          else self._likely_next_notes(min(self.settings.speculation,
+                                                           LIVE_PARAMETERS["speculation"].high)))
         yield  # ranking the guesses took a little: let a waiting note in
         rows = iter(rows)
         while chunk := list(itertools.islice(rows, SPECULATION_BATCH)):
-            keys = {self._decision_key(grid, meta, sounding): (grid, meta, sounding)
-                    for grid, meta, sounding in chunk}
-            todo = [(key, *row) for key, row in keys.items() if key not in self._table]
+            keys = {self._decision_key(grid, meta, sounding): (grid, meta)
+                    for grid, meta in chunk}
+            todo = [(key, grid, meta) for key, (grid, meta) in keys.items()
+                    if key not in self._table]
             yield  # keys cost a few microseconds each: let a waiting note in
             if not todo:
                 continue
-            grids = np.stack([row[1] for row in todo])
-            yield from self._answer(grids, np.stack([row[2] for row in todo]),
-                                    [row[3] for row in todo], noise)
-            for (key, *_), grid in zip(todo, grids, strict=True):
+            grids = np.stack([grid for _, grid, _ in todo])
+            yield from self._answer(grids, np.stack([meta for _, _, meta in todo]),
+                                    sounding, noise)
+            for (key, _, _), grid in zip(todo, grids, strict=True):
                 self._table[key] = tuple(int(grid[v, self.past]) for v in LIVE_DECISION_ORDER)
             self.stats.speculated += len(todo)
 
-    def _next_clock_step(self) -> list[tuple[np.ndarray, np.ndarray, dict[int, int]]]:
+    def _next_clock_step(self) -> tuple[dict[int, int], list[tuple[np.ndarray, np.ndarray]]]:
         """Clock mode: the next step as it will be if nothing arrives before it."""
         holds = [self.melody_note is not None if v == 0 else v in self.sounding
                  for v in range(4)]
         grid, meta = self.grid.copy(), self.meta.copy()
         self._shift(grid, meta, self.step + 1, 1, holds, self.fermata)
-        return [(grid, meta, dict(self.sounding))]
+        return dict(self.sounding), [(grid, meta)]
 
     def _likely_next_notes(self, limit: int
-                           ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, int]]]:
-        """Event mode: up to ``limit`` (grid, meta, voices sounding) for the likeliest next
-        melody notes - pitch, steps since this one and pedal - as the step will be when
-        one arrives."""
+                           ) -> tuple[dict[int, int], Iterator[tuple[np.ndarray, np.ndarray]]]:
+        """Event mode: up to ``limit`` (grid, meta) for the likeliest next melody notes -
+        pitch, steps since this one and pedal - as the step will be when one arrives, and
+        the voices sounding then (the same for every guess: under a held note, what
+        sounds; after a release, nothing)."""
         vocab = self.vocabularies[0]
         down_p = self._pedal_down_share()
         pedal_p = {True: down_p, False: 1 - down_p}
         # One way the next note may come: its probability, the voices holding into the
         # new steps (the melody's always do: a note-on continues it up to the new step),
-        # {steps: probability}, {pitch: probability} and the voices sounding then.
-        scenarios: list[tuple[float, list[bool], dict[int, float], dict[int, float],
-                              dict[int, int]]] = []
+        # {steps: probability} and {pitch: probability}.
+        scenarios: list[tuple[float, list[bool], dict[int, float], dict[int, float]]] = []
         if self.last_onset_s is None:  # the first note: one step, nothing sounding
             pitches = {p: 1.0 / (vocab.high - vocab.low + 1)
                        for p in range(vocab.low, vocab.high + 1)}
-            scenarios.append((1.0, [True, False, False, False], {1: 1.0}, pitches, {}))
-            return self._rows(scenarios, pedal_p, limit)
+            scenarios.append((1.0, [True, False, False, False], {1: 1.0}, pitches))
+            return {}, self._rows(scenarios, pedal_p, limit)
         last = self._soprano_pitch()
         if last < 0:
-            return iter(())
+            return {}, iter(())
         # The next interval: Bach's sopranos' (worth four notes) and this player's own.
         intervals = collections.Counter({i: 4 * p for i, p in MELODY_INTERVAL_PRIOR.items()})
         intervals.update(self.recent_intervals)
@@ -922,8 +921,8 @@ class LiveHarmonizer:
             shortest_s = self.pause_since_s + LEGATO_GAP_S - self.last_onset_s
             steps_p = self._steps_likely(False, at_least_s=shortest_s)
             steps_p[longest] += 1.0  # a breath: as likely as all the rest together
-            scenarios.append((1.0, silent, steps_p, pitches, {}))
-            return self._rows(scenarios, pedal_p, limit)
+            scenarios.append((1.0, silent, steps_p, pitches))
+            return {}, self._rows(scenarios, pedal_p, limit)
         arrival = (max(set(self.recent_arrivals), key=list(self.recent_arrivals).count)
                    if self.recent_arrivals else "legato")
         over_held = arrival == "held" and self.melody_note is not None
@@ -937,11 +936,11 @@ class LiveHarmonizer:
                     else self.released[1] if self.released is not None else ())
             holds, sounding = [True] + [v in kept for v in (1, 2, 3)], {}
         if not over_held:  # ... or after a pause (a breath, a new phrase): the longest step
-            scenarios.append((PAUSE_PRIOR, silent, {longest: 1.0}, pitches, {}))
+            scenarios.append((PAUSE_PRIOR, silent, {longest: 1.0}, pitches))
         was_held = arrival != "detached"
         scenarios.append((1.0 - (PAUSE_PRIOR if scenarios else 0.0), holds,
-                          self._steps_likely(was_held), pitches, sounding))
-        return self._rows(scenarios, pedal_p, limit)
+                          self._steps_likely(was_held), pitches))
+        return sounding, self._rows(scenarios, pedal_p, limit)
 
     def _steps_likely(self, was_held: bool, at_least_s: float = 0.0
                       ) -> collections.Counter[int]:
@@ -977,20 +976,18 @@ class LiveHarmonizer:
                 / (PEDAL_PRIOR_NOTES + len(self.recent_pedal)))
 
     def _rows(self, scenarios, pedal_p: dict[bool, float], limit: int
-              ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, int]]]:
-        """(grid, meta, sounding) of the ``limit`` likeliest (scenario, steps, pedal,
-        pitch), ranked now and built as they are taken."""
+              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(grid, meta) of the ``limit`` likeliest (scenario, steps, pedal, pitch), ranked
+        now and built as they are taken."""
         guesses = sorted(((p_way * p_steps * p_pedal * p_pitch, way, steps, pedal, pitch)
-                          for way, (p_way, _, steps_p, pitches, _) in enumerate(scenarios)
+                          for way, (p_way, _, steps_p, pitches) in enumerate(scenarios)
                           for steps, p_steps in steps_p.items()
                           for pedal, p_pedal in pedal_p.items()
                           for pitch, p_pitch in pitches.items()), reverse=True)[:limit]
         return self._built(scenarios, guesses)
 
-    def _built(self, scenarios, guesses
-               ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, int]]]:
-        """The grid, metadata and sounding voices of each guess of :meth:`_rows`, one at
-        a time."""
+    def _built(self, scenarios, guesses) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The grid and metadata of each guess of :meth:`_rows`, one at a time."""
         bases: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
         for _, way, steps, pedal, pitch in guesses:
             if (way, steps, pedal) not in bases:
@@ -1000,7 +997,7 @@ class LiveHarmonizer:
             grid, meta = bases[way, steps, pedal]
             grid = grid.copy()
             self._set_melody(self.past, pitch, grid)
-            yield grid, meta, scenarios[way][4]
+            yield grid, meta
 
     # ----------------------------------------------------------------- output
     def _thru(self, token: int, out: list[list[int]]) -> None:

@@ -99,8 +99,8 @@ LIVE_PARAMETERS: dict[str, LiveParameter] = {p.name: p for p in (
                   "rules (Sequence Tutor); off: the prior, trained on Bach alone", cc=27),
     LiveParameter("tempo", float, 0.0, 300.0, 0.0,
                   "quarter notes a minute the melody is played at without MIDI clock, "
-                  "which places each note in the beat; 0: follow the player's own "
-                  "timing", cc=28),
+                  "which places each note in the beat (below 40 counts as 40); 0: follow "
+                  "the player's own timing", cc=28),
     LiveParameter("speculation", int, 0, 256, 96,
                   "answers computed ahead per step while waiting for the next note (0: "
                   "none); the music is the same, more covers rarer notes at more idle CPU"),

@@ -178,8 +178,6 @@ def play_event_mode(harmonizer: LiveHarmonizer, chorale: Chorale,
     recorder = _GridRecorder(soprano.shape[0], harmonizer.settings.channels)
     fermata = chorale.meta[:, 2].astype(bool)
     for step in range(soprano.shape[0]):
-        # what fell due since the last step (voices kept through a gap that passed)
-        recorder.feed(harmonizer.on_time(step * STEP_SECONDS))
         recorder.feed(_pedal(harmonizer, fermata, step, step * STEP_SECONDS))
         for message in _melody_events(soprano, step):
             recorder.feed(harmonizer.process(message, step * STEP_SECONDS))
