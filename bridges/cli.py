@@ -195,7 +195,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             **{name: getattr(args, name) for name in LIVE_FLAGS},
             channels=_channels(args.channels), thru=not args.no_thru,
             tuned=None if args.model is None else args.model == "tuned",
-            fermata_cc=args.fermata_cc, key_sharps=key_sharps,
+            move_under=args.move_under, fermata_cc=args.fermata_cc, key_sharps=key_sharps,
             minor=bool(key and key.minor),
             tonic_degree=key.degree_of(key_sharps) if key else None,
             melody_channel=None if args.melody_channel is None
@@ -465,7 +465,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "melody_channel": args.melody_channel,
         "thru": False if args.no_thru else None, "key": args.key, "seed": args.seed,
         "tuned": None if args.model is None else args.model == "tuned",
-        "assets": args.assets,
+        "move_under": args.move_under, "assets": args.assets,
         "speech": False if args.no_audio else None,
         "device": args.device, "hostapi": args.hostapi, "blocksize": args.blocksize,
         "sample_rate": args.sample_rate, "speech_clients": args.speech_clients,
@@ -578,6 +578,8 @@ def _add_live_flags(group) -> None:
         parameter = LIVE_PARAMETERS[name]
         group.add_argument(f"--{name.replace('_', '-')}", type=parameter.kind,
                            help=parameter.describe())
+    group.add_argument("--move-under", action="store_true", default=None,
+                       help=LIVE_PARAMETERS["move_under"].describe())
     tuned = LIVE_PARAMETERS["tuned"]
     group.add_argument("--model", choices=("prior", "tuned"),
                        help=f"which live networks play: the prior, trained on Bach, or the "

@@ -71,6 +71,23 @@ def test_the_worker_does_what_falls_due_with_no_message_to_wake_it(daw, service)
     assert harmonizer.pause_since_s is not None and harmonizer.due_s is None
 
 
+def test_the_worker_decides_the_16ths_under_a_held_note(daw, service):
+    """With move_under (CC 29) and a tempo (CC 28), the worker wakes at each 16th while
+    the melody holds, with no message to wake it, and the voices end after the release."""
+    harmonizer = service.harmonizer
+    daw.send([0xB0, 28, 51])  # 120.5 bpm: a 16th is 0.125 s
+    daw.send([0xB0, 29, 127])
+    daw.send([0x90, 67, 96])
+    assert daw.wait_for(lambda c: len(c.sounding) == 4)
+    deadline = time.monotonic() + 2.0
+    while harmonizer.timed_steps < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    timed = harmonizer.stats.hits["timed"] + harmonizer.stats.misses["timed"]
+    assert harmonizer.timed_steps >= 3 and timed >= 3
+    daw.send([0x80, 67, 0])
+    assert daw.wait_for(lambda c: not c.sounding), f"stuck: {daw.sounding}"
+
+
 def test_panic_cc_releases_everything(daw):
     daw.send([0x90, 72, 100])
     assert daw.wait_for(lambda c: len(c.sounding) == 4)

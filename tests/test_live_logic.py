@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from kantor.engine.chorale.encoding import TEXTBOOK_RANGES
-from kantor.engine.chorale.live import CLOCKS_PER_STEP, LiveHarmonizer, LiveSettings
+from kantor.engine.chorale.live import (
+    CLOCKS_PER_STEP,
+    LEGATO_GAP_S,
+    LiveHarmonizer,
+    LiveSettings,
+)
 
 NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
 
@@ -45,6 +50,12 @@ def play(harmonizer, listener, message, t):
     listener.feed(harmonizer.process(message, t))
 
 
+def gap_passes(harmonizer, listener, released_at):
+    """The legato gap after a release passes with no note: the voices kept through it
+    end (the worker calls on_time then)."""
+    listener.feed(harmonizer.on_time(released_at + LEGATO_GAP_S))
+
+
 def test_each_melody_note_gets_three_voices_below_it(make):
     h, ear = make(), Listener()
     t = 0.0
@@ -62,7 +73,9 @@ def test_each_melody_note_gets_three_voices_below_it(make):
                 assert low <= p <= high and p <= pitch
         t += 0.4
         play(h, ear, [NOTE_OFF, pitch, 0], t)
-        assert ear.on == set()  # everything released with the melody note
+        assert (0, pitch) not in ear.on  # the echo ends with the melody note ...
+        gap_passes(h, ear, t)
+        assert ear.on == set()  # ... and the chord once no legato note follows
         t += 0.1
 
 
@@ -73,6 +86,7 @@ def test_velocity_zero_is_a_note_off_and_stray_offs_are_ignored(make):
     play(h, ear, [NOTE_ON, 67, 80], 0.1)
     assert len(ear.on) == 4
     play(h, ear, [NOTE_ON, 67, 0], 0.5)
+    gap_passes(h, ear, 0.5)
     assert ear.on == set()
 
 
@@ -87,6 +101,7 @@ def test_chord_keeps_its_top_note(make):
     play(h, ear, [NOTE_OFF, 60, 0], 0.3)
     assert len(ear.on) == 4  # releasing the chord's other notes changes nothing
     play(h, ear, [NOTE_OFF, 67, 0], 0.3)
+    gap_passes(h, ear, 0.3)
     assert ear.on == set()
 
 
@@ -125,6 +140,23 @@ def test_cc_sets_parameters_and_pedal_marks_fermatas(make):
     play(h, ear, [NOTE_ON, 67, 80], 0.1)
     assert h.meta[h.past, 2] == 1
     assert all(s & 0x0F != 0 for s, _, _ in ear.log)  # no thru
+
+
+def test_the_pedal_holds_as_far_as_the_networks_look_ahead(make):
+    """A fermata reads as lasting from its note on, whatever the step size: columns ahead
+    that entered the window with the pedal up are marked too (they once read as a
+    fermata one 16th long after a short step), and none once it is lifted."""
+    h, ear = make(tempo=120.0), Listener()
+    play(h, ear, [NOTE_ON, 67, 80], 0.0)
+    play(h, ear, [NOTE_OFF, 67, 0], 0.123)
+    play(h, ear, [CC, 64, 127], 0.124)
+    play(h, ear, [NOTE_ON, 69, 80], 0.125)  # a 16th later: one step
+    assert h.step == 1 and h.meta[h.past:, 2].tolist() == [1] * (h.window - h.past)
+    assert h.meta[h.past - 1, 2] == 0  # the step before the cadence stays as it was
+    play(h, ear, [NOTE_OFF, 69, 0], 0.623)
+    play(h, ear, [CC, 64, 0], 0.624)
+    play(h, ear, [NOTE_ON, 71, 80], 0.625)
+    assert h.meta[h.past:, 2].tolist() == [0] * (h.window - h.past)
 
 
 def clock(h, ear, steps, t):
@@ -200,6 +232,7 @@ def test_flood_stays_bounded_and_releases_everything(make):
         t += 0.001
     for pitch in held:
         play(h, ear, [NOTE_OFF, pitch, 0], t)
+    gap_passes(h, ear, t)
     assert ear.on == set()
 
 

@@ -20,6 +20,9 @@ def live_models():
 
 
 def harmonizer(models, speculation: int, **settings) -> LiveHarmonizer:
+    """Voices that change only with the melody (test_live_motion.py answers ahead with
+    move_under, which needs a player that calls on_time at each 16th)."""
+    settings = {"move_under": False, **settings}
     h = LiveHarmonizer(models, LiveSettings(speculation=speculation, **settings))
     h.prepare()
     return h

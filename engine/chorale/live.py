@@ -114,6 +114,21 @@ QUARTER_RANGE_S = (0.15, 1.5)
 DEFAULT_QUARTER_S = 0.5
 TEMPO_LEARN_GAPS = 4
 TEMPO_FOLLOW = 0.25
+# Event mode, once the tempo is known: while the melody holds, the lower voices are decided
+# at each 16th after its onset (as under MIDI clock), up to TIMED_STEPS_MAX of them. A
+# timed step waits TIMED_GRACE_S past its time, or, where the melody's next note is
+# likelier than not (a note value the player is likely to play ends there), LATE_SHARE of a
+# 16th: a note that comes that late still counts as on that step, and is answered as one
+# rather than replacing an answer just given.
+TIMED_STEPS_MAX = 2 * STEPS_PER_QUARTER - 1
+# The alto and tenor under a held melody note are drawn at least at the networks' own
+# belief, as the offline sampler draws off the beat: at a low temperature they hold
+# whatever the networks hold at 60% or more, and never pass in eighths. (The bass keeps
+# the player's temperature: drawn at 1.0 it walks away from the key and the cadence.)
+MOTION_TEMPERATURE = 1.0
+MOTION_VOICES = frozenset((1, 2))
+TIMED_GRACE_S = 0.02
+LATE_SHARE = 0.45
 
 
 @dataclass
@@ -126,8 +141,10 @@ class LiveStats:
     dropped: dict[str, int] = field(default_factory=dict)
     # Decisions answered from the speculative table (hit) or computed on arrival (miss),
     # by mode ("event", "clock").
-    hits: dict[str, int] = field(default_factory=lambda: {"event": 0, "clock": 0})
-    misses: dict[str, int] = field(default_factory=lambda: {"event": 0, "clock": 0})
+    # ("timed": event mode's steps decided by time under a held melody note).
+    hits: dict[str, int] = field(default_factory=lambda: {"event": 0, "clock": 0, "timed": 0})
+    misses: dict[str, int] = field(
+        default_factory=lambda: {"event": 0, "clock": 0, "timed": 0})
     speculated: int = 0  # answers computed ahead
     # The latest misses and why: what the table held then, whether answering ahead had
     # finished, and the melody note that came (so a benchmark can say what to guess next).
@@ -137,7 +154,7 @@ class LiveStats:
     def speculation(self) -> dict:
         """Hits, misses and hit rate per mode (None before the first decision)."""
         report = {}
-        for mode in ("event", "clock"):
+        for mode in ("event", "clock", "timed"):
             hits, misses = self.hits[mode], self.misses[mode]
             report[mode] = {"hits": hits, "misses": misses,
                             "hit_rate": hits / (hits + misses) if hits + misses else None}
@@ -333,6 +350,11 @@ class LiveHarmonizer:
         # of the release that did
         self.pause_due_s: float | None = None
         self.pause_since_s: float | None = None
+        # event mode, the melody held: 16ths decided by time since its onset, and when the
+        # next is due (None: none; worked out off the answer's path when stale)
+        self.timed_steps = 0
+        self.timed_due_s: float | None = None
+        self._timed_stale = False
         self.melody_velocity = 64
         self.last_onset_s: float | None = None
         self.quarter_s: float | None = None  # the tempo followed (event mode), seconds
@@ -417,6 +439,7 @@ class LiveHarmonizer:
     def _on_control(self, number: int, value: int, out: list[list[int]]) -> None:
         if number == self.settings.fermata_cc:
             self.fermata = value >= 64
+            self._timed_stale = True  # a fermata's chord holds: no timed steps under it
         elif number == CC_ALL_NOTES_OFF:
             self.release_all(out)
             self.melody_note = None
@@ -431,6 +454,7 @@ class LiveHarmonizer:
             value = min(value, self.max_lookahead)
         setattr(self.settings, name, value)
         self._restart_ahead()
+        self._timed_stale = True  # the tempo, or whether voices move under a note
         if name == "tuned":
             self._select_models()
             self._table.clear()  # answers of the other networks
@@ -483,11 +507,17 @@ class LiveHarmonizer:
         self.melody_velocity = velocity
         self.released = None
         self.pause_due_s = self.pause_since_s = None
-        self._advance(steps, continuing)
+        # Steps already decided by time under the last note count towards this one's; a
+        # note later than its step's timed decision lands on that step and replaces it.
+        steps -= self.timed_steps
+        late = steps < 1
+        self.timed_steps, self.timed_due_s, self._timed_stale = 0, None, True
+        if not late:
+            self._advance(steps, continuing)
         self._set_melody(self.past, pitch)
         if before >= 0:
             self.recent_intervals.append(self._soprano_pitch() - before)
-        self._decide(out, redo=False)
+        self._decide(out, redo=late)
 
     def _on_note_off(self, channel: int, pitch: int, now_s: float,
                      out: list[list[int]]) -> None:
@@ -495,35 +525,101 @@ class LiveHarmonizer:
             return  # a chord note we ignored, a note replaced by a newer one, or unknown
         self.melody_note = None
         self.released = (now_s, {0, *self.sounding})
+        self.timed_due_s, self._timed_stale = None, False  # nothing moves under a rest
         if self.clock_running and self.settings.lookahead > 0:
             # Sent early: the release is heard when its step is decided (a note that
             # started in this very step still lasts the step).
             column = self._melody_column()
             self.grid[0, column + int(self.grid[0, column] >= FIRST_PITCH_TOKEN):] = REST
             return
-        self.release_all(out)
-        if not self.clock_running:  # a note within LEGATO_GAP_S continues the phrase
-            self.pause_due_s = now_s + LEGATO_GAP_S
+        if self.clock_running:
+            self.release_all(out)
+            return
+        # A note within LEGATO_GAP_S continues the phrase: the lower voices sound on until
+        # then, so that it may tie a common tone or suspend one (with move_under; without,
+        # they end with the melody).
+        if self.settings.move_under:
+            self._restart_ahead()
+            self._end_echo(out)
+        else:
+            self.release_all(out)
+        self.pause_due_s = now_s + LEGATO_GAP_S
 
     @property
     def due_s(self) -> float | None:
         """When (seconds, the clock of ``process``'s ``now_s``) :meth:`on_time` has work:
-        the end of the legato gap after a release, from which on the next note is
-        guessed as coming after a pause; None when nothing is due."""
-        return self.pause_due_s
+        the next 16th decided by time under a held melody note, or the end of the legato
+        gap after a release, from which on the next note is guessed as coming after a
+        pause; None when nothing is due."""
+        if self._timed_stale:
+            self._schedule_timed()
+        timed, pause = self.timed_due_s, self.pause_due_s
+        if timed is None or pause is None:
+            return pause if timed is None else timed
+        return min(timed, pause)
 
     def on_time(self, now_s: float) -> list[list[int]]:
-        """Do what is due by ``now_s`` (seconds): once a release is ``LEGATO_GAP_S`` old
-        with no note after it, answer ahead for a note after a pause (the guesses made
-        at the release spent most of the table on a legato one). Returns the messages to
-        send (none so far: it only changes the guesses)."""
-        if self.pause_due_s is None or now_s < self.pause_due_s:
-            return []
-        self.pause_due_s = None
-        if self.released is not None:
-            self.pause_since_s = self.released[0]
-            self._restart_ahead()
-        return []
+        """Do what is due by ``now_s`` (seconds) and return the messages to send:
+
+        * under a held melody note (event mode, the tempo known, ``move_under`` on), decide
+          the 16th whose time has come, so the lower voices may move (several at once, as
+          one, if the call comes late);
+        * once a release is ``LEGATO_GAP_S`` old with no note after it, answer ahead for a
+          note after a pause (the guesses made at the release spent most of the table on
+          a legato one)."""
+        out: list[list[int]] = []
+        if self._timed_stale:
+            self._schedule_timed()
+        if self.timed_due_s is not None and now_s >= self.timed_due_s:
+            self._timed_step(now_s, out)
+        if self.pause_due_s is not None and now_s >= self.pause_due_s:
+            self.release_all(out)  # the voices kept through the legato gap end
+            if self.released is not None:
+                self.pause_since_s = self.released[0]
+        return out
+
+    def _sixteenth_s(self) -> float | None:
+        """A 16th at the tempo set or followed (seconds); None while it is being learned."""
+        if self.settings.tempo:
+            return _followed(60.0 / self.settings.tempo) / STEPS_PER_QUARTER
+        if len(self.first_gaps) < TEMPO_LEARN_GAPS or self.quarter_s is None:
+            return None
+        return self.quarter_s / STEPS_PER_QUARTER
+
+    def _schedule_timed(self) -> None:
+        """When the next 16th under the held melody note is decided (``timed_due_s``; None
+        when none is): its time, plus a short grace, or nearly half a 16th where the
+        next melody note is likelier than not to come on it."""
+        self._timed_stale = False
+        self.timed_due_s = None
+        sixteenth_s = self._sixteenth_s()
+        if (not self.settings.move_under or self.clock_running or self.fermata
+                or self.melody_note is None or self.last_onset_s is None
+                or sixteenth_s is None or self.timed_steps >= TIMED_STEPS_MAX):
+            return
+        step = self.timed_steps + 1
+        steps_p = self._steps_likely(was_held=True)
+        later = sum(p for s, p in steps_p.items() if s >= step)
+        likely = later > 0 and steps_p[step] >= 0.5 * later  # hazard of a note here
+        wait_s = LATE_SHARE * sixteenth_s
+        if not likely:
+            wait_s = min(TIMED_GRACE_S, wait_s)
+        self.timed_due_s = self.last_onset_s + step * sixteenth_s + wait_s
+
+    def _timed_step(self, now_s: float, out: list[list[int]]) -> None:
+        """Decide the 16th (or, when called late, the latest of the 16ths) that fell due
+        under the held melody note; the voices sounding may hold or move."""
+        if self.fermata:  # a fermata's chord holds
+            self.timed_due_s = None
+            return
+        sixteenth_s = self._sixteenth_s() or DEFAULT_QUARTER_S / STEPS_PER_QUARTER
+        steps = 1 + int((now_s - self.timed_due_s) / sixteenth_s)
+        steps = max(1, min(steps, TIMED_STEPS_MAX - self.timed_steps))
+        self.timed_steps += steps
+        self._advance(steps)
+        self._decide(out, redo=False, mode="timed")
+        self._restart_ahead()
+        self._timed_stale = True
 
     def _on_clock(self, out: list[list[int]]) -> None:
         """Clock 0 of a step is the one after Start/Continue/Song Position; every 6th
@@ -627,7 +723,10 @@ class LiveHarmonizer:
             start = self.window - steps if v == 0 and early else first_new
             grid[v, start:] = HOLD if holds[v] else REST
         self._write_meta(meta, step, self.window - steps, self.window, fermata)
-        meta[self.past, 2] = fermata
+        # The pedal as it is now holds from this step on, as far as the networks look
+        # ahead (columns that entered the window earlier carry the pedal of then: after a
+        # step of one 16th, a fermata would read as one 16th long).
+        meta[self.past:, 2] = fermata
 
     def _write_meta(self, meta: np.ndarray, step: int, first: int, last: int,
                     fermata: bool) -> None:
@@ -650,7 +749,7 @@ class LiveHarmonizer:
         row[5] = (9 if self.settings.minor else 0) if degree is None else degree % 12
 
     # ----------------------------------------------------------------- deciding
-    def _decide(self, out: list[list[int]], redo: bool) -> None:
+    def _decide(self, out: list[list[int]], redo: bool, mode: str | None = None) -> None:
         """Choose alto, tenor and bass for the current step and emit what changes;
         ``redo`` replaces an answer already given for this step."""
         column = self.past
@@ -667,13 +766,14 @@ class LiveHarmonizer:
                     if not (redo and earlier[v] >= FIRST_PITCH_TOKEN)}
         key = self._decision_key(self.grid, self.meta, sounding)
         noise = self._take_noise()
-        mode = "clock" if self.clock_running else "event"
+        mode = mode or ("clock" if self.clock_running else "event")
         tokens = self._table.get(key)
         if tokens is None:
             self.stats.misses[mode] += 1
             if self.settings.speculation > 0:  # with none, every decision "misses"
                 self.stats.recent_misses.append(self._describe_miss(mode, column))
-            for _ in self._answer(self.grid[None], self.meta[None], sounding, noise):
+            for _ in self._answer(self.grid[None], self.meta[None], sounding, noise,
+                                  timed=mode == "timed"):
                 pass  # decided in place, on the grid itself
             tokens = tuple(int(self.grid[v, column]) for v in LIVE_DECISION_ORDER)
         else:
@@ -717,10 +817,11 @@ class LiveHarmonizer:
                 self._noise_serial if settings.temperature > 0 else -1)
 
     def _answer(self, rows: np.ndarray, metas: np.ndarray, sounding: dict[int, int],
-                noise: list[np.ndarray] | None) -> Iterator[None]:
+                noise: list[np.ndarray] | None, timed: bool = False) -> Iterator[None]:
         """Decide bass, alto and tenor at column ``past`` of each grid in ``rows`` ([n, 4,
         window], written in place) with metadata ``metas``; one batched network call per
-        voice, yielding after each so a waiting note is not held up longer than that."""
+        voice, yielding after each so a waiting note is not held up longer than that.
+        ``timed``: 16ths under a held melody note (drawn at MOTION_TEMPERATURE)."""
         n = rows.shape[0]
         centre = self.past
         inputs, meta_in = self._inputs[:n], self._meta_in[:n]
@@ -730,7 +831,12 @@ class LiveHarmonizer:
         # A melody sent D steps early is known D-1 steps past the step being decided (the
         # notes for step now+D arrive during it, after its decision).
         hidden = self._hidden_by_ahead[max(self._early_steps() - 1, 0)]
+        # Off the beat (passing notes, suspensions) the networks' own belief, as the
+        # offline sampler does: a low temperature there holds every note (block chords).
         for index, voice in enumerate(LIVE_DECISION_ORDER):
+            temperature = self.settings.temperature
+            if timed and voice in MOTION_VOICES and temperature > 0:
+                temperature = max(temperature, MOTION_TEMPERATURE)
             # The lower voices' present and future are hidden except those decided.
             live_inputs(rows, hidden[index], out=inputs)
             logits = self.models[voice].run({"tokens": inputs, "meta": meta_in})[0]
@@ -738,7 +844,7 @@ class LiveHarmonizer:
                 self._cadence[centre] = cadences[row]
                 rows[row, voice, centre] = self._choose(
                     voice, logits[row], rows[row], sounding,
-                    None if noise is None else noise[index])
+                    None if noise is None else noise[index], temperature)
             yield
 
     def _take_noise(self) -> list[np.ndarray] | None:
@@ -761,11 +867,14 @@ class LiveHarmonizer:
         return self._noise[0]
 
     def _choose(self, voice: int, logits: np.ndarray, grid: np.ndarray,
-                sounding: dict[int, int], gumbel: np.ndarray | None) -> int:
+                sounding: dict[int, int], gumbel: np.ndarray | None,
+                temperature: float) -> int:
+        """The token ``voice`` sings: drawn from softmax(scores / temperature) with the
+        decision's Gumbel noise, or the likeliest one without noise."""
         scores = self._scores(voice, logits, grid, sounding)
         if gumbel is None:
             return int(np.argmax(scores))
-        return int(np.argmax(scores / self.settings.temperature + gumbel))
+        return int(np.argmax(scores / temperature + gumbel))
 
     def _scores(self, voice: int, logits: np.ndarray, grid: np.ndarray,
                 sounding: dict[int, int]) -> np.ndarray:
@@ -839,6 +948,8 @@ class LiveHarmonizer:
         if self.clock_running:
             return 0.005
         expected_s = _median(self.recent_gaps) if self.recent_gaps else 0.5
+        if self.timed_due_s is not None:  # the next decision comes within a 16th
+            expected_s = min(expected_s, self._sixteenth_s() or expected_s)
         return min(SPECULATION_SHARE * expected_s, SPECULATION_MAX_S)
 
     def speculate(self) -> None:
@@ -858,28 +969,38 @@ class LiveHarmonizer:
     def _speculation(self) -> Iterator[None]:
         """Answer the likeliest next decisions, a batch at a time, into the table."""
         noise = self._peek_noise()
-        sounding, rows = (self._next_clock_step() if self.clock_running
-                          else self._likely_next_notes(min(self.settings.speculation,
-                                                           LIVE_PARAMETERS["speculation"].high)))
+        # (sounding, rows, timed): the next timed 16th first, then the likeliest notes
+        if self.clock_running:
+            groups = [(*self._next_step_alone(), False)]
+        else:
+            if self._timed_stale:
+                self._schedule_timed()
+            groups = ([(*self._next_step_alone(), True)] if self.timed_due_s is not None
+                      else [])
+            groups.append((*self._likely_next_notes(min(
+                self.settings.speculation, LIVE_PARAMETERS["speculation"].high)), False))
         yield  # ranking the guesses took a little: let a waiting note in
-        rows = iter(rows)
-        while chunk := list(itertools.islice(rows, SPECULATION_BATCH)):
-            keys = {self._decision_key(grid, meta, sounding): (grid, meta)
-                    for grid, meta in chunk}
-            todo = [(key, grid, meta) for key, (grid, meta) in keys.items()
-                    if key not in self._table]
-            yield  # keys cost a few microseconds each: let a waiting note in
-            if not todo:
-                continue
-            grids = np.stack([grid for _, grid, _ in todo])
-            yield from self._answer(grids, np.stack([meta for _, _, meta in todo]),
-                                    sounding, noise)
-            for (key, _, _), grid in zip(todo, grids, strict=True):
-                self._table[key] = tuple(int(grid[v, self.past]) for v in LIVE_DECISION_ORDER)
-            self.stats.speculated += len(todo)
+        for sounding, rows, timed in groups:
+            rows = iter(rows)
+            while chunk := list(itertools.islice(rows, SPECULATION_BATCH)):
+                keys = {self._decision_key(grid, meta, sounding): (grid, meta)
+                        for grid, meta in chunk}
+                todo = [(key, grid, meta) for key, (grid, meta) in keys.items()
+                        if key not in self._table]
+                yield  # keys cost a few microseconds each: let a waiting note in
+                if not todo:
+                    continue
+                grids = np.stack([grid for _, grid, _ in todo])
+                yield from self._answer(grids, np.stack([meta for _, _, meta in todo]),
+                                        sounding, noise, timed)
+                for (key, _, _), grid in zip(todo, grids, strict=True):
+                    self._table[key] = tuple(int(grid[v, self.past])
+                                             for v in LIVE_DECISION_ORDER)
+                self.stats.speculated += len(todo)
 
-    def _next_clock_step(self) -> tuple[dict[int, int], list[tuple[np.ndarray, np.ndarray]]]:
-        """Clock mode: the next step as it will be if nothing arrives before it."""
+    def _next_step_alone(self) -> tuple[dict[int, int], list[tuple[np.ndarray, np.ndarray]]]:
+        """The next 16th as it will be if no note arrives before it (clock mode's next
+        step, event mode's next timed step), and the voices sounding then."""
         holds = [self.melody_note is not None if v == 0 else v in self.sounding
                  for v in range(4)]
         grid, meta = self.grid.copy(), self.meta.copy()
@@ -921,7 +1042,7 @@ class LiveHarmonizer:
             shortest_s = self.pause_since_s + LEGATO_GAP_S - self.last_onset_s
             steps_p = self._steps_likely(False, at_least_s=shortest_s)
             steps_p[longest] += 1.0  # a breath: as likely as all the rest together
-            scenarios.append((1.0, silent, steps_p, pitches))
+            scenarios.append((1.0, silent, self._after_timed(steps_p), pitches))
             return {}, self._rows(scenarios, pedal_p, limit)
         arrival = (max(set(self.recent_arrivals), key=list(self.recent_arrivals).count)
                    if self.recent_arrivals else "legato")
@@ -931,16 +1052,31 @@ class LiveHarmonizer:
             sounding = dict(self.sounding)
         elif arrival == "detached":
             holds, sounding = silent, {}
+        elif self.settings.move_under:  # legato: the voices sound on through the gap
+            holds = [True] + [v in self.sounding for v in (1, 2, 3)]
+            sounding = dict(self.sounding)
         else:  # legato: the release ends the chord; its voices hold on the grid up to it
             kept = (self.sounding if self.melody_note is not None
                     else self.released[1] if self.released is not None else ())
             holds, sounding = [True] + [v in kept for v in (1, 2, 3)], {}
         if not over_held:  # ... or after a pause (a breath, a new phrase): the longest step
-            scenarios.append((PAUSE_PRIOR, silent, {longest: 1.0}, pitches))
-        was_held = arrival != "detached"
-        scenarios.append((1.0 - (PAUSE_PRIOR if scenarios else 0.0), holds,
-                          self._steps_likely(was_held), pitches))
+            scenarios.append((PAUSE_PRIOR, silent,
+                              self._after_timed(collections.Counter({longest: 1.0})), pitches))
+        # While 16ths are decided by time, a note comes before the next one or the table
+        # is answered again after it.
+        steps_p = (collections.Counter({1: 1.0}) if self.timed_due_s is not None
+                   else self._after_timed(self._steps_likely(arrival != "detached")))
+        scenarios.append((1.0 - (PAUSE_PRIOR if scenarios else 0.0), holds, steps_p, pitches))
         return sounding, self._rows(scenarios, pedal_p, limit)
+
+    def _after_timed(self, steps_p: collections.Counter[int]) -> collections.Counter[int]:
+        """``steps_p`` ({steps since the last note: weight}) as steps still to advance,
+        less those already decided by time under it (one at least)."""
+        done = self.timed_steps
+        if not done:
+            return steps_p
+        left = collections.Counter({s - done: w for s, w in steps_p.items() if s > done})
+        return left or collections.Counter({1: 1.0})
 
     def _steps_likely(self, was_held: bool, at_least_s: float = 0.0
                       ) -> collections.Counter[int]:
@@ -1034,13 +1170,18 @@ class LiveHarmonizer:
         """Note-offs for every note Kantor is sounding (panic, stop, shutdown)."""
         out = [] if out is None else out
         self._restart_ahead()
-        self.pause_due_s = None
+        self.pause_due_s = self.timed_due_s = None
+        self._timed_stale = False
         for voice in list(self.sounding):
             self._release(voice, out)
+        self._end_echo(out)
+        return out
+
+    def _end_echo(self, out: list[list[int]]) -> None:
+        """The note-off of the melody's echo, if one sounds."""
         if self.thru_note is not None:
             out.append([0x80 | self.settings.channels[0], self.thru_note, 0])
             self.thru_note = None
-        return out
 
     @property
     def sounding_notes(self) -> list[tuple[int, int]]:

@@ -101,6 +101,10 @@ LIVE_PARAMETERS: dict[str, LiveParameter] = {p.name: p for p in (
                   "quarter notes a minute the melody is played at without MIDI clock, "
                   "which places each note in the beat (below 40 counts as 40); 0: follow "
                   "the player's own timing", cc=28),
+    LiveParameter("move_under", bool, 0, 1, True,
+                  "without MIDI clock, let the lower voices move (passing notes, "
+                  "suspensions) under a held melody note, each 16th on the tempo set or "
+                  "followed; off: they change only with the melody", cc=29),
     LiveParameter("speculation", int, 0, 256, 96,
                   "answers computed ahead per step while waiting for the next note (0: "
                   "none); the music is the same, more covers rarer notes at more idle CPU"),
@@ -141,6 +145,7 @@ class LiveSettings:
     speculation: int = _default("speculation")
     tuned: bool = _default("tuned")  # the RL-tuned networks, where loaded
     tempo: float = _default("tempo")  # bpm of the melody in event mode; 0: followed
+    move_under: bool = _default("move_under")  # event mode: 16ths decided under a held note
 
     @classmethod
     def checked(cls, **values: object) -> LiveSettings:

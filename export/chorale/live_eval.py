@@ -181,6 +181,12 @@ def play_event_mode(harmonizer: LiveHarmonizer, chorale: Chorale,
         recorder.feed(_pedal(harmonizer, fermata, step, step * STEP_SECONDS))
         for message in _melody_events(soprano, step):
             recorder.feed(harmonizer.process(message, step * STEP_SECONDS))
+        # what falls due before the next 16th, at its time (as the service's worker does)
+        next_s = (step + 1) * STEP_SECONDS
+        while (due := harmonizer.due_s) is not None and due < next_s:
+            recorder.feed(harmonizer.on_time(due))
+            if harmonizer.due_s == due:  # on_time must move on: never loop on one time
+                raise RuntimeError(f"on_time({due}) left the same work due")
         recorder.close_step(step)
     recorder.feed(harmonizer.release_all())
     return recorder.raw

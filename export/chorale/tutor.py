@@ -102,6 +102,7 @@ class Decision:
     meta: np.ndarray  # int64 [W, meta columns]
     shaping: np.ndarray  # float32 [vocab]: MASKED where not allowed, else -charges
     token: int
+    temperature: float  # drawn at (the engine's off the beat is higher than on it)
 
 
 class RecordingHarmonizer(LiveHarmonizer):
@@ -110,7 +111,10 @@ class RecordingHarmonizer(LiveHarmonizer):
 
     def __init__(self, prior: LiveHarmonizer, nets: dict[int, nn.Module],
                  settings: LiveSettings) -> None:
-        super().__init__(prior.models, dataclasses.replace(settings, speculation=0, tuned=False))
+        # The tutor pays each melody note's decisions (3 a note): no 16ths decided by time
+        # under held notes.
+        super().__init__(prior.models, dataclasses.replace(settings, speculation=0, tuned=False,
+                                                           move_under=False))
         self.nets = nets
         self.decisions: list[Decision] = []
         self.models = {v: _TorchRunner(prior.models[v], nets[v]) for v in nets}
@@ -123,11 +127,11 @@ class RecordingHarmonizer(LiveHarmonizer):
         self._scored = (voice, self._inputs[0].copy(), self._meta_in[0].copy(), shaping)
         return scores
 
-    def _choose(self, voice, logits, grid, sounding, gumbel):
-        token = super()._choose(voice, logits, grid, sounding, gumbel)
+    def _choose(self, voice, logits, grid, sounding, gumbel, temperature):
+        token = super()._choose(voice, logits, grid, sounding, gumbel, temperature)
         recorded_voice, tokens, meta, shaping = self._scored
         assert recorded_voice == voice
-        self.decisions.append(Decision(voice, tokens, meta, shaping, token))
+        self.decisions.append(Decision(voice, tokens, meta, shaping, token, float(temperature)))
         return token
 
 
@@ -234,6 +238,7 @@ class Batch:
     chosen: dict[int, torch.Tensor]
     advantage: dict[int, torch.Tensor]
     prior_logq: dict[int, torch.Tensor]
+    temperature: dict[int, torch.Tensor]  # float32 [n, 1]: each decision's
 
     def __len__(self) -> int:
         """Decisions in the batch (one process trains: rollouts are not sharded)."""
@@ -241,44 +246,46 @@ class Batch:
 
 
 def engine_log_policy(net: nn.Module, tokens: torch.Tensor, meta: torch.Tensor,
-                      shaping: torch.Tensor, calibration: float, temperature: float
-                      ) -> torch.Tensor:
-    """log q(. | s) ``[n, vocab]``: the distribution the engine draws a decision from."""
+                      shaping: torch.Tensor, calibration: float,
+                      temperature: float | torch.Tensor) -> torch.Tensor:
+    """log q(. | s) ``[n, vocab]``: the distribution the engine draws a decision from
+    (``temperature``: one, or one per row as ``[n, 1]``)."""
     logp = torch.log_softmax(net(tokens, meta) / calibration, dim=-1)
     return torch.log_softmax((logp + shaping) / temperature, dim=-1)
 
 
 def stack(episodes: list[Episode], episode_advantages: list[np.ndarray],
-          prior: dict[int, nn.Module], calibration: dict[int, float], temperature: float
-          ) -> Batch:
+          prior: dict[int, nn.Module], calibration: dict[int, float]) -> Batch:
     """Stack the decisions by voice and compute the prior's engine policy at each."""
     by_voice: dict[int, list[tuple[Decision, float]]] = {v: [] for v in LIVE_DECISION_ORDER}
     for e, a in zip(episodes, episode_advantages, strict=True):
         for k, d in enumerate(e.decisions):
             by_voice[d.voice].append((d, float(a[k // len(LIVE_DECISION_ORDER)])))
-    batch = Batch({}, {}, {}, {}, {}, {})
+    batch = Batch({}, {}, {}, {}, {}, {}, {})
     for v, rows in by_voice.items():
         batch.tokens[v] = torch.from_numpy(np.stack([d.tokens for d, _ in rows]))
         batch.meta[v] = torch.from_numpy(np.stack([d.meta for d, _ in rows]))
         batch.shaping[v] = torch.from_numpy(np.stack([d.shaping for d, _ in rows]))
         batch.chosen[v] = torch.tensor([d.token for d, _ in rows])
         batch.advantage[v] = torch.tensor([a for _, a in rows], dtype=torch.float32)
+        batch.temperature[v] = torch.tensor([[d.temperature] for d, _ in rows],
+                                            dtype=torch.float32)
         with torch.no_grad():
             batch.prior_logq[v] = engine_log_policy(prior[v], batch.tokens[v], batch.meta[v],
                                                     batch.shaping[v], calibration[v],
-                                                    temperature)
+                                                    batch.temperature[v])
     return batch
 
 
 def tutor_loss(nets: dict[int, nn.Module], batch: Batch, calibration: dict[int, float],
-               temperature: float, beta: float) -> tuple[torch.Tensor, dict]:
+               beta: float) -> tuple[torch.Tensor, dict]:
     """Policy-gradient loss plus beta times the mean KL to the prior, summed over voices;
     and the KL per decision (nats) for the record."""
     total = torch.zeros(())
     kls = {}
     for v in LIVE_DECISION_ORDER:
         logq = engine_log_policy(nets[v], batch.tokens[v], batch.meta[v], batch.shaping[v],
-                                 calibration[v], temperature)
+                                 calibration[v], batch.temperature[v])
         chosen = logq.gather(1, batch.chosen[v][:, None])[:, 0]
         kl = (logq.exp() * (logq - batch.prior_logq[v])).sum(-1)
         total = total - (batch.advantage[v] * chosen).mean() + beta * kl.mean()
@@ -341,7 +348,6 @@ def train(config: TutorConfig, run_dir: Path, assets: Path | None = None
     melodies = corpus.split("train")
     valid = (corpus.split("valid") or melodies[:2])[:config.valid_melodies]
     settings = LiveSettings()
-    temperature = settings.temperature
     player = RecordingHarmonizer(prior_harmonizer, nets, settings)
     player.prepare()
     calibration = player._calibration
@@ -356,16 +362,15 @@ def train(config: TutorConfig, run_dir: Path, assets: Path | None = None
                                               int(rng.integers(2 ** 31)),
                                               config.reward_weights, critic)) is not None]
             yield stack(episodes, advantages(episodes, config.discount, config.style_weight),
-                        prior, calibration, temperature)
+                        prior, calibration)
 
     def loss(trained: nn.Module, batch: Batch) -> torch.Tensor:
         value, _ = tutor_loss({v: trained.voice_net(v) for v in LIVE_DECISION_ORDER},
-                              batch, calibration, temperature, config.beta)
+                              batch, calibration, config.beta)
         return value
 
     def validate(trained: nn.Module) -> dict:
-        report = rollout_report(player, prior, valid, config, calibration, temperature,
-                                critic)
+        report = rollout_report(player, prior, valid, config, calibration, critic)
         report["valid_objective"] = (-report["reward_per_chord"]
                                      - config.style_weight * report["style_per_chord"]
                                      + config.beta * report["kl_per_decision"])
@@ -397,7 +402,7 @@ def fit_critic(player: RecordingHarmonizer, melodies: list[Chorale]):
 
 def rollout_report(player: RecordingHarmonizer, prior: dict[int, nn.Module],
                    chorales: list[Chorale], config: TutorConfig,
-                   calibration: dict[int, float], temperature: float, critic=None) -> dict:
+                   calibration: dict[int, float], critic=None) -> dict:
     """One take of each melody (seeds 0..): mean reward per chord, each rule's breaks per
     chord and the mean KL (nats per voice decision) of the played policy to the prior's
     at the states it visited."""
@@ -408,9 +413,9 @@ def rollout_report(player: RecordingHarmonizer, prior: dict[int, nn.Module],
     breaks = {name: sum(e.rule_breaks[name] for e in episodes) / max(chords, 1)
               for name in DEFAULT_REWARD_WEIGHTS}
     batch = stack(episodes, [np.zeros(len(e.rewards)) for e in episodes], prior,
-                  calibration, temperature)
+                  calibration)
     with torch.no_grad():
-        _, kls = tutor_loss(player.nets, batch, calibration, temperature, 0.0)
+        _, kls = tutor_loss(player.nets, batch, calibration, 0.0)
     return {"reward_per_chord": float(sum(e.rewards.sum() for e in episodes)
                                       / max(chords, 1)),
             "rule_breaks_per_chord": breaks, "kl_per_decision": kl_mean(kls),

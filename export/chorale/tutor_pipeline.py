@@ -147,6 +147,5 @@ def kl_to_prior(harmonizer: LiveHarmonizer, chorales: list[Chorale], config: Tut
     prior = voice_nets_from_onnx(prior_harmonizer)
     player = RecordingHarmonizer(prior_harmonizer, played, LiveSettings())
     player.prepare()
-    report = rollout_report(player, prior, chorales, config, player._calibration,
-                            player.settings.temperature)
+    report = rollout_report(player, prior, chorales, config, player._calibration)
     return report["kl_per_decision"]
