@@ -578,7 +578,7 @@ def _add_live_flags(group) -> None:
         parameter = LIVE_PARAMETERS[name]
         group.add_argument(f"--{name.replace('_', '-')}", type=parameter.kind,
                            help=parameter.describe())
-    group.add_argument("--move-under", action="store_true", default=None,
+    group.add_argument("--move-under", action=argparse.BooleanOptionalAction, default=None,
                        help=LIVE_PARAMETERS["move_under"].describe())
     tuned = LIVE_PARAMETERS["tuned"]
     group.add_argument("--model", choices=("prior", "tuned"),

@@ -95,6 +95,19 @@ def test_flags_are_checked_before_anything_opens(flags, message):
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
+def test_moving_under_held_notes_is_switched_by_flag_and_file(tmp_path):
+    from kantor.bridges.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["live"]).move_under is None  # the default: on
+    assert parser.parse_args(["live", "--no-move-under"]).move_under is False
+    assert parser.parse_args(["serve", "--move-under"]).move_under is True
+    path = tmp_path / "kantor.toml"
+    path.write_text("[live]\nmove_under = false\n")
+    settings = LiveSettings.checked(**load_config(path, {}).live_settings())
+    assert settings.move_under is False and LiveSettings().move_under is True
+
+
 def test_the_offline_settle_temperature_keeps_its_old_flag():
     from kantor.bridges.cli import _options_from, build_parser
 
