@@ -91,13 +91,17 @@ def row(tuned: bool, tell_tempo: bool, move_under: bool, corpus, chorales: list[
         raw[0] = chorale.raw[0]
         played.append((raw, *chorale_context(chorale)))
     harmonizer.reset()
-    style = live_style(harmonizer, corpus, chorales, None, tell_tempo=tell_tempo)
+    style, gaps = live_style(harmonizer, corpus, chorales, None, tell_tempo=tell_tempo,
+                             with_gaps=True)
     return {"networks": harmonizer.playing, "tempo": "set by the player" if tell_tempo
             else "followed", "move_under": move_under,
             "gaps_counted_as_written": round(counts[0] / counts[1], 4),
             "notes_on_their_16th": round(counts[2] / counts[3], 4),
             "rule_breaks_per_chord": {k: round(v, 5) for k, v in rule_rates(played).items()},
             "style": {k: style[k] for k in STYLE_KEYS},
+            # distance from Bach on the headline features, the one the settings are
+            # chosen by on the validation split (export/chorale/style.style_gaps)
+            "style_gaps_sum_of_squares": round(sum(g * g for g in gaps.values()), 3),
             "seconds": round(time.perf_counter() - started, 1)}
 
 
