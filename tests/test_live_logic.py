@@ -216,6 +216,23 @@ def test_same_seed_same_answers(make):
     assert answers[0] == answers[1]
 
 
+def test_reseeding_makes_a_take_independent_of_the_ones_before(make):
+    def take(h):
+        ear = Listener()
+        for i, pitch in enumerate((67, 69, 71, 72, 74)):
+            play(h, ear, [NOTE_ON, pitch, 90], 10.0 + i * 0.5)
+            play(h, ear, [NOTE_OFF, pitch, 0], 10.0 + i * 0.5 + 0.45)
+        ear.feed(h.release_all())
+        h.reset()
+        return ear.log
+
+    fresh = take(make(seed=7))
+    played = make(seed=1)
+    take(played)  # a take before uses up draws ...
+    played.reseed(7)
+    assert take(played) == fresh  # ... which reseeding forgets
+
+
 def test_flood_stays_bounded_and_releases_everything(make):
     h, ear = make(), Listener()
     rng = np.random.default_rng(0)

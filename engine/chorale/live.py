@@ -9,7 +9,10 @@ Two timing modes, chosen by what arrives:
 
 * **event mode** (no clock): every melody note is a new step; how many 16ths passed since
   the last one is counted in 16ths of the tempo (the ``tempo`` setting, or followed from
-  the player's own notes);
+  the player's own notes). Once the tempo is known, with ``move_under``, the lower
+  voices are also decided at each 16th while the melody holds (the worker calls
+  :meth:`LiveHarmonizer.on_time` when :attr:`LiveHarmonizer.due_s` comes), and they sound
+  on through a legato gap, so the next note may tie or suspend a common tone;
 * **clock mode** (MIDI clock 0xF8 after Start/Continue/Song Position): 6 clocks make a
   16th; the harmoniser decides every step, so lower voices can move under a held note,
   and with a lookahead of K steps it decides step ``now - K`` from a melody sent early.
@@ -332,6 +335,16 @@ class LiveHarmonizer:
         self._rng = np.random.default_rng(self.settings.seed)
         self._noise.clear()
         self._noise_serial = 0
+
+    def reseed(self, seed: int) -> None:
+        """Start the random stream of the draws over from ``seed`` (a take that does not
+        depend on the ones before it); answers computed ahead with the old one go."""
+        self.settings.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._noise.clear()
+        self._noise_serial = 0
+        self._retire_table()
+        self._restart_ahead()
 
     def reset(self) -> None:
         """Forget the music so far (outputs must have been released first)."""

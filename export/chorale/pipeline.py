@@ -16,7 +16,7 @@ from kantor.engine.chorale.melody import harmonize_melody
 from kantor.engine.chorale.rules import rates
 from kantor.export.chorale.corpus import load_corpus
 from kantor.export.chorale.evaluate import model_nll, yardstick
-from kantor.export.chorale.style import card_headline, evaluate_style, melody_of, style_gaps
+from kantor.export.chorale.style import card_headline, evaluate_style, melody_of
 from kantor.export.chorale.to_onnx import export_voices, write_card
 from kantor.export.chorale.train import PRESETS, TrainConfig, train
 from kantor.export.trainer import is_main_process
@@ -189,11 +189,10 @@ def measure_live(model_dir: Path, corpus, eval_limit: int | None = None) -> list
 
 
 def live_style(harmonizer, corpus, chorales: list, eval_limit: int | None,
-               tell_tempo: bool = True, with_gaps: bool = False):
+               tell_tempo: bool = True) -> dict:
     """The style evaluation's headline for the live cards: each held-out soprano played
     into the harmoniser as MIDI in event mode (no clock), key by CC, the tempo by CC (or,
-    without ``tell_tempo``, left to the harmoniser to follow), answers on the grid.
-    ``with_gaps``: (headline, style_gaps), the latter for choosing settings."""
+    without ``tell_tempo``, left to the harmoniser to follow), answers on the grid."""
     from kantor.export.chorale.live_eval import play_event_mode
 
     def live(chorale, seed: int):
@@ -203,8 +202,6 @@ def live_style(harmonizer, corpus, chorales: list, eval_limit: int | None,
 
     report, _ = evaluate_style(corpus, {"kantor": live}, seeds=(0,), limit=eval_limit,
                                chorales=chorales)
-    if with_gaps:
-        return card_headline(report, "kantor"), style_gaps(report, "kantor")
     return card_headline(report, "kantor")
 
 
