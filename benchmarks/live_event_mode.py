@@ -23,7 +23,7 @@ at MOTION_TEMPERATURE, the chord kept through a legato gap). Every melody is pla
 chosen by the style gaps.
 
     python benchmarks/live_event_mode.py [--out benchmarks/results] [--limit N]
-                                         [--split valid]
+                                         [--split valid] [--takes 3]
 """
 
 from __future__ import annotations
@@ -78,10 +78,10 @@ def timing(steps: list[int], chorale: Chorale) -> tuple[int, int, int, int]:
             onsets.size)
 
 
-def row(tuned: bool, tell_tempo: bool, move_under: bool, corpus, chorales: list[Chorale]
-        ) -> dict:
-    """One player and one set of networks over ``chorales``, ``TAKES`` takes of each
-    (each take its own random stream, so a take does not depend on the ones before)."""
+def row(tuned: bool, tell_tempo: bool, move_under: bool, corpus, chorales: list[Chorale],
+        takes: tuple[int, ...] = TAKES) -> dict:
+    """One player and one set of networks over ``chorales``, a take of each per seed in
+    ``takes`` (each its own random stream, so a take does not depend on the ones before)."""
     harmonizer = StepRecorder.load(ASSETS, LiveSettings(tuned=tuned, move_under=move_under))
     harmonizer.decided = []
     harmonizer.prepare()
@@ -99,11 +99,11 @@ def row(tuned: bool, tell_tempo: bool, move_under: bool, corpus, chorales: list[
         played.append((raw.copy(), *chorale_context(chorale)))
         return raw
 
-    report, _ = evaluate_style(corpus, {"kantor": take}, seeds=TAKES, chorales=chorales,
+    report, _ = evaluate_style(corpus, {"kantor": take}, seeds=takes, chorales=chorales,
                                progress=False)
     style, gaps = card_headline(report, "kantor"), style_gaps(report, "kantor")
     return {"networks": harmonizer.playing, "tempo": "set by the player" if tell_tempo
-            else "followed", "move_under": move_under, "takes_per_melody": len(TAKES),
+            else "followed", "move_under": move_under, "takes_per_melody": len(takes),
             "gaps_counted_as_written": round(counts[0] / counts[1], 4),
             "notes_on_their_16th": round(counts[2] / counts[3], 4),
             "rule_breaks_per_chord": {k: round(v, 5) for k, v in rule_rates(played).items()},
@@ -169,8 +169,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--limit", type=int, help="the first N chorales only")
     parser.add_argument("--split", default="test", choices=("test", "valid"))
+    parser.add_argument("--takes", type=int, default=len(TAKES),
+                        help=f"takes of each melody, seeds 0.. (default {len(TAKES)})")
     args = parser.parse_args()
     corpus = load_corpus()
+    takes = tuple(range(args.takes))
     chorales = corpus.split(args.split)[:args.limit]
     before = before_rows()
     report: dict = {"split": args.split, "melodies": len(chorales), "tempo_bpm": 120,
@@ -183,7 +186,7 @@ def main() -> None:
         if args.limit is None and args.split == "test":
             report["rows"][f"{name}, before"] = before[name]
         for tell, move in ((True, False), (False, False), (True, True), (False, True)):
-            entry = row(tuned, tell, move, corpus, chorales)
+            entry = row(tuned, tell, move, corpus, chorales, takes)
             label = (f"{name}, tempo {'set' if tell else 'followed'}"
                      f"{', moving under' if move else ''}")
             report["rows"][label] = entry
