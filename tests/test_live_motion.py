@@ -95,20 +95,23 @@ def test_without_move_under_the_voices_change_only_with_the_melody(live_models):
     assert h.due_s == pytest.approx(SIXTEENTH_S, abs=0.03)
 
 
-def test_no_motion_before_the_tempo_is_known(live_models):
-    """Followed (tempo 0), the first gaps set the tempo: nothing is timed until then."""
+def test_no_motion_on_a_followed_tempo(live_models):
+    """Followed (tempo 0), the tempo miscounts a tenth of the gaps: the voices change with
+    the melody only, and end with it; setting the tempo starts the motion."""
     h = moving(live_models, tempo=0.0)
     player = Player(h)
     t = 0.0
-    for pitch in (67, 69, 71, 72):
+    for pitch in (67, 69, 71, 72, 74):
         player.send([NOTE_ON, pitch, 90], t)
-        assert h.due_s is None
+        assert h.due_s is None and not h.moving_under
         t += 0.5
-        player.send([NOTE_OFF, pitch, 0], t - 0.002)
-    player.send([NOTE_ON, 74, 90], t)
-    assert h.due_s is not None  # four gaps have set the tempo
+        off = player.send([NOTE_OFF, pitch, 0], t - 0.002)
+        assert len(off) == 4  # the chord ends with the melody note
+    player.send([NOTE_ON, 76, 90], t)
+    h.apply_parameter("tempo", 120.0)  # CC 28
+    assert h.moving_under and h.due_s is not None
     player.wait_until(t + 0.49)
-    assert timed_decisions(h) == 3 and h.step == 16 + 3
+    assert timed_decisions(h) == 3
 
 
 def test_a_note_later_than_its_timed_step_replaces_that_step(live_models):

@@ -9,8 +9,8 @@ Two timing modes, chosen by what arrives:
 
 * **event mode** (no clock): every melody note is a new step; how many 16ths passed since
   the last one is counted in 16ths of the tempo (the ``tempo`` setting, or followed from
-  the player's own notes). Once the tempo is known, with ``move_under``, the lower
-  voices are also decided at each 16th while the melody holds (the worker calls
+  the player's own notes). With the tempo set and ``move_under``, the lower voices are
+  also decided at each 16th while the melody holds (the worker calls
   :meth:`LiveHarmonizer.on_time` when :attr:`LiveHarmonizer.due_s` comes), and they sound
   on through a legato gap, so the next note may tie or suspend a common tone;
 * **clock mode** (MIDI clock 0xF8 after Start/Continue/Song Position): 6 clocks make a
@@ -117,7 +117,7 @@ QUARTER_RANGE_S = (0.15, 1.5)
 DEFAULT_QUARTER_S = 0.5
 TEMPO_LEARN_GAPS = 4
 TEMPO_FOLLOW = 0.25
-# Event mode, once the tempo is known: while the melody holds, the lower voices are decided
+# Event mode, the tempo set (move_under): while the melody holds, the lower voices are decided
 # at each 16th after its onset (as under MIDI clock), up to TIMED_STEPS_MAX of them. A
 # timed step waits TIMED_GRACE_S past its time, or, where the melody's next note is
 # likelier than not (a note value the player is likely to play ends there), LATE_SHARE of a
@@ -551,7 +551,7 @@ class LiveHarmonizer:
         # A note within LEGATO_GAP_S continues the phrase: the lower voices sound on until
         # then, so that it may tie a common tone or suspend one (with move_under; without,
         # they end with the melody).
-        if self.settings.move_under:
+        if self.moving_under:
             self._restart_ahead()
             self._end_echo(out)
         else:
@@ -591,13 +591,18 @@ class LiveHarmonizer:
                 self.pause_since_s = self.released[0]
         return out
 
-    def _sixteenth_s(self) -> float | None:
-        """A 16th at the tempo set or followed (seconds); None while it is being learned."""
-        if self.settings.tempo:
-            return _followed(60.0 / self.settings.tempo) / STEPS_PER_QUARTER
-        if len(self.first_gaps) < TEMPO_LEARN_GAPS or self.quarter_s is None:
-            return None
-        return self.quarter_s / STEPS_PER_QUARTER
+    @property
+    def moving_under(self) -> bool:
+        """Whether the lower voices move under held melody notes now: ``move_under`` on,
+        no clock (which moves them anyway) and a tempo the player sets. (On a followed
+        tempo, which miscounts a tenth of the gaps, moving made the settings of the
+        validation chorales further from Bach's, not nearer.)"""
+        return bool(self.settings.move_under and self.settings.tempo
+                    and not self.clock_running)
+
+    def _sixteenth_s(self) -> float:
+        """A 16th at the tempo the player set (seconds)."""
+        return _followed(60.0 / max(self.settings.tempo, 1e-9)) / STEPS_PER_QUARTER
 
     def _schedule_timed(self) -> None:
         """When the next 16th under the held melody note is decided (``timed_due_s``; None
@@ -605,11 +610,10 @@ class LiveHarmonizer:
         next melody note is likelier than not to come on it."""
         self._timed_stale = False
         self.timed_due_s = None
-        sixteenth_s = self._sixteenth_s()
-        if (not self.settings.move_under or self.clock_running or self.fermata
-                or self.melody_note is None or self.last_onset_s is None
-                or sixteenth_s is None or self.timed_steps >= TIMED_STEPS_MAX):
+        if (not self.moving_under or self.fermata or self.melody_note is None
+                or self.last_onset_s is None or self.timed_steps >= TIMED_STEPS_MAX):
             return
+        sixteenth_s = self._sixteenth_s()
         step = self.timed_steps + 1
         steps_p = self._steps_likely(was_held=True)
         later = sum(p for s, p in steps_p.items() if s >= step)
@@ -625,8 +629,7 @@ class LiveHarmonizer:
         if self.fermata:  # a fermata's chord holds
             self.timed_due_s = None
             return
-        sixteenth_s = self._sixteenth_s() or DEFAULT_QUARTER_S / STEPS_PER_QUARTER
-        steps = 1 + int((now_s - self.timed_due_s) / sixteenth_s)
+        steps = 1 + int((now_s - self.timed_due_s) / self._sixteenth_s())
         steps = max(1, min(steps, TIMED_STEPS_MAX - self.timed_steps))
         self.timed_steps += steps
         self._advance(steps)
@@ -962,7 +965,7 @@ class LiveHarmonizer:
             return 0.005
         expected_s = _median(self.recent_gaps) if self.recent_gaps else 0.5
         if self.timed_due_s is not None:  # the next decision comes within a 16th
-            expected_s = min(expected_s, self._sixteenth_s() or expected_s)
+            expected_s = min(expected_s, self._sixteenth_s())
         return min(SPECULATION_SHARE * expected_s, SPECULATION_MAX_S)
 
     def speculate(self) -> None:
@@ -1065,7 +1068,7 @@ class LiveHarmonizer:
             sounding = dict(self.sounding)
         elif arrival == "detached":
             holds, sounding = silent, {}
-        elif self.settings.move_under:  # legato: the voices sound on through the gap
+        elif self.moving_under:  # legato: the voices sound on through the gap
             holds = [True] + [v in self.sounding for v in (1, 2, 3)]
             sounding = dict(self.sounding)
         else:  # legato: the release ends the chord; its voices hold on the grid up to it

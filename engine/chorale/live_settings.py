@@ -102,9 +102,10 @@ LIVE_PARAMETERS: dict[str, LiveParameter] = {p.name: p for p in (
                   "which places each note in the beat (below 40 counts as 40); 0: follow "
                   "the player's own timing", cc=28),
     LiveParameter("move_under", bool, 0, 1, True,
-                  "without MIDI clock, let the lower voices move (passing notes, "
-                  "suspensions) under a held melody note, each 16th on the tempo set or "
-                  "followed; off: they change only with the melody", cc=29),
+                  "without MIDI clock and with the tempo set, let the lower voices move "
+                  "(passing notes, suspensions) under a held melody note, each 16th, and "
+                  "sound on through a legato gap; off (or the tempo followed): they "
+                  "change only with the melody", cc=29),
     LiveParameter("speculation", int, 0, 256, 96,
                   "answers computed ahead per step while waiting for the next note (0: "
                   "none); the music is the same, more covers rarer notes at more idle CPU"),
