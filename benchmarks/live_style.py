@@ -164,9 +164,9 @@ def main() -> None:
         try:
             context = multiprocessing.get_context("spawn")
             results = context.Queue()
+            chorales_events = [(c.name, melody_events(c, step_s)) for c in chorales]
             player = context.Process(target=daw, args=(
-                [(c.name, melody_events(c, step_s)) for c in chorales], ports.names.input,
-                ports.names.output, results))
+                chorales_events, ports.names.input, ports.names.output, results))
             player.start()
             takes = results.get()
             player.join()
@@ -190,7 +190,11 @@ def main() -> None:
         for who, raw_of in (("bach", lambda c: c.raw), (args.name, lambda c: recorded[c.name]))}
     report |= {"split": args.split, "step_ms": args.step_ms, "mode": "event (no clock)",
                "assets": args.assets, "temperature": settings.temperature,
-               "service": {k: status.get(k) for k in ("dropped", "notes_in", "notes_out",
+               # notes sent against note-ons seen by the MIDI callback and processed
+               "notes_sent": sum(1 for _, events in chorales_events for _, m in events
+                                 if m[0] & 0xF0 == 0x90 and m[2] > 0),
+               "service": {k: status.get(k) for k in ("dropped", "note_ons_arrived",
+                                                      "notes_in", "notes_out",
                                                       "speculation") if k in status}}
     out = Path(args.out) / f"live_style_{args.split}.json"
     write_report(report, out)
