@@ -548,9 +548,9 @@ class LiveHarmonizer:
         if self.clock_running:
             self.release_all(out)
             return
-        # A note within LEGATO_GAP_S continues the phrase: the lower voices sound on until
-        # then, so that it may tie a common tone or suspend one (with move_under; without,
-        # they end with the melody).
+        # A note within LEGATO_GAP_S continues the phrase: moving under, the lower voices
+        # sound on until then, so that it may tie a common tone or suspend one; otherwise
+        # they end with the melody.
         if self.moving_under:
             self._restart_ahead()
             self._end_echo(out)
@@ -574,7 +574,7 @@ class LiveHarmonizer:
     def on_time(self, now_s: float) -> list[list[int]]:
         """Do what is due by ``now_s`` (seconds) and return the messages to send:
 
-        * under a held melody note (event mode, the tempo known, ``move_under`` on), decide
+        * under a held melody note (event mode, the tempo set, ``move_under`` on), decide
           the 16th whose time has come, so the lower voices may move (several at once, as
           one, if the call comes late);
         * once a release is ``LEGATO_GAP_S`` old with no note after it, answer ahead for a
