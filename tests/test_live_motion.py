@@ -11,6 +11,7 @@ from kantor.engine.chorale.live import (
     LiveHarmonizer,
     LiveSettings,
 )
+from tests.test_live_logic import Listener
 
 NOTE_ON, NOTE_OFF, CC = 0x90, 0x80, 0xB0
 SIXTEENTH_S = 0.125  # at the tempo these tests set, 120 bpm
@@ -36,17 +37,16 @@ class Player:
     def __init__(self, h: LiveHarmonizer, idle: bool = False) -> None:
         self.h, self.idle, self.now = h, idle, 0.0
         self.answers: list[tuple[float, list[list[int]]]] = []
-        self.on: set[tuple[int, int]] = set()
+        self.ear = Listener()  # fails on a note started twice without a release
+
+    @property
+    def on(self) -> set[tuple[int, int]]:
+        """(channel, pitch) sounding now."""
+        return self.ear.on
 
     def _take(self, t: float, messages: list[list[int]]) -> None:
         self.answers.append((t, messages))
-        for status, pitch, velocity in messages:
-            key = (status & 0x0F, pitch)
-            if status & 0xF0 == NOTE_ON and velocity > 0:
-                assert key not in self.on, f"{key} started twice without a release"
-                self.on.add(key)
-            else:
-                self.on.discard(key)
+        self.ear.feed(messages)
 
     def wait_until(self, t: float) -> None:
         while self.idle and self.h.speculating:

@@ -124,14 +124,14 @@ TEMPO_FOLLOW = 0.25
 # 16th: a note that comes that late still counts as on that step, and is answered as one
 # rather than replacing an answer just given.
 TIMED_STEPS_MAX = 2 * STEPS_PER_QUARTER - 1
+TIMED_GRACE_S = 0.02
+LATE_SHARE = 0.45
 # The alto and tenor under a held melody note are drawn at least at the networks' own
 # belief, as the offline sampler draws off the beat: at a low temperature they hold
 # whatever the networks hold at 60% or more, and never pass in eighths. (The bass keeps
 # the player's temperature: drawn at 1.0 it walks away from the key and the cadence.)
 MOTION_TEMPERATURE = 1.0
 MOTION_VOICES = frozenset((1, 2))
-TIMED_GRACE_S = 0.02
-LATE_SHARE = 0.45
 
 
 @dataclass
@@ -143,8 +143,7 @@ class LiveStats:
     steps: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     # Decisions answered from the speculative table (hit) or computed on arrival (miss),
-    # by mode ("event", "clock").
-    # ("timed": event mode's steps decided by time under a held melody note).
+    # by mode: "event", "clock", and "timed" (event mode's 16ths under a held note).
     hits: dict[str, int] = field(default_factory=lambda: {"event": 0, "clock": 0, "timed": 0})
     misses: dict[str, int] = field(
         default_factory=lambda: {"event": 0, "clock": 0, "timed": 0})
@@ -600,9 +599,13 @@ class LiveHarmonizer:
         return bool(self.settings.move_under and self.settings.tempo
                     and not self.clock_running)
 
+    def _set_quarter_s(self) -> float | None:
+        """A quarter note at the tempo the player set (seconds); None when followed."""
+        return _followed(60.0 / self.settings.tempo) if self.settings.tempo else None
+
     def _sixteenth_s(self) -> float:
-        """A 16th at the tempo the player set (seconds)."""
-        return _followed(60.0 / max(self.settings.tempo, 1e-9)) / STEPS_PER_QUARTER
+        """A 16th at the tempo the player set (seconds; the default tempo's if none is)."""
+        return (self._set_quarter_s() or DEFAULT_QUARTER_S) / STEPS_PER_QUARTER
 
     def _schedule_timed(self) -> None:
         """When the next 16th under the held melody note is decided (``timed_due_s``; None
@@ -696,7 +699,7 @@ class LiveHarmonizer:
     def _steps_for(self, gap_s: float, was_held: bool) -> int:
         """What :meth:`_steps_since` will say of ``gap_s``, changing nothing."""
         if self.settings.tempo:  # the player says
-            quarter_s = _followed(60.0 / self.settings.tempo)
+            quarter_s = self._set_quarter_s()
         elif was_held and len(self.first_gaps) < TEMPO_LEARN_GAPS:  # still learning
             quarter_s = _likeliest_quarter([*self.first_gaps, gap_s])
         elif self.quarter_s is not None:
@@ -780,7 +783,7 @@ class LiveHarmonizer:
         # A voice whose answer is replaced is released before it decides again.
         sounding = {v: p for v, p in self.sounding.items()
                     if not (redo and earlier[v] >= FIRST_PITCH_TOKEN)}
-        key = self._decision_key(self.grid, self.meta, sounding)
+        key = self._decision_key(self.grid, self.meta, sounding, timed=mode == "timed")
         noise = self._take_noise()
         mode = mode or ("clock" if self.clock_running else "event")
         tokens = self._table.get(key)
@@ -820,17 +823,18 @@ class LiveHarmonizer:
                 "ahead_budget_spent": spent,
                 "ahead_cpu_s": round(self._spent_before, 5)}
 
-    def _decision_key(self, grid: np.ndarray, meta: np.ndarray, sounding: dict[int, int]
-                      ) -> tuple:
+    def _decision_key(self, grid: np.ndarray, meta: np.ndarray, sounding: dict[int, int],
+                      timed: bool = False) -> tuple:
         """Everything a decision on ``grid`` reads, hashable: two equal keys get the same
-        answer. The lower voices at and after the step decided are hidden from it."""
+        answer. The lower voices at and after the step decided are hidden from it;
+        ``timed`` (a 16th under a held note) draws the alto and tenor hotter."""
         seen = self._seen
         seen[:] = grid
         seen[self._hidden_by_ahead[max(self._early_steps() - 1, 0)][0]] = MASK
         settings = self.settings
         return (seen.tobytes(), meta.tobytes(), tuple(sorted(sounding.items())),
                 self._early_steps(), settings.temperature, settings.rule_weight,
-                self._noise_serial if settings.temperature > 0 else -1)
+                self._noise_serial if settings.temperature > 0 else -1, timed)
 
     def _answer(self, rows: np.ndarray, metas: np.ndarray, sounding: dict[int, int],
                 noise: list[np.ndarray] | None, timed: bool = False) -> Iterator[None]:
@@ -847,8 +851,6 @@ class LiveHarmonizer:
         # A melody sent D steps early is known D-1 steps past the step being decided (the
         # notes for step now+D arrive during it, after its decision).
         hidden = self._hidden_by_ahead[max(self._early_steps() - 1, 0)]
-        # Off the beat (passing notes, suspensions) the networks' own belief, as the
-        # offline sampler does: a low temperature there holds every note (block chords).
         for index, voice in enumerate(LIVE_DECISION_ORDER):
             temperature = self.settings.temperature
             if timed and voice in MOTION_VOICES and temperature > 0:
@@ -999,7 +1001,7 @@ class LiveHarmonizer:
         for sounding, rows, timed in groups:
             rows = iter(rows)
             while chunk := list(itertools.islice(rows, SPECULATION_BATCH)):
-                keys = {self._decision_key(grid, meta, sounding): (grid, meta)
+                keys = {self._decision_key(grid, meta, sounding, timed): (grid, meta)
                         for grid, meta in chunk}
                 todo = [(key, grid, meta) for key, (grid, meta) in keys.items()
                         if key not in self._table]
@@ -1027,8 +1029,8 @@ class LiveHarmonizer:
                            ) -> tuple[dict[int, int], Iterator[tuple[np.ndarray, np.ndarray]]]:
         """Event mode: up to ``limit`` (grid, meta) for the likeliest next melody notes -
         pitch, steps since this one and pedal - as the step will be when one arrives, and
-        the voices sounding then (the same for every guess: under a held note, what
-        sounds; after a release, nothing)."""
+        the voices sounding then (the same for every guess: under a held note, or after a
+        release while moving under, what sounds; otherwise after a release, nothing)."""
         vocab = self.vocabularies[0]
         down_p = self._pedal_down_share()
         pedal_p = {True: down_p, False: 1 - down_p}
@@ -1100,8 +1102,7 @@ class LiveHarmonizer:
         it): one of the recent gaps, or a note value of the prior at the current tempo
         (worth four notes), of those at least ``at_least_s`` long; any step count from
         that gap's on at ``STEPS_FLOOR``."""
-        quarter_s = (_followed(60.0 / self.settings.tempo) if self.settings.tempo
-                     else DEFAULT_QUARTER_S if self.quarter_s is None else self.quarter_s)
+        quarter_s = self._set_quarter_s() or self.quarter_s or DEFAULT_QUARTER_S
         gaps: collections.Counter[float] = collections.Counter()
         for gap in self.recent_gaps:
             gaps[gap] += 1.0
