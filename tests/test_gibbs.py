@@ -194,3 +194,8 @@ def test_the_chain_returned_is_the_one_the_setting_names(sampler, select):
     expected = (max(candidates, key=lambda k: scores[k][1]) if select == "likeliest"
                 else candidates[0])
     assert (result.violations, result.log_likelihood) == scores[expected]
+    # every chain's setting comes back, the melody kept in each, the result among them
+    assert len(result.candidates) == 4
+    assert np.array_equal(result.raw, result.candidates[expected])
+    soprano = result.raw[0]
+    assert all(np.array_equal(c[0], soprano) for c in result.candidates)

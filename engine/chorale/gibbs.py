@@ -154,6 +154,8 @@ class Harmonisation:
     violations: int
     seconds: float
     chain_scores: list[tuple[int, float]] = field(default_factory=list)
+    # every chain's setting, raw ``[4, T]`` each, in seed order (the result is one of them)
+    candidates: list[np.ndarray] = field(default_factory=list)
 
 
 class ChoraleSampler:
@@ -280,9 +282,10 @@ class ChoraleSampler:
                 padded[which, voice, positions + c] = choice
 
         final = padded[:, :, c:c + n_steps]
-        scored = []
+        scored, candidates = [], []
         for k in chain_ids:
             raw = tokens_to_raw(final[k], self.vocabularies)
+            candidates.append(np.where(fixed, notes, raw).astype(raw.dtype))
             report = voice_leading_report(raw, meta)
             counted = ERRORS_COUNTED[settings.errors]
             breaks = sum(report[r] for r in counted) + unresolved_sevenths(raw)
@@ -291,11 +294,10 @@ class ChoraleSampler:
             best = min(chain_ids, key=lambda k: (scored[k][0], -scored[k][1]))
         else:
             best = min(chain_ids, key=lambda k: (scored[k][0], k))
-        raw = tokens_to_raw(final[best], self.vocabularies)
-        raw[fixed] = notes[fixed]
-        return Harmonisation(raw=raw, log_likelihood=scored[best][1],
+        return Harmonisation(raw=candidates[best].copy(), log_likelihood=scored[best][1],
                              violations=scored[best][0],
-                             seconds=time.perf_counter() - started, chain_scores=scored)
+                             seconds=time.perf_counter() - started, chain_scores=scored,
+                             candidates=candidates)
 
     def _draft(self, notes: np.ndarray, fixed: np.ndarray, rng: np.random.Generator
                ) -> np.ndarray:
