@@ -1,7 +1,8 @@
 """The live harmoniser judged like the offline one: the held-out test sopranos played in
-real time into its JACK MIDI port by a DAW process (key by CC 25/26, the sustain pedal
-held on fermatas), its answers recorded from its output port and read back onto the
-16th grid, then the style evaluation against Bach's settings of the same melodies.
+real time into its JACK MIDI port by a DAW process (key by CC 25/26, metre and pickup
+by CC 30/31, the sustain pedal held on fermatas), its answers recorded from its output
+port and read back onto the 16th grid, then the style evaluation against Bach's
+settings of the same melodies.
 
     python benchmarks/live_style.py [--step-ms 60] [--assets DIR] [--split test]
 
@@ -23,12 +24,13 @@ import numpy as np
 import rtmidi
 
 from kantor.bridges.midi import LiveMidiService, MidiPorts, start_private_jack
-from kantor.engine.chorale.encoding import HOLD_PITCH, META_FIELDS, REST_PITCH
+from kantor.engine.chorale.encoding import HOLD_PITCH, META_FIELDS, REST_PITCH, STEPS_PER_QUARTER
 from kantor.engine.chorale.keys import key_of_setting
 from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
 from kantor.engine.chorale.live_settings import LIVE_PARAMETERS
 from kantor.engine.models import ASSETS
 from kantor.export.chorale.corpus import Chorale, load_corpus
+from kantor.export.chorale.live_eval import metre_of
 from kantor.export.chorale.rewards import rule_rates
 from kantor.export.chorale.style import (
     HEADLINE,
@@ -48,13 +50,16 @@ def tempo_controller(bpm: float) -> int:
 
 
 def melody_events(chorale: Chorale, step_s: float) -> list[tuple[float, list[int]]]:
-    """(seconds from the chorale's start, message) for its soprano: the key and the
-    tempo first, the pedal down over each fermata note, each note held until the next
-    (legato)."""
+    """(seconds from the chorale's start, message) for its soprano: the key, the tempo,
+    the metre and the pickup first, the pedal down over each fermata note, each note held
+    until the next (legato)."""
     key = key_of_setting(chorale.raw)
+    beats, pickup = metre_of(chorale)
     events = [(0.0, [0xB0, 25, int(chorale.key_sharps) % 12]),
               (0.0, [0xB0, 26, 127 if key.minor else 0]),
-              (0.0, [0xB0, 28, tempo_controller(60.0 / (4 * step_s))])]
+              (0.0, [0xB0, 28, tempo_controller(60.0 / (4 * step_s))]),
+              (0.0, [0xB0, 30, beats]),
+              (0.0, [0xB0, 31, round(pickup * STEPS_PER_QUARTER)])]
     soprano = chorale.raw[0]
     fermata = chorale.meta[:, 2].astype(bool)
     sounding = None

@@ -543,7 +543,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # Live parameters with a flag of their own in `kantor live` and `kantor serve` (the key,
 # the mode and thru have --key and --no-thru); ranges, defaults and help from the table.
 LIVE_FLAGS = ("temperature", "lookahead", "rule_weight", "velocity_scale", "tempo",
-              "speculation")
+              "beats_per_bar", "pickup", "speculation")
 STOP_DEADLINE_S = 8.0  # SIGTERM to exit, at most (plus the interpreter's own exit)
 
 

@@ -12,7 +12,7 @@ A TOML file groups them in tables; every key is optional::
     [live]      temperature = 0.3  lookahead = 0  rule_weight = 4.0  velocity_scale = 0.85
                 thru = true  channels = [1, 2, 3, 4]  melody_channel = 1  fermata_cc = 64
                 key = 0  seed = 0  speculation = 96  tuned = false  tempo = 0.0
-                move_under = false
+                move_under = false  beats_per_bar = 4  pickup = 0.0
     [speech]    enabled = true  device = "..."  hostapi = "jack"  blocksize = 1024
                 sample_rate = 48000  clients = 4  queue_size = 64  max_chars = 5000
                 drain_seconds = 0.0  vocoder = "auto"
@@ -75,6 +75,8 @@ class ServeConfig:
     tuned: bool = LIVE_PARAMETERS["tuned"].default
     tempo: float = LIVE_PARAMETERS["tempo"].default
     move_under: bool = LIVE_PARAMETERS["move_under"].default
+    beats_per_bar: int = LIVE_PARAMETERS["beats_per_bar"].default
+    pickup: float = LIVE_PARAMETERS["pickup"].default
     assets: str | None = None
     speech: bool = True
     device: str | int | None = None
@@ -101,7 +103,8 @@ class ServeConfig:
                 "velocity_scale": self.velocity_scale, "thru": self.thru,
                 "fermata_cc": self.fermata_cc, "key_sharps": self.key, "seed": self.seed,
                 "speculation": self.speculation, "tuned": self.tuned, "tempo": self.tempo,
-                "move_under": self.move_under,
+                "move_under": self.move_under, "beats_per_bar": self.beats_per_bar,
+                "pickup": self.pickup,
                 "melody_channel": None if self.melody_channel is None
                 else self.melody_channel - 1}
 
@@ -176,7 +179,7 @@ def _toml_keys() -> dict[tuple[str, str], tuple[str, tuple[type, ...]]]:
         "live": {k: k for k in ("temperature", "lookahead", "rule_weight", "velocity_scale",
                                 "thru", "channels", "melody_channel", "fermata_cc", "key",
                                 "seed", "speculation", "tuned", "tempo", "move_under",
-                                "assets")},
+                                "beats_per_bar", "pickup", "assets")},
         "speech": {"enabled": "speech", "device": "device", "hostapi": "hostapi",
                    "blocksize": "blocksize", "sample_rate": "sample_rate",
                    "clients": "speech_clients", "queue_size": "speech_queue",

@@ -159,6 +159,33 @@ def test_the_pedal_holds_as_far_as_the_networks_look_ahead(make):
     assert h.meta[h.past:, 2].tolist() == [0] * (h.window - h.past)
 
 
+def downbeats(h) -> list[int]:
+    """Absolute steps the networks are told are downbeats, over the window they see."""
+    return [h.step - h.past + c for c in range(h.window) if h.meta[c, 1]]
+
+
+def test_the_player_places_the_bar_lines_with_the_metre_and_the_pickup(make):
+    """Without clock the bar is counted from the first note: a 3/4 hymn with a one-beat
+    pickup has its downbeats a beat after the first note, then every 12 16ths; set while
+    playing (CC 30, CC 31 in 16ths), every step seen moves with them."""
+    h, ear = make(tempo=120.0), Listener()
+    assert h.past == 16 and h.window == 25
+    play(h, ear, [CC, 30, 3], 0.0)  # three beats a bar
+    play(h, ear, [CC, 31, 4], 0.0)  # a pickup of four 16ths
+    assert (h.settings.beats_per_bar, h.settings.pickup) == (3, 1.0)
+    play(h, ear, [NOTE_ON, 67, 80], 0.0)
+    assert h.step == 0
+    assert downbeats(h) == [-8, 4]  # steps -16 to 8 are in view
+    assert h.meta[h.past, 0] == 0  # the pickup itself falls on a beat
+    h.apply_parameter("pickup", 0.0)  # the player says it starts on a downbeat after all
+    assert downbeats(h) == [-12, 0]
+    h.apply_parameter("pickup", 0.5)  # an eighth-note pickup: off the beat
+    assert h.meta[h.past, 0] == 2 and downbeats(h) == [-10, 2]
+    # under a song position the DAW counts from a bar line: the pickup does not apply
+    play(h, ear, [0xF2, 0, 0], 0.1)
+    assert downbeats(h) == [-12, 0]
+
+
 def clock(h, ear, steps, t):
     for _ in range(steps * CLOCKS_PER_STEP):
         play(h, ear, [0xF8], t)

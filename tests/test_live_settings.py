@@ -108,6 +108,19 @@ def test_moving_under_held_notes_is_switched_by_flag_and_file(tmp_path):
     assert settings.move_under is False and LiveSettings().move_under is True
 
 
+def test_the_metre_and_pickup_come_by_flag_and_file(tmp_path):
+    from kantor.bridges.cli import build_parser
+
+    args = build_parser().parse_args(["live", "--beats-per-bar", "3", "--pickup", "1"])
+    assert (args.beats_per_bar, args.pickup) == (3, 1.0)
+    path = tmp_path / "kantor.toml"
+    path.write_text("[live]\nbeats_per_bar = 3\npickup = 0.5\n")
+    settings = LiveSettings.checked(**load_config(path, {}).live_settings())
+    assert (settings.steps_per_bar, settings.pickup_steps) == (12, 2)
+    with pytest.raises(ValueError, match="beats_per_bar takes a whole number from 1 to 8"):
+        LiveSettings.checked(beats_per_bar=9)
+
+
 def test_the_offline_settle_temperature_keeps_its_old_flag():
     from kantor.bridges.cli import _options_from, build_parser
 

@@ -354,6 +354,9 @@ class LiveHarmonizer:
             self._write_key(row)
         self.meta[:, 6:8] = FAR
         self.step = -1  # absolute step of grid column ``past``
+        # Steps counted from a song position (a bar line) rather than from the first note
+        self.song_position_known = False
+        self._write_beats()  # the first note will be step 0
         self.sounding: dict[int, int] = {}  # voice -> MIDI pitch sounding on its channel
         self.thru_note: int | None = None  # melody pitch echoed (thru)
         self.melody_note: tuple[int, int] | None = None  # (channel, pitch) held by the player
@@ -461,7 +464,8 @@ class LiveHarmonizer:
 
     def apply_parameter(self, name: str, value) -> None:
         """Set an already checked parameter (see :meth:`check_parameter`) while playing;
-        a new key or mode reaches every step the networks see, not only those to come."""
+        a new key, mode, metre or pickup reaches every step the networks see, not only
+        those to come."""
         if name == "lookahead":
             value = min(value, self.max_lookahead)
         setattr(self.settings, name, value)
@@ -475,6 +479,8 @@ class LiveHarmonizer:
             if self._prepared:
                 for column in range(self.window):
                     self._write_key(self.meta[column])
+        if name in ("beats_per_bar", "pickup"):
+            self._write_beats()  # the bar lines move for every step the networks see
 
     def _on_note_on(self, channel: int, pitch: int, velocity: int, now_s: float,
                     out: list[list[int]]) -> None:
@@ -715,6 +721,7 @@ class LiveHarmonizer:
         self.grid[:] = START
         self.grid[:, self.past:] = REST
         self.step = step
+        self.song_position_known = True
         self._write_meta(self.meta, step, 0, self.window, self.fermata)
 
     def _advance(self, steps: int, continuing: set[int] | frozenset = frozenset()) -> None:
@@ -752,13 +759,25 @@ class LiveHarmonizer:
         """Metadata of grid columns ``first``..``last-1`` when column ``past`` is absolute
         step ``step``."""
         for column in range(first, last):
-            at = step - self.past + column
             row = meta[column]
-            row[0] = at % STEPS_PER_QUARTER
-            row[1] = at % self.settings.steps_per_bar == 0
+            self._write_beat(row, step - self.past + column)
             row[2] = fermata
             self._write_key(row)
             row[6] = row[7] = FAR  # a player's next cadence and end are not known
+
+    def _write_beats(self) -> None:
+        """Beat and bar of every column in the window, as the step count now says."""
+        for column in range(self.window):
+            self._write_beat(self.meta[column], self.step - self.past + column)
+
+    def _write_beat(self, row: np.ndarray, at: int) -> None:
+        """Where absolute step ``at`` falls in the beat and the bar, into a metadata row.
+        Under MIDI clock the song position counts from a bar line; without it the count
+        starts at the first note, which comes the player's pickup before one."""
+        pickup = 0 if self.song_position_known else self.settings.pickup_steps
+        in_bar = (at - pickup) % self.settings.steps_per_bar
+        row[0] = in_bar % STEPS_PER_QUARTER
+        row[1] = in_bar == 0
 
     def _write_key(self, row: np.ndarray) -> None:
         """Key signature, mode and tonic into one metadata row."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+from kantor.engine.chorale.encoding import STEPS_PER_QUARTER
+
 Value = float | int | bool
 
 
@@ -79,6 +81,11 @@ def _circle_of_fifths(value: int) -> int:
     return (value % 12) - 12 if value % 12 > 6 else value % 12
 
 
+def _sixteenths(value: int) -> float:
+    """CC 31: the pickup in 16ths (4 = one beat), at most 31."""
+    return min(value, 31) / STEPS_PER_QUARTER
+
+
 LIVE_PARAMETERS: dict[str, LiveParameter] = {p.name: p for p in (
     LiveParameter("temperature", float, 0.0, 2.0, 0.3,
                   "0 = always the likeliest answer; higher = more adventurous", cc=20),
@@ -106,6 +113,15 @@ LIVE_PARAMETERS: dict[str, LiveParameter] = {p.name: p for p in (
                   "(passing notes, suspensions) under a held melody note, each 16th, and "
                   "sound on through a legato gap; off (or the tempo followed): they "
                   "change only with the melody", cc=29),
+    LiveParameter("beats_per_bar", int, 1, 8, 4,
+                  "quarter-note beats in a bar (3 for 3/4), so the networks know where "
+                  "the bar lines fall", cc=30),
+    LiveParameter("pickup", float, 0.0, 7.75, 0.0,
+                  "without MIDI clock, quarter-note beats the melody's first note comes "
+                  "before a bar line (a hymn starting on the fourth beat of 4/4: 1; 0: on "
+                  "a downbeat; the controller counts 16ths); under clock the song "
+                  "position places the bar lines",
+                  cc=31, from_controller=_sixteenths),
     LiveParameter("speculation", int, 0, 256, 96,
                   "answers computed ahead per step while waiting for the next note (0: "
                   "none); the music is the same, more covers rarer notes at more idle CPU"),
@@ -139,7 +155,8 @@ class LiveSettings:
     # The tonic in semitones above the signature's major tonic; None: 0 in major, 9 (the
     # relative minor) in minor. Set for modal keys, e.g. D Dorian with no sharps is 2.
     tonic_degree: int | None = None
-    steps_per_bar: int = 16
+    beats_per_bar: int = _default("beats_per_bar")  # quarter notes a bar
+    pickup: float = _default("pickup")  # quarters the first note comes before a bar line
     seed: int = 0
     # Answers computed ahead per step while waiting for the next note (0: none). More
     # covers rarer notes at more idle CPU; the answers are the same either way.
@@ -147,6 +164,16 @@ class LiveSettings:
     tuned: bool = _default("tuned")  # the RL-tuned networks, where loaded
     tempo: float = _default("tempo")  # bpm of the melody in event mode; 0: followed
     move_under: bool = _default("move_under")  # event mode: 16ths decided under a held note
+
+    @property
+    def steps_per_bar(self) -> int:
+        """16ths in a bar."""
+        return self.beats_per_bar * STEPS_PER_QUARTER
+
+    @property
+    def pickup_steps(self) -> int:
+        """16ths the first note comes before a bar line."""
+        return round(self.pickup * STEPS_PER_QUARTER)
 
     @classmethod
     def checked(cls, **values: object) -> LiveSettings:
@@ -169,8 +196,7 @@ class LiveSettings:
         if melody is not None and (isinstance(melody, bool) or not isinstance(melody, int)
                                    or not 0 <= melody <= 15):
             raise ValueError("the melody channel is a MIDI channel 1-16")
-        for name, low, high in (("fermata_cc", 0, 127), ("tonic_degree", 0, 11),
-                                ("steps_per_bar", 1, 64)):
+        for name, low, high in (("fermata_cc", 0, 127), ("tonic_degree", 0, 11)):
             value = given.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not low <= value <= high):

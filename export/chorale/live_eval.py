@@ -18,6 +18,7 @@ from kantor.engine.chorale.encoding import (
     HOLD_PITCH,
     LIVE_DECISION_ORDER,
     REST_PITCH,
+    STEPS_PER_QUARTER,
     VOICES,
     pad_for_windows,
     raw_to_tokens,
@@ -129,6 +130,24 @@ def _tell_key(harmonizer: LiveHarmonizer, chorale: Chorale) -> None:
     harmonizer.apply_parameter("minor", key_of_setting(chorale.raw).minor)
 
 
+def metre_of(chorale: Chorale) -> tuple[int, float]:
+    """(quarter-note beats a bar, quarters from the melody's first note to its first bar
+    line): what a player tells the harmoniser of the piece (CC 30, CC 31)."""
+    downbeats = np.flatnonzero(chorale.meta[:, 1])
+    bar = int(np.diff(downbeats[:2])[0]) if downbeats.size > 1 else 16
+    onsets = np.flatnonzero(chorale.raw[0] >= 0)
+    first = int(onsets[0]) if onsets.size else 0
+    pickup = (int(downbeats[0]) - first) % bar if downbeats.size else 0
+    return bar // STEPS_PER_QUARTER, pickup / STEPS_PER_QUARTER
+
+
+def _tell_metre(harmonizer: LiveHarmonizer, chorale: Chorale) -> None:
+    """The metre and the pickup as a player sets them (CC 30 and 31)."""
+    beats, pickup = metre_of(chorale)
+    harmonizer.apply_parameter("beats_per_bar", beats)
+    harmonizer.apply_parameter("pickup", pickup)
+
+
 def play_clock_mode(harmonizer: LiveHarmonizer, chorale: Chorale, early: int) -> np.ndarray:
     """The harmoniser's answer to a soprano sent ``early`` steps ahead under MIDI clock.
 
@@ -138,6 +157,7 @@ def play_clock_mode(harmonizer: LiveHarmonizer, chorale: Chorale, early: int) ->
     settings = harmonizer.settings
     settings.lookahead = early
     _tell_key(harmonizer, chorale)
+    _tell_metre(harmonizer, chorale)
     harmonizer.reset()
     soprano = chorale.raw[0]
     n = soprano.shape[0]
@@ -172,6 +192,7 @@ def play_event_mode(harmonizer: LiveHarmonizer, chorale: Chorale,
     harmoniser to follow it."""
     harmonizer.settings.lookahead = 0
     _tell_key(harmonizer, chorale)
+    _tell_metre(harmonizer, chorale)
     harmonizer.apply_parameter("tempo", EVENT_TEMPO_BPM if tell_tempo else 0.0)
     harmonizer.reset()
     soprano = chorale.raw[0]
