@@ -134,10 +134,10 @@ def test_cc_27_switches_between_the_shipped_prior_and_tuned_networks():
 
     h = LiveHarmonizer.load()
     h.prepare()
-    assert h.has_tuned and h.playing == "prior"
-    h.process([0xB0, 27, 127], 0.0)
-    assert h.playing == "tuned" and h.parameters()["tuned"] is True
+    assert h.has_tuned and h.playing == "tuned"  # the default, where installed
+    h.process([0xB0, 27, 0], 0.0)
+    assert h.playing == "prior" and h.parameters()["tuned"] is False
     answer = h.process([0x90, 67, 90], 0.1)
     assert sum(m[0] & 0xF0 == 0x90 for m in answer) == 4  # the melody and three voices
-    h.process([0xB0, 27, 0], 0.2)
-    assert h.playing == "prior"
+    h.process([0xB0, 27, 127], 0.2)
+    assert h.playing == "tuned"

@@ -128,7 +128,7 @@ def test_status_shows_ports_models_and_counters(serve, http):
     assert all(p in ports for p in status["speech"]["output"]["ports"])
     cards = {m["name"]: m for m in status["models"]}
     assert len(cards) == 16  # the neural vocoder's and the tuned live networks' too
-    assert live["model"] == {"playing": "prior", "tuned_loaded": True}
+    assert live["model"] == {"playing": "tuned", "tuned_loaded": True}
     for name in ("chorale-live-bass", "voice-acoustic", "g2p-decoder", "voice-vocoder",
                  "chorale-live-tuned-bass"):
         assert cards[name]["sha256"] == sha256_of(ASSETS / f"{name}.onnx")
@@ -438,7 +438,7 @@ def test_the_last_live_chord_is_explained_over_http(daw, http):
     answer = http.get("/v1/live/explain", params={"voice": "alto"})
     assert answer.status_code == 200, answer.text
     why = answer.json()
-    assert why["voice"] == "alto" and why["network"] == "live (prior)"
+    assert why["voice"] == "alto" and why["network"] == "live (tuned)"
     assert why["completeness_error"] < 0.01 and why["top"]
     assert why["notes"][0][why["steps"].index(0)] == "B4"  # the melody note just played
     assert http.get("/v1/live/explain", params={"voice": "soprano"}).status_code == 422

@@ -125,7 +125,7 @@ def test_the_live_harmoniser_switches_between_prior_and_tuned(tiny_tuned, prior)
 
     _root, paths = tiny_tuned
     tuned = {v: load_model(p) for v, p in zip(LIVE_DECISION_ORDER, paths, strict=True)}
-    h = LiveHarmonizer(prior.models, LiveSettings(), tuned)
+    h = LiveHarmonizer(prior.models, LiveSettings(tuned=False), tuned)
     h.prepare()
     assert h.playing == "prior" and h.models is h.prior_models
     h.process([0x90, 67, 90], 0.0)

@@ -101,9 +101,10 @@ LIVE_PARAMETERS: dict[str, LiveParameter] = {p.name: p for p in (
                   "key signature in sharps (- = flats)", cc=25,
                   from_controller=_circle_of_fifths),
     LiveParameter("minor", bool, 0, 1, False, "the minor mode of the signature's key", cc=26),
-    LiveParameter("tuned", bool, 0, 1, False,
+    LiveParameter("tuned", bool, 0, 1, True,
                   "play the networks tuned by reinforcement learning on the voice-leading "
-                  "rules (Sequence Tutor); off: the prior, trained on Bach alone", cc=27),
+                  "rules (Sequence Tutor), where installed; off: the prior, trained on Bach "
+                  "alone", cc=27),
     LiveParameter("tempo", float, 0.0, 300.0, 0.0,
                   "quarter notes a minute the melody is played at without MIDI clock, "
                   "which places each note in the beat (below 40 counts as 40); 0: follow "

@@ -157,10 +157,10 @@ def measure_live(model_dir: Path, corpus, eval_limit: int | None = None) -> list
     """Held-out metrics of the live models in ``model_dir`` (in ``LIVE_DECISION_ORDER``):
     NLL per lookahead, the voice-leading rates of test sopranos played as MIDI, and the
     style evaluation of event mode."""
-    from kantor.engine.chorale.live import LiveHarmonizer
+    from kantor.engine.chorale.live import LiveHarmonizer, LiveSettings
     from kantor.export.chorale.live_eval import live_nll, live_yardstick
 
-    harmonizer = LiveHarmonizer.load(model_dir)
+    harmonizer = LiveHarmonizer.load(model_dir, LiveSettings(tuned=False))  # the prior's cards
     harmonizer.prepare()
     test = corpus.split("test") or corpus.split("valid") or corpus.split("train")[:2]
     lookaheads = [k for k in LIVE_LOOKAHEADS if k <= harmonizer.max_lookahead]

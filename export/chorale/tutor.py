@@ -335,7 +335,7 @@ def train(config: TutorConfig, run_dir: Path, assets: Path | None = None
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
-    prior_harmonizer = LiveHarmonizer.load(assets or ASSETS)
+    prior_harmonizer = LiveHarmonizer.load(assets or ASSETS, LiveSettings(tuned=False))
     prior = voice_nets_from_onnx(prior_harmonizer)
     for net in prior.values():
         net.requires_grad_(False)

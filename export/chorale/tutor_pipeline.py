@@ -74,7 +74,8 @@ def tune_and_export(preset: str, run_dir: Path, out_dir: Path, eval_limit: int |
         write_tuned_card(path, assets, training, {})
     corpus = load_corpus(limit=config.corpus_limit)
     test = (corpus.split("test") or corpus.split("valid"))[:eval_limit]
-    before = table_row(LiveHarmonizer.load(assets), corpus, test, config)
+    before = table_row(LiveHarmonizer.load(assets, LiveSettings(tuned=False)), corpus, test,
+                       config)
     tuned = _load_tuned(assets, out_dir)
     after = table_row(tuned, corpus, test, config)
     for i, path in enumerate(paths):
@@ -89,7 +90,7 @@ def _load_tuned(assets: Path, tuned_dir: Path) -> LiveHarmonizer:
     ``assets``."""
     from kantor.engine.models import load_model
 
-    prior = LiveHarmonizer.load(assets)
+    prior = LiveHarmonizer.load(assets, LiveSettings(tuned=False))
     tuned = {v: load_model(tuned_dir / f"{LIVE_TUNED_STEM.format(voice=VOICES[v])}.onnx")
              for v in LIVE_DECISION_ORDER}
     return LiveHarmonizer(prior.models, LiveSettings(tuned=True), tuned)
