@@ -148,3 +148,23 @@ def test_a_cadence_chord_is_a_triad_over_its_root():
     approach = candidate_violations(raw, sounding, 3, np.array([4]), np.array([[48]]),
                                     np.zeros(1, dtype=bool), piece, only("cadence_approach"))
     assert approach[0, 0] == 0.0  # G -> C: the root falls a fifth
+
+
+def test_a_live_melody_note_made_a_seventh_is_charged_the_chance_it_will_not_fall():
+    # The soprano holds F5 with its future unknown (a live player); over G and D below,
+    # an alto B makes G7 with the melody's F as its seventh, an alto D does not.
+    raw = chords((77, 71, 62, 43))
+    sounding = sounding_pitches(raw)
+    candidates = np.array([[71, 74]])
+    live = PieceContext(melody_unresolved=0.54)
+    found = candidate_violations(raw, sounding, 1, np.array([0]), candidates,
+                                 np.zeros(2, dtype=bool), live, only("seventh_unprepared_exit"))
+    assert np.allclose(found[0], [0.54, 0.0])
+    # offline the melody's next note is known: E5 resolves the F and nothing is charged
+    known = chords((77, 71, 62, 43), (76, 72, 60, 48))
+    found = candidate_violations(known, sounding_pitches(known), 1, np.array([0]), candidates,
+                                 np.zeros(2, dtype=bool), live, only("seventh_unprepared_exit"))
+    assert found[0].tolist() == [0.0, 0.0]
+    assert not candidate_violations(raw, sounding, 1, np.array([0]), candidates,
+                                    np.zeros(2, dtype=bool), None,
+                                    only("seventh_unprepared_exit")).any()

@@ -86,6 +86,11 @@ CC_ALL_NOTES_OFF = 123
 MELODY_INTERVAL_PRIOR = {-2: 0.261, 2: 0.205, 0: 0.151, -1: 0.132, 1: 0.107, 5: 0.034,
                          -3: 0.027, -4: 0.019, 3: 0.016, -5: 0.015, 7: 0.012, 4: 0.009,
                          -7: 0.007, 12: 0.002, 8: 0.0015, -8: 0.001, 9: 0.0007, -12: 0.0003}
+# A melody note that is a chord's seventh resolves if the next different note steps down;
+# a live player's next note is not known yet, so making one a seventh is charged the
+# chance that it will not (Bach's sopranos: 54%).
+MELODY_UNRESOLVED = 1.0 - (MELODY_INTERVAL_PRIOR[-1] + MELODY_INTERVAL_PRIOR[-2]) / (
+    1.0 - MELODY_INTERVAL_PRIOR[0])
 # ... how long the notes are, in quarter notes ...
 DURATION_PRIOR = {1.0: 0.689, 0.5: 0.179, 2.0: 0.104, 1.5: 0.015, 0.25: 0.011}
 # ... and the fermata pedal: down for one note (a fermata is one note long), then up; from
@@ -294,7 +299,7 @@ class LiveHarmonizer:
         # A player's end is unknown: no final-chord rule. A cadence is known when the
         # pedal goes down: the step it marks (grid column ``past``) gets the cadence rule.
         self._cadence = np.zeros(self.past + 1, dtype=bool)
-        self._piece = PieceContext(cadences=self._cadence)
+        self._piece = PieceContext(cadences=self._cadence, melody_unresolved=MELODY_UNRESOLVED)
         self._rule_weights = rule_weight_vector()
         self._rng = np.random.default_rng(self.settings.seed)
         self._noise: deque[list[np.ndarray]] = deque()  # drawn ahead, one entry a decision

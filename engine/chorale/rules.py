@@ -283,6 +283,10 @@ class PieceContext:
     tonic: int = -1
     final_from: int = NO_STEP
     cadences: np.ndarray | None = None  # bool [T]: the first step of each fermata
+    # A live player's melody: the chance that its next note, not played yet, does not
+    # step down. A chord that makes the melody note its seventh is charged the
+    # unprepared-seventh rule that much (offline the next note is known: 0).
+    melody_unresolved: float = 0.0
 
 
 def candidate_violations(raw: np.ndarray, sounding: np.ndarray, voice: int,
@@ -310,7 +314,7 @@ def candidate_violations(raw: np.ndarray, sounding: np.ndarray, voice: int,
                                  int(piece.tonic), int(piece.final_from), SEVENTH_OF,
                                  _NO_CADENCES if piece.cadences is None
                                  else np.ascontiguousarray(piece.cadences, dtype=np.bool_),
-                                 TRIAD_ROOT, CHORD_ROOT)
+                                 TRIAD_ROOT, CHORD_ROOT, float(piece.melody_unresolved))
 
 
 _NO_CADENCES = np.zeros(0, dtype=np.bool_)
@@ -363,7 +367,7 @@ def _resolves(seventh, following):
 @numba.njit(cache=True, nogil=True)
 def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, low, high,
                           weights, tonic, final_from, seventh_of, cadences, triad_root,
-                          chord_root):
+                          chord_root, melody_unresolved):
     w_parallel, w_crossing, w_spacing, w_overlap = weights[0], weights[1], weights[2], weights[3]
     w_hidden, w_range, w_seventh, w_final = weights[4], weights[5], weights[6], weights[7]
     w_exit, w_cadence, w_approach = weights[8], weights[9], weights[10]
@@ -464,9 +468,13 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
                     n += w_exit
                 for u in range(n_voices):
                     p = sounding[u, t]
-                    if u != voice and p >= 0 and p % 12 == seventh and not _resolves(
-                            p, _next_onset(raw, u, t)):
+                    if u == voice or p < 0 or p % 12 != seventh:
+                        continue
+                    following = _next_onset(raw, u, t)
+                    if not _resolves(p, following):
                         n += w_exit
+                    elif u == 0 and following < 0:  # the melody's next note is unknown
+                        n += w_exit * melody_unresolved
             if owed and not is_hold[k] and not _resolves(prev_v, c):
                 n += w_seventh
             out[b, k] += n
