@@ -168,3 +168,25 @@ def test_a_live_melody_note_made_a_seventh_is_charged_the_chance_it_will_not_fal
     assert not candidate_violations(raw, sounding, 1, np.array([0]), candidates,
                                     np.zeros(2, dtype=bool), None,
                                     only("seventh_unprepared_exit")).any()
+
+
+def test_a_live_cadence_on_the_melodys_tonic_may_be_the_last():
+    # A fermata on the melody's C in C major: a live harmoniser does not know whether it
+    # ends the piece, so a bass other than C is charged a share of the final-chord rule.
+    raw = chords((67, 62, 59, 43), (72, 67, 64, 48))
+    sounding = sounding_pitches(raw)
+    cadences = np.zeros(8, dtype=bool)
+    cadences[4] = True
+    bass = np.array([[48, 45]])
+    live = PieceContext(tonic=0, cadences=cadences, tonic_cadence=0.5)
+    found = candidate_violations(raw, sounding, 3, np.array([4]), bass, np.zeros(2, dtype=bool),
+                                 live, only("final_chord"))
+    assert found[0].tolist() == [0.0, 0.5]
+    offline = PieceContext(tonic=0, cadences=cadences)  # the end is known there: no charge
+    assert not candidate_violations(raw, sounding, 3, np.array([4]), bass,
+                                    np.zeros(2, dtype=bool), offline, only("final_chord")).any()
+    on_the_fifth = raw.copy()
+    on_the_fifth[0, 4] = 79  # the melody on G: a half cadence is as likely
+    assert not candidate_violations(on_the_fifth, sounding_pitches(on_the_fifth), 3,
+                                    np.array([4]), bass, np.zeros(2, dtype=bool), live,
+                                    only("final_chord")).any()

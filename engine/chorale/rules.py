@@ -287,6 +287,10 @@ class PieceContext:
     # step down. A chord that makes the melody note its seventh is charged the
     # unprepared-seventh rule that much (offline the next note is known: 0).
     melody_unresolved: float = 0.0
+    # A live player's end is unknown, so any cadence may be the last: at a fermata whose
+    # melody note is the tonic, a chord other than the root-position tonic triad is
+    # charged this share of the final-chord rule (offline the end is known: 0).
+    tonic_cadence: float = 0.0
 
 
 def candidate_violations(raw: np.ndarray, sounding: np.ndarray, voice: int,
@@ -314,7 +318,8 @@ def candidate_violations(raw: np.ndarray, sounding: np.ndarray, voice: int,
                                  int(piece.tonic), int(piece.final_from), SEVENTH_OF,
                                  _NO_CADENCES if piece.cadences is None
                                  else np.ascontiguousarray(piece.cadences, dtype=np.bool_),
-                                 TRIAD_ROOT, CHORD_ROOT, float(piece.melody_unresolved))
+                                 TRIAD_ROOT, CHORD_ROOT, float(piece.melody_unresolved),
+                                 float(piece.tonic_cadence))
 
 
 _NO_CADENCES = np.zeros(0, dtype=np.bool_)
@@ -367,7 +372,7 @@ def _resolves(seventh, following):
 @numba.njit(cache=True, nogil=True)
 def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, low, high,
                           weights, tonic, final_from, seventh_of, cadences, triad_root,
-                          chord_root, melody_unresolved):
+                          chord_root, melody_unresolved, tonic_cadence):
     w_parallel, w_crossing, w_spacing, w_overlap = weights[0], weights[1], weights[2], weights[3]
     w_hidden, w_range, w_seventh, w_final = weights[4], weights[5], weights[6], weights[7]
     w_exit, w_cadence, w_approach = weights[8], weights[9], weights[10]
@@ -521,17 +526,22 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
                 root = chord_root[_mask_at(sounding, at, voice) | (1 << (c % 12))]
                 if root >= 0 and (root - bass) % 12 != 7:
                     out[b, k] += w_approach
-        # The final chord: a tonic triad with the tonic in the bass.
-        if t >= final_from and tonic >= 0:
+        # The final chord: a tonic triad with the tonic in the bass (and, for a live
+        # player, perhaps at any cadence on the melody's tonic).
+        final_charge = w_final if t >= final_from else 0.0
+        if (final_charge == 0.0 and tonic_cadence > 0.0 and t < cadences.size and cadences[t]
+                and voice != 0 and sounding[0, t] >= 0 and (sounding[0, t] - tonic) % 12 == 0):
+            final_charge = w_final * tonic_cadence
+        if final_charge > 0.0 and tonic >= 0:
             for k in range(n_candidates):
                 c = candidate[b, k]
                 if c < 0:
-                    out[b, k] += w_final
+                    out[b, k] += final_charge
                     continue
                 degree = (c - tonic) % 12
                 if (degree != 0 and degree != 3 and degree != 4 and degree != 7) or (
                         voice == 3 and degree != 0):
-                    out[b, k] += w_final
+                    out[b, k] += final_charge
         for k in range(n_candidates):
             out[b, k] += w_range * outside(candidate[b, k], low, high)
     return out
