@@ -158,16 +158,16 @@ def test_a_live_melody_note_made_a_seventh_is_charged_the_chance_it_will_not_fal
     candidates = np.array([[71, 74]])
     live = PieceContext(melody_unresolved=0.54)
     found = candidate_violations(raw, sounding, 1, np.array([0]), candidates,
-                                 np.zeros(2, dtype=bool), live, only("seventh_unprepared_exit"))
+                                 np.zeros(2, dtype=bool), live, only("unresolved_seventh"))
     assert np.allclose(found[0], [0.54, 0.0])
     # offline the melody's next note is known: E5 resolves the F and nothing is charged
     known = chords((77, 71, 62, 43), (76, 72, 60, 48))
     found = candidate_violations(known, sounding_pitches(known), 1, np.array([0]), candidates,
-                                 np.zeros(2, dtype=bool), live, only("seventh_unprepared_exit"))
+                                 np.zeros(2, dtype=bool), live, only("unresolved_seventh"))
     assert found[0].tolist() == [0.0, 0.0]
     assert not candidate_violations(raw, sounding, 1, np.array([0]), candidates,
                                     np.zeros(2, dtype=bool), None,
-                                    only("seventh_unprepared_exit")).any()
+                                    only("unresolved_seventh")).any()
 
 
 def test_a_live_cadence_on_the_melodys_tonic_may_be_the_last():

@@ -88,7 +88,7 @@ MELODY_INTERVAL_PRIOR = {-2: 0.261, 2: 0.205, 0: 0.151, -1: 0.132, 1: 0.107, 5: 
                          -7: 0.007, 12: 0.002, 8: 0.0015, -8: 0.001, 9: 0.0007, -12: 0.0003}
 # A melody note that is a chord's seventh resolves if the next different note steps down;
 # a live player's next note is not known yet, so making one a seventh is charged the
-# chance that it will not (Bach's sopranos: 54%).
+# unresolved-seventh rule times the chance that it will not (Bach's sopranos: 54%).
 MELODY_UNRESOLVED = 1.0 - (MELODY_INTERVAL_PRIOR[-1] + MELODY_INTERVAL_PRIOR[-2]) / (
     1.0 - MELODY_INTERVAL_PRIOR[0])
 # The final-chord rule's share charged at a cadence on the melody's tonic, which may be

@@ -285,7 +285,8 @@ class PieceContext:
     cadences: np.ndarray | None = None  # bool [T]: the first step of each fermata
     # A live player's melody: the chance that its next note, not played yet, does not
     # step down. A chord that makes the melody note its seventh is charged the
-    # unprepared-seventh rule that much (offline the next note is known: 0).
+    # unresolved-seventh rule that much, the break's expected cost (offline the next
+    # note is known: 0).
     melody_unresolved: float = 0.0
     # A live player's end is unknown, so any cadence may be the last: at a fermata whose
     # melody note is the tonic, a chord other than the root-position tonic triad is
@@ -479,7 +480,7 @@ def _candidate_violations(raw, sounding, voice, positions, candidate, is_hold, l
                     if not _resolves(p, following):
                         n += w_exit
                     elif u == 0 and following < 0:  # the melody's next note is unknown
-                        n += w_exit * melody_unresolved
+                        n += w_seventh * melody_unresolved
             if owed and not is_hold[k] and not _resolves(prev_v, c):
                 n += w_seventh
             out[b, k] += n
