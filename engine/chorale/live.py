@@ -70,6 +70,7 @@ from kantor.engine.chorale.encoding import (
     meta_columns,
 )
 from kantor.engine.chorale.explain import LiveDecision
+from kantor.engine.chorale.keys import signature_tonic
 from kantor.engine.chorale.live_settings import CC_PARAMETERS, LIVE_PARAMETERS, LiveSettings
 from kantor.engine.chorale.rules import PieceContext, candidate_violations, rule_weight_vector
 from kantor.engine.models import ASSETS, ModelError, OnnxModel, load_model
@@ -779,10 +780,7 @@ class LiveHarmonizer:
         """What the rules know of a live player's piece: the cadence marked now, the
         tonic of the key told, and that the melody's next note and the end are not known
         (a cadence on the melody's tonic may be the last)."""
-        degree = self.settings.tonic_degree
-        if degree is None:
-            degree = 9 if self.settings.minor else 0
-        tonic = (7 * self.settings.key_sharps + degree) % 12
+        tonic = (signature_tonic(self.settings.key_sharps) + self._tonic_degree()) % 12
         return PieceContext(tonic=tonic, cadences=self._cadence,
                             melody_unresolved=MELODY_UNRESOLVED, tonic_cadence=TONIC_CADENCE)
 
@@ -804,8 +802,13 @@ class LiveHarmonizer:
         """Key signature, mode and tonic into one metadata row."""
         row[3] = self.settings.key_sharps % 12
         row[4] = int(self.settings.minor)
+        row[5] = self._tonic_degree()
+
+    def _tonic_degree(self) -> int:
+        """The tonic in semitones above the signature's major tonic: as set (a modal
+        key), else 0 in major and 9 (the relative minor) in minor."""
         degree = self.settings.tonic_degree
-        row[5] = (9 if self.settings.minor else 0) if degree is None else degree % 12
+        return (9 if self.settings.minor else 0) if degree is None else degree % 12
 
     # ----------------------------------------------------------------- deciding
     def _decide(self, out: list[list[int]], redo: bool, mode: str | None = None) -> None:

@@ -28,6 +28,7 @@ from kantor.engine.chorale.keys import key_of_setting
 from kantor.engine.chorale.live import CLOCKS_PER_STEP, LiveHarmonizer
 from kantor.engine.chorale.rules import rates, voice_leading_report
 from kantor.export.chorale.corpus import Chorale
+from kantor.export.chorale.style import melody_of
 
 STEP_SECONDS = 0.125  # a 16th at 120 bpm, for event-mode timestamps
 EVENT_TEMPO_BPM = 60.0 / (4 * STEP_SECONDS)
@@ -133,11 +134,11 @@ def _tell_key(harmonizer: LiveHarmonizer, chorale: Chorale) -> None:
 def metre_of(chorale: Chorale) -> tuple[int, float]:
     """(quarter-note beats a bar, quarters from the melody's first note to its first bar
     line): what a player tells the harmoniser of the piece (CC 30, CC 31)."""
-    downbeats = np.flatnonzero(chorale.meta[:, 1])
-    bar = int(np.diff(downbeats[:2])[0]) if downbeats.size > 1 else 16
+    melody = melody_of(chorale)
+    bar = melody.steps_per_bar
     onsets = np.flatnonzero(chorale.raw[0] >= 0)
-    first = int(onsets[0]) if onsets.size else 0
-    pickup = (int(downbeats[0]) - first) % bar if downbeats.size else 0
+    first = int(onsets[0]) if onsets.size else 0  # the harmoniser counts from here
+    pickup = (-melody.bar_offset_steps - first) % bar
     return bar // STEPS_PER_QUARTER, pickup / STEPS_PER_QUARTER
 
 
